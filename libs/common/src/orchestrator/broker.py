@@ -1,0 +1,112 @@
+"""Connecting to RabbitMQ and publishing job messages safely.
+
+aio-pika's defaults lose messages silently (non-persistent messages, returns that do not raise);
+everything that publishes goes through :class:`Publisher`, which sets them right.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+
+from orchestrator.topology import Topology, declare_base, declare_work_queue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobMessage:
+    """The wake-up a job's queue carries: only the id; the store holds everything else."""
+
+    job_id: uuid.UUID
+    queue: str
+    headers: Mapping[str, Any] = field(default_factory=dict)
+
+    def body(self) -> bytes:
+        return json.dumps({"job_id": str(self.job_id)}).encode()
+
+
+def decode_job_id(body: bytes) -> uuid.UUID | None:
+    """The job id in a message body, or None when the body is not one of ours."""
+    try:
+        return uuid.UUID(json.loads(body)["job_id"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+async def connect(url: str, *, name: str, timeout: float = 10.0) -> AbstractRobustConnection:
+    """A robust (self-reconnecting) connection; raises if the broker is unreachable now."""
+    return await aio_pika.connect_robust(
+        url, client_properties={"connection_name": name}, timeout=timeout
+    )
+
+
+class Publisher:
+    """Publishes job messages: persistent, mandatory, confirmed, to declared queues only."""
+
+    def __init__(self, connection: AbstractRobustConnection, topology: Topology, timeout: float):
+        self._connection = connection
+        self._topology = topology
+        self._timeout = timeout
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._declared: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    async def _ready(self) -> AbstractExchange:
+        if self._exchange is None or self._channel is None or self._channel.is_closed:
+            self._channel = await self._connection.channel(
+                publisher_confirms=True, on_return_raises=True
+            )
+            self._exchange = await declare_base(self._channel, self._topology)
+            self._declared.clear()
+        return self._exchange
+
+    async def _ensure_queue(self, queue: str) -> None:
+        if queue not in self._declared:
+            assert self._channel is not None
+            await declare_work_queue(self._channel, self._topology, queue)
+            self._declared.add(queue)
+
+    async def publish(self, messages: Sequence[JobMessage]) -> list[bool]:
+        """Publish all, confirms in flight together; True for each message the broker confirmed."""
+        if not messages:
+            return []
+        try:
+            async with self._lock:
+                exchange = await asyncio.wait_for(self._ready(), self._timeout)
+                for queue in {m.queue for m in messages}:
+                    await asyncio.wait_for(self._ensure_queue(queue), self._timeout)
+        except Exception as exc:  # noqa: BLE001 - any broker failure leaves the outbox entry
+            log.warning("broker not ready for publishing: %r", exc)
+            self._exchange = None
+            return [False] * len(messages)
+        results = await asyncio.gather(
+            *(self._publish_one(exchange, m) for m in messages), return_exceptions=True
+        )
+        sent = [result is True for result in results]
+        if not all(sent):
+            failures = [r for r in results if r is not True]
+            log.warning("%d of %d publishes failed: %r", len(failures), len(sent), failures[0])
+        return sent
+
+    async def _publish_one(self, exchange: AbstractExchange, message: JobMessage) -> bool:
+        amqp_message = aio_pika.Message(
+            body=message.body(),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=str(message.job_id),
+            headers=dict(message.headers),
+        )
+        await exchange.publish(
+            amqp_message, routing_key=message.queue, mandatory=True, timeout=self._timeout
+        )
+        return True

@@ -1,0 +1,56 @@
+"""Errors shared across services; each names the problem in words a user can act on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OrchestratorError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class IllegalTransitionError(OrchestratorError):
+    """A state change the state machine's table does not allow."""
+
+    def __init__(self, source: Any, target: Any) -> None:
+        super().__init__(f"a job cannot move from {source} to {target}")
+        self.source = source
+        self.target = target
+
+
+class JobValidationError(OrchestratorError):
+    """Arguments or options that do not fit the job (HTTP 422)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnknownJobError(JobValidationError):
+    """A job name that is not in the catalog."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown job {name!r}: it is not in the catalog", field="job")
+        self.name = name
+
+
+class JobNotFoundError(OrchestratorError):
+    """No job with that id (HTTP 404)."""
+
+
+class ConflictError(OrchestratorError):
+    """The job's state or an idempotency key forbids the request (HTTP 409)."""
+
+
+class JobFailedError(OrchestratorError):
+    """Raised by ``Client.wait`` when the job ended ``Failed`` or ``Deleted``."""
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        error = job.get("error") or {}
+        detail = f": {error.get('type')}: {error.get('message')}" if error else ""
+        super().__init__(f"job {job.get('id')} ended {job.get('state')}{detail}")
+        self.job = job
+
+
+class BrokerUnavailableError(OrchestratorError):
+    """RabbitMQ could not be reached."""

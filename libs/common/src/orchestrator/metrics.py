@@ -1,0 +1,56 @@
+"""Every Prometheus metric the services expose, in one place (the contract in docs/metrics.md).
+
+Labels never carry job ids; ``job`` is a catalog name, so its cardinality is the catalog's size.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
+
+JOBS_ENQUEUED = Counter(
+    "orchestrator_jobs_enqueued_total", "Jobs accepted by the API.", ["queue", "job", "state"]
+)
+JOBS_STARTED = Counter("orchestrator_jobs_started_total", "Jobs claimed and started.", ["queue", "job"])
+JOBS_SUCCEEDED = Counter(
+    "orchestrator_jobs_succeeded_total", "Executions recorded as Succeeded.", ["queue", "job"]
+)
+JOBS_FAILED = Counter(
+    "orchestrator_jobs_failed_total", "Executions that raised or timed out.", ["queue", "job"]
+)
+JOBS_DELETED = Counter("orchestrator_jobs_deleted_total", "Jobs deleted through the API.", ["queue"])
+JOBS_REQUEUED = Counter("orchestrator_jobs_requeued_total", "Jobs requeued by a person.", ["queue"])
+CLAIMS_LOST = Counter(
+    "orchestrator_claims_lost_total",
+    "Deliveries dropped because their job was not claimable (duplicate or stale message).",
+    ["queue"],
+)
+DELIVERIES_RETURNED = Counter(
+    "orchestrator_deliveries_returned_total",
+    "Deliveries handed back to RabbitMQ because no slot was free.",
+    ["queue"],
+)
+JOB_DURATION = Histogram(
+    "orchestrator_job_duration_seconds", "Execution time of a job.", ["queue", "job"],
+    buckets=_DURATION_BUCKETS,
+)
+ENQUEUE_TO_START = Histogram(
+    "orchestrator_enqueue_to_start_seconds",
+    "Time from entering Enqueued to starting execution.", ["queue"],
+    buckets=_LATENCY_BUCKETS,
+)
+JOBS_IN_FLIGHT = Gauge(
+    "orchestrator_jobs_in_flight", "Jobs this worker is running now.", ["queue"]
+)
+OUTBOX_PUBLISHED = Counter(
+    "orchestrator_outbox_published_total", "Outbox entries confirmed by RabbitMQ.", ["path"]
+)
+OUTBOX_BACKLOG = Gauge(
+    "orchestrator_outbox_backlog", "Outbox entries not yet confirmed (seen by the relay)."
+)
+HTTP_REQUESTS = Counter(
+    "orchestrator_http_requests_total", "HTTP requests served by the API.",
+    ["method", "route", "status"],
+)

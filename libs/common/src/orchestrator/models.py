@@ -1,0 +1,159 @@
+"""Tables of the state store (SQLModel); the schema itself is owned by the Alembic migrations."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from orchestrator.db import BigIdType, JsonType, UTCDateTime
+
+
+def _col(type_: Any, *, nullable: bool = True, **kwargs: Any) -> Any:
+    return Field(sa_column=sa.Column(type_, nullable=nullable, **kwargs))
+
+
+class Job(SQLModel, table=True):
+    """One background job: what to run, its current state and everything needed to run it."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        sa.Index("ix_jobs_state_created", "state", "created_at", "id"),
+        sa.Index("ix_jobs_queue_state_created", "queue", "state", "created_at", "id"),
+        sa.Index("ix_jobs_name_state_created", "name", "state", "created_at", "id"),
+        sa.Index("ix_jobs_created", "created_at", "id"),
+        sa.Index(
+            "ix_jobs_scheduled_due",
+            "due_at",
+            postgresql_where=sa.text("state = 'Scheduled'"),
+            sqlite_where=sa.text("state = 'Scheduled'"),
+        ),
+        sa.Index(
+            "ix_jobs_processing_lease",
+            "lease_until",
+            postgresql_where=sa.text("state = 'Processing'"),
+            sqlite_where=sa.text("state = 'Processing'"),
+        ),
+        sa.Index("ix_jobs_expires", "expires_at"),
+        sa.Index("ix_jobs_parent", "parent_id"),
+        sa.Index("ix_jobs_batch", "batch_id"),
+        sa.Index("ix_jobs_recurring", "recurring_id", "created_at"),
+    )
+
+    id: uuid.UUID = Field(sa_column=sa.Column(sa.Uuid(), primary_key=True))
+    name: str = _col(sa.String(200), nullable=False)
+    queue: str = _col(sa.String(63), nullable=False)
+    args: list[Any] = _col(JsonType, nullable=False)
+    kwargs: dict[str, Any] = _col(JsonType, nullable=False)
+    state: str = _col(sa.String(16), nullable=False)
+    #: Why a Scheduled job waits: "delay" (asked for) or "retry" (after a failure).
+    scheduled_reason: str | None = _col(sa.String(16))
+    due_at: datetime | None = _col(UTCDateTime())
+    #: Executions so far, counted from 1; crash re-runs count too.
+    attempt: int = _col(sa.Integer, nullable=False, server_default="0")
+    #: How many re-runs after the first failure are allowed, and how many were spent.
+    retries: int = _col(sa.Integer, nullable=False, server_default="0")
+    retries_used: int = _col(sa.Integer, nullable=False, server_default="0")
+    timeout_seconds: float | None = _col(sa.Float)
+    lease_until: datetime | None = _col(UTCDateTime())
+    worker_id: str | None = _col(sa.String(200))
+    result: Any = _col(JsonType)
+    error_type: str | None = _col(sa.String(300))
+    error_message: str | None = _col(sa.Text)
+    error_traceback: str | None = _col(sa.Text)
+    created_at: datetime = _col(UTCDateTime(), nullable=False)
+    state_changed_at: datetime = _col(UTCDateTime(), nullable=False)
+    started_at: datetime | None = _col(UTCDateTime())
+    finished_at: datetime | None = _col(UTCDateTime())
+    expires_at: datetime | None = _col(UTCDateTime())
+    expire_after_seconds: float | None = _col(sa.Float)
+    idempotency_key: str | None = _col(sa.String(200), unique=True)
+    request_hash: str | None = _col(sa.String(64))
+    parent_id: uuid.UUID | None = _col(sa.Uuid())
+    continue_on: str | None = _col(sa.String(16))
+    batch_id: uuid.UUID | None = _col(sa.Uuid())
+    recurring_id: str | None = _col(sa.String(200))
+    scheduled_for: datetime | None = _col(UTCDateTime())
+    #: W3C trace context of the request that created the job, carried to every message.
+    trace_context: dict[str, str] | None = _col(JsonType)
+    options: dict[str, Any] = _col(JsonType, nullable=False)
+
+
+class JobHistory(SQLModel, table=True):
+    """One row per state a job entered, oldest first by id."""
+
+    __tablename__ = "job_history"
+    __table_args__ = (sa.Index("ix_job_history_job", "job_id", "id"),)
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(BigIdType, primary_key=True, autoincrement=True)
+    )
+    job_id: uuid.UUID = _col(sa.Uuid(), nullable=False)
+    state: str = _col(sa.String(16), nullable=False)
+    at: datetime = _col(UTCDateTime(), nullable=False)
+    reason: str | None = _col(sa.Text)
+    data: dict[str, Any] | None = _col(JsonType)
+
+
+class OutboxEntry(SQLModel, table=True):
+    """A publication committed with the state change that needs it; deleted once confirmed."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_created", "created_at", "id"),)
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(BigIdType, primary_key=True, autoincrement=True)
+    )
+    job_id: uuid.UUID = _col(sa.Uuid(), nullable=False)
+    queue: str = _col(sa.String(63), nullable=False)
+    #: Seconds the message must wait in the broker's delay levels before it reaches the queue.
+    delay_seconds: int = _col(sa.Integer, nullable=False, server_default="0")
+    headers: dict[str, Any] = _col(JsonType, nullable=False)
+    created_at: datetime = _col(UTCDateTime(), nullable=False)
+    attempts: int = _col(sa.Integer, nullable=False, server_default="0")
+    last_error: str | None = _col(sa.Text)
+
+
+class StateCounter(SQLModel, table=True):
+    """Jobs that entered a state per hour; outlives job expiry for the dashboard's history."""
+
+    __tablename__ = "state_counters"
+
+    hour: datetime = Field(sa_column=sa.Column(UTCDateTime(), primary_key=True))
+    state: str = Field(sa_column=sa.Column(sa.String(16), primary_key=True))
+    count: int = _col(sa.BigInteger, nullable=False)
+
+
+class Server(SQLModel, table=True):
+    """A running service instance and its latest heartbeat."""
+
+    __tablename__ = "servers"
+
+    id: str = Field(sa_column=sa.Column(sa.String(200), primary_key=True))
+    role: str = _col(sa.String(20), nullable=False)
+    host: str = _col(sa.String(200), nullable=False)
+    pid: int = _col(sa.Integer, nullable=False)
+    queues: list[str] = _col(JsonType, nullable=False)
+    concurrency: int = _col(sa.Integer, nullable=False, server_default="0")
+    started_at: datetime = _col(UTCDateTime(), nullable=False)
+    heartbeat_at: datetime = _col(UTCDateTime(), nullable=False)
+
+
+class JobRegistration(SQLModel, table=True):
+    """A job a worker can run, with the JSON Schema of its parameters."""
+
+    __tablename__ = "job_registrations"
+
+    name: str = Field(sa_column=sa.Column(sa.String(200), primary_key=True))
+    schema_hash: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    queue: str = _col(sa.String(63), nullable=False)
+    parameters: list[str] = _col(JsonType, nullable=False)
+    json_schema: dict[str, Any] = _col(JsonType, nullable=False)
+    options: dict[str, Any] = _col(JsonType, nullable=False)
+    registered_at: datetime = _col(UTCDateTime(), nullable=False)
+
+
+metadata = SQLModel.metadata

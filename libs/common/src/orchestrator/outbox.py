@@ -1,0 +1,187 @@
+"""The transactional outbox: publications committed with the change that needs them.
+
+Whoever changes a job so that a message must be sent calls :func:`add` in the same transaction.
+After commit the :class:`OutboxSender` publishes at once (the fast path); the scheduler's
+:func:`relay_once` publishes whatever the fast path could not (broker down, crash after commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from orchestrator.broker import JobMessage, Publisher
+from orchestrator.db import db_now
+from orchestrator.models import OutboxEntry
+
+log = logging.getLogger(__name__)
+_outbox = OutboxEntry.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A committed outbox entry and the message it stands for."""
+
+    entry_id: int
+    message: JobMessage
+
+
+@dataclass(frozen=True)
+class Publication:
+    job_id: uuid.UUID
+    queue: str
+    headers: Mapping[str, Any] = field(default_factory=dict)
+
+
+async def add(
+    conn: AsyncConnection, publications: Sequence[Publication], now: datetime
+) -> list[Pending]:
+    """Record publications inside the caller's transaction; returns them for the fast path."""
+    if not publications:
+        return []
+    rows = [
+        {
+            "job_id": p.job_id,
+            "queue": p.queue,
+            "delay_seconds": 0,
+            "headers": dict(p.headers),
+            "created_at": now,
+            "attempts": 0,
+        }
+        for p in publications
+    ]
+    result = await conn.execute(
+        sa.insert(_outbox).returning(_outbox.c.id, sort_by_parameter_order=True), rows
+    )
+    ids = [row.id for row in result.all()]
+    return [
+        Pending(entry_id, JobMessage(p.job_id, p.queue, p.headers))
+        for entry_id, p in zip(ids, publications, strict=True)
+    ]
+
+
+async def publish_pending(
+    conn: AsyncConnection, publisher: Publisher, pending: Sequence[Pending]
+) -> int:
+    """Publish, then delete the confirmed entries; unconfirmed ones stay for the relay."""
+    sent = await publisher.publish([p.message for p in pending])
+    return await record_results(conn, pending, sent)
+
+
+async def record_results(
+    conn: AsyncConnection, pending: Sequence[Pending], sent: Sequence[bool]
+) -> int:
+    done = [p.entry_id for p, ok in zip(pending, sent, strict=True) if ok]
+    failed = [p.entry_id for p, ok in zip(pending, sent, strict=True) if not ok]
+    if done:
+        await conn.execute(sa.delete(_outbox).where(_outbox.c.id.in_(done)))
+    if failed:
+        await conn.execute(
+            sa.update(_outbox)
+            .where(_outbox.c.id.in_(failed))
+            .values(attempts=_outbox.c.attempts + 1)
+        )
+    return len(done)
+
+
+class OutboxSender:
+    """The fast path: publishes committed entries right away, many per round of confirms."""
+
+    def __init__(self, engine: AsyncEngine, publisher: Publisher | None) -> None:
+        self._engine = engine
+        self.publisher = publisher
+        self._waiting: list[Pending] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-sender")
+
+    async def stop(self) -> None:
+        await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def submit(self, pending: Sequence[Pending]) -> None:
+        """Hand over entries committed just now; without a broker the relay sends them later."""
+        if not pending or self.publisher is None:
+            return
+        self._waiting.extend(pending)
+        self._idle.clear()
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far has been tried once."""
+        await self._idle.wait()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._waiting:
+                batch, self._waiting = self._waiting[:1000], self._waiting[1000:]
+                try:
+                    await self._send(batch)
+                except Exception:
+                    log.exception("fast-path publish failed; the relay will send these entries")
+            if not self._waiting:
+                self._idle.set()
+
+    async def _send(self, batch: list[Pending]) -> None:
+        assert self.publisher is not None
+        async with self._engine.begin() as conn:
+            await publish_pending(conn, self.publisher, batch)
+
+
+async def relay_once(
+    engine: AsyncEngine, publisher: Publisher, *, older_than: timedelta, limit: int = 500
+) -> int:
+    """Publish entries the fast path left behind; safe with several relays on PostgreSQL.
+
+    On PostgreSQL the entries stay row-locked (``SKIP LOCKED``) while they are published, so
+    relays never send the same entry together. SQLite has one writer at a time: holding its lock
+    through a slow publish would stall every other role, so there it reads, publishes, then
+    records, and a rare duplicate message is made harmless by the worker's claim.
+    """
+    if engine.dialect.name == "postgresql":
+        async with engine.begin() as conn:
+            pending = await _due_entries(conn, older_than, limit, lock=True)
+            return await publish_pending(conn, publisher, pending)
+    async with engine.begin() as conn:
+        pending = await _due_entries(conn, older_than, limit, lock=False)
+    sent = await publisher.publish([p.message for p in pending])
+    async with engine.begin() as conn:
+        return await record_results(conn, pending, sent)
+
+
+async def _due_entries(
+    conn: AsyncConnection, older_than: timedelta, limit: int, *, lock: bool
+) -> list[Pending]:
+    now = await db_now(conn)
+    query = (
+        sa.select(_outbox)
+        .where(_outbox.c.created_at < now - older_than)
+        .order_by(_outbox.c.id)
+        .limit(limit)
+    )
+    if lock:
+        query = query.with_for_update(skip_locked=True)
+    rows = (await conn.execute(query)).all()
+    return [Pending(row.id, JobMessage(row.job_id, row.queue, dict(row.headers))) for row in rows]
+
+
+async def backlog(conn: AsyncConnection) -> int:
+    return int((await conn.execute(sa.select(sa.func.count()).select_from(_outbox))).scalar_one())

@@ -1,0 +1,265 @@
+"""The job state machine: the states, the allowed transitions, and the only code that moves a job.
+
+Every change is a compare-and-set on the state the caller expects, and appends a history row in the
+same transaction. Nothing else in the code base assigns ``jobs.state``.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestrator.db import is_postgres
+from orchestrator.errors import IllegalTransitionError
+from orchestrator.models import Job, JobHistory, StateCounter
+
+
+class State(enum.StrEnum):
+    """Hangfire's state names: one word, capitalised, past tense."""
+
+    ENQUEUED = "Enqueued"  #: waiting in its queue for a worker
+    SCHEDULED = "Scheduled"  #: waiting for a due time (a requested delay or a retry)
+    AWAITING = "Awaiting"  #: waiting for its parent job (a continuation)
+    PROCESSING = "Processing"  #: claimed by a worker that holds its lease
+    SUCCEEDED = "Succeeded"  #: final; expires
+    FAILED = "Failed"  #: kept until a person acts
+    DELETED = "Deleted"  #: final; expires
+
+
+#: Nothing automatic leaves a final state; only a person's requeue does.
+FINAL: Final = frozenset({State.SUCCEEDED, State.DELETED})
+#: States counted per hour for the dashboard's history graph.
+COUNTED: Final = frozenset({State.SUCCEEDED, State.FAILED, State.DELETED})
+#: Requeue (run now, fresh retry budget) is allowed from these.
+REQUEUEABLE: Final = frozenset(
+    {State.FAILED, State.SUCCEEDED, State.DELETED, State.SCHEDULED, State.AWAITING}
+)
+
+_S = State
+ALLOWED: Final[Mapping[State, frozenset[State]]] = {
+    _S.ENQUEUED: frozenset({_S.PROCESSING, _S.DELETED, _S.FAILED}),  # FAILED: dead-lettered
+    # PROCESSING: a worker claims a retry whose due time has come.
+    _S.SCHEDULED: frozenset({_S.ENQUEUED, _S.PROCESSING, _S.DELETED}),
+    _S.AWAITING: frozenset({_S.ENQUEUED, _S.DELETED}),
+    # ENQUEUED: lease expired or worker shut down; SCHEDULED: a retry is due later.
+    _S.PROCESSING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.SCHEDULED, _S.ENQUEUED, _S.DELETED}),
+    _S.FAILED: frozenset({_S.ENQUEUED, _S.DELETED}),
+    _S.SUCCEEDED: frozenset({_S.ENQUEUED, _S.DELETED}),
+    _S.DELETED: frozenset({_S.ENQUEUED}),
+}
+
+
+def is_allowed(source: State, target: State) -> bool:
+    return target in ALLOWED[source]
+
+
+def check_allowed(sources: Iterable[State], target: State) -> None:
+    for source in sources:
+        if not is_allowed(source, target):
+            raise IllegalTransitionError(source, target)
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a transition writes besides the state: extra columns and the history row's data."""
+
+    reason: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RowChange:
+    """One job's part in a batch of per-row transitions (e.g. each job's own result)."""
+
+    job_id: uuid.UUID
+    change: Change
+    #: Extra equality guards, e.g. the claim's attempt and worker id.
+    guard: Mapping[str, Any] = field(default_factory=dict)
+
+
+_jobs = Job.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ at class creation
+_history = JobHistory.__table__  # type: ignore[attr-defined]
+_counters = StateCounter.__table__  # type: ignore[attr-defined]
+
+
+async def move(
+    conn: AsyncConnection,
+    job_ids: Sequence[uuid.UUID],
+    *,
+    expected: Iterable[State],
+    target: State,
+    change: Change,
+    now: datetime,
+    retention: timedelta,
+    where: sa.ColumnElement[bool] | None = None,
+    returning: Sequence[sa.ColumnElement[Any]] = (),
+) -> list[sa.Row[Any]]:
+    """Move every listed job that is in an ``expected`` state to ``target``, in one statement.
+
+    Returns the rows moved (``id``, ``expire_after_seconds`` and any ``returning`` columns); jobs
+    in another state are left alone and simply not returned.
+    """
+    expected = frozenset(expected)
+    check_allowed(expected, target)
+    if not job_ids:
+        return []
+    condition = sa.and_(_jobs.c.id.in_(list(job_ids)), _jobs.c.state.in_([s.value for s in expected]))
+    if where is not None:
+        condition = sa.and_(condition, where)
+    values = {**_state_columns(target, now, retention), **change.values}
+    stmt = (
+        sa.update(_jobs)
+        .where(condition)
+        .values(**values)
+        .returning(_jobs.c.id, _jobs.c.expire_after_seconds, *returning)
+    )
+    rows = list((await conn.execute(stmt)).all())
+    await _after_move(conn, rows, target, now, [(row.id, change) for row in rows])
+    return rows
+
+
+async def move_each(
+    conn: AsyncConnection,
+    items: Sequence[RowChange],
+    *,
+    expected: Iterable[State],
+    target: State,
+    now: datetime,
+    retention: timedelta,
+) -> list[uuid.UUID]:
+    """Like :func:`move`, but each job gets its own values and guards; returns the ids moved."""
+    expected = frozenset(expected)
+    check_allowed(expected, target)
+    if not items:
+        return []
+    base = _state_columns(target, now, retention)
+    states = [s.value for s in expected]
+    if is_postgres(conn) and len(items) > 1 and _uniform(items):
+        moved = await _move_each_postgres(conn, items, states, base)
+    else:
+        moved = []
+        for item in items:
+            stmt = (
+                sa.update(_jobs)
+                .where(_jobs.c.id == item.job_id, _jobs.c.state.in_(states))
+                .where(*[_jobs.c[name] == value for name, value in item.guard.items()])
+                .values(**base, **item.change.values)
+                .returning(_jobs.c.id, _jobs.c.expire_after_seconds)
+            )
+            moved.extend((await conn.execute(stmt)).all())
+    by_id = {item.job_id: item.change for item in items}
+    await _after_move(conn, moved, target, now, [(row.id, by_id[row.id]) for row in moved])
+    return [row.id for row in moved]
+
+
+def _uniform(items: Sequence[RowChange]) -> bool:
+    first = items[0]
+    keys = (tuple(first.change.values), tuple(first.guard))
+    return all((tuple(i.change.values), tuple(i.guard)) == keys for i in items)
+
+
+async def _move_each_postgres(
+    conn: AsyncConnection, items: Sequence[RowChange], states: list[str], base: dict[str, Any]
+) -> list[sa.Row[Any]]:
+    # One UPDATE ... FROM (VALUES ...) for the whole batch instead of a round trip per job.
+    value_names = list(items[0].change.values)
+    guard_names = list(items[0].guard)
+    columns = [sa.column("id", _jobs.c.id.type)]
+    columns += [sa.column(f"v_{n}", _jobs.c[n].type) for n in value_names]
+    columns += [sa.column(f"g_{n}", _jobs.c[n].type) for n in guard_names]
+    rows = [
+        (item.job_id, *item.change.values.values(), *item.guard.values()) for item in items
+    ]
+    source = sa.values(*columns, name="v").data(rows)
+    stmt = (
+        sa.update(_jobs)
+        .where(_jobs.c.id == source.c.id, _jobs.c.state.in_(states))
+        .where(*[_jobs.c[n] == source.c[f"g_{n}"] for n in guard_names])
+        .values(**base, **{n: source.c[f"v_{n}"] for n in value_names})
+        .returning(_jobs.c.id, _jobs.c.expire_after_seconds)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+def _state_columns(target: State, now: datetime, retention: timedelta) -> dict[str, Any]:
+    values: dict[str, Any] = {"state": target.value, "state_changed_at": now}
+    values["expires_at"] = now + retention if target in FINAL else None
+    if target is not State.PROCESSING:
+        values["lease_until"] = None
+    if target is not State.SCHEDULED:
+        values["due_at"] = None
+        values["scheduled_reason"] = None
+    return values
+
+
+async def _after_move(
+    conn: AsyncConnection,
+    rows: Sequence[sa.Row[Any]],
+    target: State,
+    now: datetime,
+    changes: Sequence[tuple[uuid.UUID, Change]],
+) -> None:
+    if not rows:
+        return
+    await conn.execute(
+        sa.insert(_history),
+        [
+            {
+                "job_id": job_id,
+                "state": target.value,
+                "at": now,
+                "reason": change.reason,
+                "data": dict(change.data) if change.data is not None else None,
+            }
+            for job_id, change in changes
+        ],
+    )
+    custom = [row for row in rows if row.expire_after_seconds is not None]
+    if target in FINAL and custom:
+        await conn.execute(
+            sa.update(_jobs).where(_jobs.c.id == sa.bindparam("jid")).values(
+                expires_at=sa.bindparam("exp")
+            ),
+            [
+                {"jid": row.id, "exp": now + timedelta(seconds=row.expire_after_seconds)}
+                for row in custom
+            ],
+        )
+    if target in COUNTED:
+        await count_states(conn, now, Counter({target: len(rows)}))
+
+
+async def count_states(conn: AsyncConnection, now: datetime, counts: Counter[State]) -> None:
+    """Add to the persistent per-hour counters."""
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    insert_fn: Any = (
+        sa.dialects.postgresql.insert if is_postgres(conn) else sa.dialects.sqlite.insert
+    )
+    for state, n in counts.items():
+        stmt = insert_fn(_counters).values(hour=hour, state=state.value, count=n)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["hour", "state"], set_={"count": _counters.c.count + n}
+        )
+        await conn.execute(stmt)
+
+
+async def record_created(
+    conn: AsyncConnection, rows: Sequence[Mapping[str, Any]], now: datetime, reason: str
+) -> None:
+    """Append the first history row of newly inserted jobs (the insert is the first transition)."""
+    await conn.execute(
+        sa.insert(_history),
+        [
+            {"job_id": row["id"], "state": row["state"], "at": now, "reason": reason, "data": None}
+            for row in rows
+        ],
+    )

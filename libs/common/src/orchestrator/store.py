@@ -1,0 +1,279 @@
+"""Reading and creating jobs in the state store. State changes go through ``states``."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestrator import outbox, states
+from orchestrator.errors import ConflictError, JobNotFoundError
+from orchestrator.models import Job, JobHistory, Server
+from orchestrator.states import State
+
+jobs_table = Job.__table__  # type: ignore[attr-defined]
+history_table = JobHistory.__table__  # type: ignore[attr-defined]
+servers_table = Server.__table__  # type: ignore[attr-defined]
+
+
+@dataclass
+class NewJob:
+    """Everything needed to insert one job; ``state`` is Enqueued, Scheduled or Awaiting."""
+
+    name: str
+    queue: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    state: State = State.ENQUEUED
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    retries: int = 10
+    due_at: datetime | None = None
+    scheduled_reason: str | None = None
+    timeout_seconds: float | None = None
+    expire_after_seconds: float | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    parent_id: uuid.UUID | None = None
+    continue_on: str | None = None
+    batch_id: uuid.UUID | None = None
+    recurring_id: str | None = None
+    scheduled_for: datetime | None = None
+    trace_context: dict[str, str] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    reason: str = "Created"
+
+    def row(self, now: datetime) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "queue": self.queue,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "state": self.state.value,
+            "scheduled_reason": self.scheduled_reason,
+            "due_at": self.due_at,
+            "attempt": 0,
+            "retries": self.retries,
+            "retries_used": 0,
+            "timeout_seconds": self.timeout_seconds,
+            "created_at": now,
+            "state_changed_at": now,
+            "expire_after_seconds": self.expire_after_seconds,
+            "idempotency_key": self.idempotency_key,
+            "request_hash": self.request_hash,
+            "parent_id": self.parent_id,
+            "continue_on": self.continue_on,
+            "batch_id": self.batch_id,
+            "recurring_id": self.recurring_id,
+            "scheduled_for": self.scheduled_for,
+            "trace_context": self.trace_context,
+            "options": self.options,
+        }
+
+
+async def create_jobs(
+    conn: AsyncConnection, new_jobs: Sequence[NewJob], now: datetime
+) -> list[outbox.Pending]:
+    """Insert jobs, their first history rows and the outbox entries of the Enqueued ones."""
+    if not new_jobs:
+        return []
+    rows = [job.row(now) for job in new_jobs]
+    await conn.execute(sa.insert(jobs_table), rows)
+    await conn.execute(
+        sa.insert(history_table),
+        [
+            {"job_id": j.id, "state": j.state.value, "at": now, "reason": j.reason, "data": None}
+            for j in new_jobs
+        ],
+    )
+    publications = [
+        outbox.Publication(j.id, j.queue, j.trace_context or {})
+        for j in new_jobs
+        if j.state is State.ENQUEUED
+    ]
+    return await outbox.add(conn, publications, now)
+
+
+async def find_by_idempotency_keys(
+    conn: AsyncConnection, keys: Sequence[str]
+) -> dict[str, sa.Row[Any]]:
+    if not keys:
+        return {}
+    rows = await conn.execute(
+        sa.select(jobs_table.c.id, jobs_table.c.state, jobs_table.c.idempotency_key,
+                  jobs_table.c.request_hash)
+        .where(jobs_table.c.idempotency_key.in_(list(keys)))
+    )
+    return {row.idempotency_key: row for row in rows}
+
+
+async def get_job(conn: AsyncConnection, job_id: uuid.UUID) -> sa.Row[Any]:
+    row = (await conn.execute(sa.select(jobs_table).where(jobs_table.c.id == job_id))).first()
+    if row is None:
+        raise JobNotFoundError(f"no job with id {job_id}")
+    return row
+
+
+async def get_history(conn: AsyncConnection, job_id: uuid.UUID) -> list[sa.Row[Any]]:
+    query = (
+        sa.select(history_table)
+        .where(history_table.c.job_id == job_id)
+        .order_by(history_table.c.id)
+    )
+    return list((await conn.execute(query)).all())
+
+
+def public_job(row: sa.Row[Any], history: Sequence[sa.Row[Any]] | None = None) -> dict[str, Any]:
+    """The job as the HTTP API shows it."""
+    error = None
+    if row.error_type is not None:
+        error = {
+            "type": row.error_type,
+            "message": row.error_message,
+            "traceback": row.error_traceback,
+        }
+    view: dict[str, Any] = {
+        "id": str(row.id),
+        "job": row.name,
+        "args": row.args,
+        "kwargs": row.kwargs,
+        "queue": row.queue,
+        "state": row.state,
+        "attempt": row.attempt,
+        "retries": row.retries,
+        "result": row.result,
+        "error": error,
+        "created_at": row.created_at.isoformat(),
+        "state_changed_at": row.state_changed_at.isoformat(),
+        "due_at": row.due_at.isoformat() if row.due_at else None,
+        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+        "parent_id": str(row.parent_id) if row.parent_id else None,
+        "batch_id": str(row.batch_id) if row.batch_id else None,
+        "recurring_id": row.recurring_id,
+    }
+    if history is not None:
+        view["history"] = [
+            {"state": h.state, "at": h.at.isoformat(), "reason": h.reason, "data": h.data}
+            for h in history
+        ]
+    return view
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    state: State | None = None
+    queue: str | None = None
+    name: str | None = None
+
+
+def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
+    raw = f"{created_at.isoformat()}|{job_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, _, job_id = base64.urlsafe_b64decode(padded).decode().partition("|")
+        return datetime.fromisoformat(created), uuid.UUID(job_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValueError("invalid cursor") from None
+
+
+async def list_jobs(
+    conn: AsyncConnection, where: JobFilter, *, limit: int, cursor: str | None
+) -> tuple[list[sa.Row[Any]], str | None]:
+    """Newest first, keyset-paged on (created_at, id) so deep pages cost the same as the first."""
+    query = sa.select(jobs_table)
+    if where.state is not None:
+        query = query.where(jobs_table.c.state == where.state.value)
+    if where.queue is not None:
+        query = query.where(jobs_table.c.queue == where.queue)
+    if where.name is not None:
+        query = query.where(jobs_table.c.name == where.name)
+    if cursor is not None:
+        created_at, job_id = decode_cursor(cursor)
+        query = query.where(
+            sa.tuple_(jobs_table.c.created_at, jobs_table.c.id) < sa.tuple_(created_at, job_id)
+        )
+    query = query.order_by(jobs_table.c.created_at.desc(), jobs_table.c.id.desc()).limit(limit + 1)
+    rows = list((await conn.execute(query)).all())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+    return rows, next_cursor
+
+
+async def state_counts(conn: AsyncConnection) -> dict[str, int]:
+    query = sa.select(jobs_table.c.state, sa.func.count()).group_by(jobs_table.c.state)
+    counts = {state.value: 0 for state in State}
+    for state, count in (await conn.execute(query)).all():
+        counts[state] = count
+    return counts
+
+
+async def processing_by_queue(conn: AsyncConnection) -> dict[str, int]:
+    query = (
+        sa.select(jobs_table.c.queue, sa.func.count())
+        .where(jobs_table.c.state == State.PROCESSING.value)
+        .group_by(jobs_table.c.queue)
+    )
+    return {queue: count for queue, count in (await conn.execute(query)).all()}
+
+
+async def known_queues(conn: AsyncConnection) -> set[str]:
+    """Queues that hold jobs or that a live server consumes."""
+    queues = set((await conn.execute(sa.select(jobs_table.c.queue).distinct())).scalars())
+    for server_queues in (await conn.execute(sa.select(servers_table.c.queues))).scalars():
+        queues.update(server_queues)
+    return queues
+
+
+async def delete_job(
+    conn: AsyncConnection, job_id: uuid.UUID, now: datetime, retention: Any, reason: str
+) -> str:
+    """Move a job to Deleted from any other state; deleting a Deleted job changes nothing."""
+    row = await get_job(conn, job_id)
+    if row.state == State.DELETED.value:
+        return row.state
+    sources = [s for s in State if s is not State.DELETED]
+    moved = await states.move(
+        conn, [job_id], expected=sources, target=State.DELETED,
+        change=states.Change(reason), now=now, retention=retention,
+    )
+    if not moved:
+        raise ConflictError(f"job {job_id} changed state while being deleted; try again")
+    return State.DELETED.value
+
+
+async def requeue_job(
+    conn: AsyncConnection, job_id: uuid.UUID, now: datetime, retention: Any, reason: str
+) -> list[outbox.Pending]:
+    """Run a job again now with a fresh retry budget (a person's decision)."""
+    row = await get_job(conn, job_id)
+    if State(row.state) not in states.REQUEUEABLE:
+        raise ConflictError(f"job {job_id} is {row.state}; only jobs not queued or running "
+                            "can be requeued")
+    moved = await states.move(
+        conn, [job_id], expected=states.REQUEUEABLE, target=State.ENQUEUED,
+        change=states.Change(reason, values={"retries_used": 0, "worker_id": None}),
+        now=now, retention=retention,
+    )
+    if not moved:
+        raise ConflictError(f"job {job_id} changed state while being requeued; try again")
+    return await outbox.add(
+        conn, [outbox.Publication(job_id, row.queue, row.trace_context or {})], now
+    )
+
+
+async def list_servers(conn: AsyncConnection) -> list[sa.Row[Any]]:
+    query = sa.select(servers_table).order_by(servers_table.c.role, servers_table.c.started_at)
+    return list((await conn.execute(query)).all())
