@@ -1,0 +1,181 @@
+"""The ``orchestrator`` command: run one role, every role at once (``dev``), or migrate."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import click
+
+from orchestrator.settings import load_settings
+
+ROLES = ("api", "worker", "scheduler", "janitor")
+
+
+def _set_env(**values: object) -> None:
+    """Command-line options override the environment, which the settings object reads."""
+    for name, value in values.items():
+        if value is not None:
+            os.environ[f"ORCHESTRATOR_{name.upper()}"] = str(value)
+
+
+def _job_modules_importable() -> None:
+    # Job modules are named relative to where the command runs, as with `python -m`.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
+def _role_main(role: str) -> Callable[[], None]:
+    if role == "api":
+        from orchestrator_api.main import main as api_main
+
+        return api_main
+    if role == "worker":
+        from orchestrator_worker.main import main as worker_main
+
+        return worker_main
+    if role == "scheduler":
+        from orchestrator_scheduler.main import main as scheduler_main
+
+        return scheduler_main
+    from orchestrator_janitor.main import main as janitor_main
+
+    return janitor_main
+
+
+jobs_option = click.option("--jobs", help="Comma-separated job modules (ORCHESTRATOR_JOBS).")
+
+
+@click.group()
+def cli() -> None:
+    """Orchestrator: background jobs on RabbitMQ."""
+
+
+@cli.command()
+@click.option("--host", help="Address to listen on (ORCHESTRATOR_API_HOST).")
+@click.option("--port", type=int, help="Port (ORCHESTRATOR_API_PORT, default 5001).")
+@jobs_option
+def api(host: str | None, port: int | None, jobs: str | None) -> None:
+    """Serve the HTTP API and the dashboard."""
+    _set_env(api_host=host, api_port=port, jobs=jobs)
+    _job_modules_importable()
+    _role_main("api")()
+
+
+@cli.command()
+@click.option("--queues", help="Queues in priority order, e.g. critical,default.")
+@click.option("--concurrency", type=int, help="Jobs run at once.")
+@jobs_option
+def worker(queues: str | None, concurrency: int | None, jobs: str | None) -> None:
+    """Claim and run jobs."""
+    _set_env(worker_queues=queues, worker_concurrency=concurrency, jobs=jobs)
+    _job_modules_importable()
+    _role_main("worker")()
+
+
+@cli.command()
+def scheduler() -> None:
+    """Turn time into work: the outbox relay (and, later, delays and recurring jobs)."""
+    _role_main("scheduler")()
+
+
+@cli.command()
+def janitor() -> None:
+    """Remove expired jobs and dead server records."""
+    _role_main("janitor")()
+
+
+@cli.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command()
+def upgrade() -> None:
+    """Apply every pending migration to ORCHESTRATOR_DATABASE_URL."""
+    from orchestrator.migrate import upgrade as run_upgrade
+
+    settings = load_settings()
+    run_upgrade(settings.database_url)
+    click.echo(f"database at {settings.database_url} is up to date")
+
+
+def _broker_reachable(url: str) -> str | None:
+    from orchestrator.broker import connect
+
+    async def probe() -> None:
+        connection = await connect(url, name="orchestrator-dev-probe", timeout=5)
+        await connection.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as exc:  # noqa: BLE001 - reported to the user below
+        return repr(exc)
+    return None
+
+
+@cli.command()
+@jobs_option
+def dev(jobs: str | None) -> None:
+    """Run every role locally, one process each, on the configured store and broker."""
+    _set_env(jobs=jobs)
+    settings = load_settings()
+    problem = _broker_reachable(settings.amqp_url)
+    if problem is not None:
+        click.echo(
+            f"RabbitMQ is not reachable at {settings.amqp_url} ({problem}).\n"
+            "Start it first, for example:\n"
+            "  rabbitmq-server -detached            (installed locally)\n"
+            "  docker run -d -p 5672:5672 rabbitmq:3.13-management\n"
+            "or point ORCHESTRATOR_AMQP_URL at a running broker.",
+            err=True,
+        )
+        raise SystemExit(1)
+    from orchestrator.migrate import upgrade as run_upgrade
+
+    run_upgrade(settings.database_url)
+    click.echo(f"store: {settings.database_url}  broker: {settings.amqp_url}")
+    click.echo(f"API and dashboard: http://localhost:{settings.api_port}/hangfire")
+    raise SystemExit(_supervise(ROLES))
+
+
+def _supervise(roles: tuple[str, ...]) -> int:
+    """Start one process per role; when one exits or we are stopped, stop them all."""
+    children = {
+        role: subprocess.Popen([sys.executable, "-m", "orchestrator_cli", role])  # noqa: S603
+        for role in roles
+    }
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    exit_code = 0
+    while not stopping:
+        for role, child in children.items():
+            if child.poll() is not None:
+                click.echo(f"{role} exited with {child.returncode}; stopping the others", err=True)
+                exit_code = child.returncode or 1
+                stopping = True
+        time.sleep(0.5)
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children.values():
+        try:
+            child.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return exit_code
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,61 @@
+"""Group work that arrives one item at a time into batches: one transaction for many jobs.
+
+No timer is involved: while one batch is being handled the next one accumulates, so a quiet
+system handles items one by one with no added latency and a busy one in large batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Batcher(Generic[T]):
+    def __init__(
+        self, handle: Callable[[list[T]], Awaitable[None]], *, name: str, max_batch: int = 500
+    ) -> None:
+        self._handle = handle
+        self._name = name
+        self._max_batch = max_batch
+        self._items: list[T] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def submit(self, item: T) -> None:
+        self._items.append(item)
+        self._idle.clear()
+        self._wake.set()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def drain(self) -> None:
+        """Wait until every item submitted so far has been handled."""
+        await self._idle.wait()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._items:
+                batch = self._items[: self._max_batch]
+                del self._items[: self._max_batch]
+                # The handler owns errors (retry, give back); it must not raise.
+                await self._handle(batch)
+            self._idle.set()

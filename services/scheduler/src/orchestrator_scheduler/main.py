@@ -1,0 +1,26 @@
+"""Entry point of the scheduler role: ``orchestrator-scheduler`` or ``orchestrator scheduler``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from orchestrator.settings import Settings, load_settings
+from orchestrator_scheduler.scheduler import Scheduler
+
+
+async def run(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await Scheduler(settings).run(stop)
+
+
+def main() -> None:
+    settings = load_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    asyncio.run(run(settings))

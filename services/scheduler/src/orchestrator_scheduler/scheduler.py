@@ -1,0 +1,82 @@
+"""The scheduler role: the only one that turns time into work.
+
+Today it runs the outbox relay: publications the fast path left behind (broker down, crash
+between commit and publish) are published here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator import metrics, outbox, servers
+from orchestrator.broker import Publisher, connect
+from orchestrator.db import create_engine
+from orchestrator.loops import Loop, run_role
+from orchestrator.settings import Settings
+from orchestrator.topology import Topology
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.info = servers.ServerInfo(role="scheduler")
+        self.topology = Topology(settings.broker_namespace, settings.delivery_limit)
+        self._connection: AbstractRobustConnection | None = None
+        self._publisher: Publisher | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        engine = create_engine(self.settings.database_url)
+        try:
+            await run_role(
+                engine, self.info, self.loops(engine), stop,
+                heartbeat_seconds=self.settings.heartbeat_seconds,
+                ops_host=self.settings.api_host, ops_port=self.settings.scheduler_ops_port,
+                readiness=self._broker_ready,
+            )
+        finally:
+            if self._connection is not None:
+                with contextlib.suppress(Exception):
+                    await self._connection.close()
+            await engine.dispose()
+
+    def loops(self, engine: AsyncEngine) -> list[Loop]:
+        async def relay() -> bool:
+            publisher = await self._ensure_publisher()
+            if publisher is None:
+                return False
+            sent = await outbox.relay_once(
+                engine, publisher,
+                older_than=timedelta(seconds=self.settings.outbox_relay_after_seconds),
+            )
+            if sent:
+                metrics.OUTBOX_PUBLISHED.labels("relay").inc(sent)
+                log.info("relay published %d outbox entries", sent)
+            async with engine.connect() as conn:
+                metrics.OUTBOX_BACKLOG.set(await outbox.backlog(conn))
+            return sent >= 500
+
+        return [Loop("outbox-relay", self.settings.outbox_relay_interval_seconds, relay)]
+
+    async def _ensure_publisher(self) -> Publisher | None:
+        if self._publisher is not None:
+            return self._publisher
+        try:
+            self._connection = await connect(self.settings.amqp_url, name=self.info.id)
+        except Exception as exc:  # noqa: BLE001 - the relay retries on its next tick
+            log.warning("RabbitMQ unreachable (%r); outbox entries wait", exc)
+            return None
+        self._publisher = Publisher(
+            self._connection, self.topology, self.settings.publish_timeout_seconds
+        )
+        return self._publisher
+
+    async def _broker_ready(self) -> dict[str, bool]:
+        return {"broker": self._connection is not None and not self._connection.is_closed}

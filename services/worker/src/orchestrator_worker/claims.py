@@ -1,0 +1,113 @@
+"""Claiming delivered jobs in the store: one compare-and-set for a whole batch of deliveries."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator import metrics, states
+from orchestrator.broker import decode_job_id
+from orchestrator.db import db_now
+from orchestrator.states import State
+from orchestrator.store import jobs_table
+from orchestrator_worker.intake import Delivery
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job this worker now owns, with what it needs to run it."""
+
+    job_id: uuid.UUID
+    name: str
+    queue: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    attempt: int
+    timeout_seconds: float | None
+    trace_context: dict[str, str] | None
+    claimed_at: datetime
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    claimed: dict[uuid.UUID, ClaimedJob]
+    #: Every delivery that named a job, with that job's id (claimed or not).
+    decoded: list[tuple[Delivery, uuid.UUID]]
+    #: Deliveries whose body named no job; they go to the dead-letter queue.
+    undecodable: list[Delivery]
+
+
+async def claim(
+    engine: AsyncEngine, deliveries: Sequence[Delivery], worker_id: str, lease: timedelta
+) -> ClaimResult:
+    """``Enqueued → Processing`` (or a due ``Scheduled`` retry) for every delivery's job."""
+    decoded: list[tuple[Delivery, uuid.UUID]] = []
+    undecodable: list[Delivery] = []
+    for delivery in deliveries:
+        job_id = decode_job_id(delivery.message.body)
+        if job_id is None:
+            undecodable.append(delivery)
+        else:
+            decoded.append((delivery, job_id))
+    ids = list({job_id for _, job_id in decoded})
+    if not ids:
+        return ClaimResult({}, decoded, undecodable)
+    async with engine.begin() as conn:
+        now = await db_now(conn)
+        enqueued_at = dict(
+            (
+                await conn.execute(
+                    sa.select(jobs_table.c.id, jobs_table.c.state_changed_at).where(
+                        jobs_table.c.id.in_(ids)
+                    )
+                )
+            ).all()
+        )
+        rows = await states.move(
+            conn,
+            ids,
+            expected={State.ENQUEUED, State.SCHEDULED},
+            target=State.PROCESSING,
+            change=states.Change(
+                reason=f"Started by {worker_id}",
+                values={
+                    "attempt": jobs_table.c.attempt + 1,
+                    "lease_until": now + lease,
+                    "worker_id": worker_id,
+                    "started_at": now,
+                },
+                data={"worker": worker_id},
+            ),
+            where=sa.or_(
+                jobs_table.c.state == State.ENQUEUED.value, jobs_table.c.due_at <= now
+            ),
+            now=now,
+            retention=timedelta(0),
+            returning=[
+                jobs_table.c.name, jobs_table.c.queue, jobs_table.c.args, jobs_table.c.kwargs,
+                jobs_table.c.attempt, jobs_table.c.timeout_seconds, jobs_table.c.trace_context,
+            ],
+        )
+    claimed = {
+        row.id: ClaimedJob(
+            job_id=row.id, name=row.name, queue=row.queue, args=list(row.args),
+            kwargs=dict(row.kwargs), attempt=row.attempt, timeout_seconds=row.timeout_seconds,
+            trace_context=row.trace_context, claimed_at=now,
+        )
+        for row in rows
+    }
+    for job in claimed.values():
+        metrics.JOBS_STARTED.labels(job.queue, job.name).inc()
+        waited = enqueued_at.get(job.job_id)
+        if waited is not None:
+            metrics.ENQUEUE_TO_START.labels(job.queue).observe((now - waited).total_seconds())
+    return ClaimResult(claimed, decoded, undecodable)

@@ -1,0 +1,181 @@
+"""Taking deliveries from RabbitMQ only for free slots, highest-priority queue first.
+
+A slot is one job this worker may run at once. A delivery is acked as soon as its claim commits,
+so RabbitMQ's prefetch no longer bounds what it sends; the intake does. It works in two modes:
+
+- consuming: every queue has a consumer, and each delivery takes a free slot as it arrives. Used
+  while the queues were last seen empty, so arrival order is the only order there is.
+- pulling: no consumers; each free slot asks the queues with ``basic.get`` in priority order.
+  Used whenever slots ran out, so a freed slot always takes waiting ``critical`` work before
+  ``default`` work, and no delivery waits unacked while every slot is busy.
+
+Switching from consuming to pulling hands back the deliveries no slot could take; each such
+return counts toward the quorum delivery limit on RabbitMQ 3.x, which is why the limit is large
+and why the intake does not switch back until the queues are empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+
+from orchestrator import metrics
+from orchestrator.topology import Topology, declare_base, declare_work_queue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Delivery:
+    queue: str
+    message: AbstractIncomingMessage
+
+
+@dataclass
+class _Source:
+    name: str
+    channel: AbstractChannel
+    queue: AbstractQueue
+    consumer_tag: str | None = None
+
+
+class Intake:
+    def __init__(
+        self,
+        connection: AbstractRobustConnection,
+        topology: Topology,
+        queues: Sequence[str],
+        concurrency: int,
+        take: Callable[[Delivery], None],
+    ) -> None:
+        self._connection = connection
+        self._topology = topology
+        self._queue_names = list(queues)
+        self._take = take
+        self.concurrency = concurrency
+        self.free = concurrency
+        self._sources: list[_Source] = []
+        self._consuming = False
+        self._paused = True
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._switching = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        for name in self._queue_names:
+            channel = await self._connection.channel()
+            await channel.set_qos(prefetch_count=self.concurrency)
+            await declare_base(channel, self._topology)
+            queue = await declare_work_queue(channel, self._topology, name)
+            self._sources.append(_Source(name, channel, queue))
+        self._paused = False
+        self._task = asyncio.create_task(self._pull_loop(), name="intake")
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Take nothing more; hand back any delivery not yet given a slot."""
+        self._paused = True
+        await self._stop_consuming()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def pause(self) -> None:
+        """Stop taking work (the store is unreachable); :meth:`resume` starts again."""
+        self._paused = True
+        self._wake.set()
+
+    def resume(self) -> None:
+        self._paused = False
+        self._wake.set()
+
+    def release(self) -> None:
+        """A slot became free."""
+        self.free += 1
+        self._wake.set()
+
+    @property
+    def consumer_count(self) -> int:
+        return sum(1 for s in self._sources if s.consumer_tag is not None)
+
+    async def _pull_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._background = {t for t in self._background if not t.done()}
+            if self._paused:
+                await self._stop_consuming()
+                continue
+            if self._consuming or self.free <= 0:
+                continue
+            try:
+                found_nothing = await self._pull()
+            except Exception:
+                log.exception("pulling from RabbitMQ failed; retrying")
+                await asyncio.sleep(1.0)
+                self._wake.set()
+                continue
+            if found_nothing and self.free > 0 and not self._paused:
+                await self._start_consuming()
+
+    async def _pull(self) -> bool:
+        """Fill free slots with basic.get in priority order; True when every queue was empty."""
+        while self.free > 0 and not self._paused:
+            for source in self._sources:
+                message = await source.queue.get(no_ack=False, fail=False, timeout=10)
+                if message is not None:
+                    self._assign(Delivery(source.name, message))
+                    break
+            else:
+                return True
+        return False
+
+    def _assign(self, delivery: Delivery) -> None:
+        self.free -= 1
+        self._take(delivery)
+
+    async def _start_consuming(self) -> None:
+        async with self._switching:
+            self._consuming = True
+            for source in self._sources:
+                if not self._consuming:
+                    break  # slots ran out while consumers were being added
+                source.consumer_tag = await source.queue.consume(
+                    self._consumer_for(source.name), no_ack=False
+                )
+        if not self._consuming:
+            await self._stop_consuming()
+
+    async def _stop_consuming(self) -> None:
+        self._consuming = False
+        async with self._switching:
+            for source in self._sources:
+                if source.consumer_tag is not None:
+                    tag, source.consumer_tag = source.consumer_tag, None
+                    with contextlib.suppress(Exception):
+                        await source.queue.cancel(tag)
+
+    def _consumer_for(self, name: str) -> Callable[[AbstractIncomingMessage], object]:
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            if self._consuming and self.free > 0 and not self._paused:
+                self._assign(Delivery(name, message))
+                if self.free == 0:
+                    self._consuming = False
+                    self._background.add(asyncio.create_task(self._switch_to_pulling()))
+                return
+            metrics.DELIVERIES_RETURNED.labels(name).inc()
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+
+        return on_message
+
+    async def _switch_to_pulling(self) -> None:
+        await self._stop_consuming()
+        self._wake.set()

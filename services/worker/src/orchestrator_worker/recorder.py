@@ -1,0 +1,62 @@
+"""Recording outcomes: many jobs' results in one transaction, guarded by each job's claim."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator import states
+from orchestrator.db import db_now
+from orchestrator.states import RowChange, State
+from orchestrator_worker.execution import Outcome
+
+
+def _change(outcome: Outcome, now: datetime) -> states.Change:
+    if outcome.succeeded:
+        return states.Change(
+            reason="Completed",
+            values={"result": outcome.result, "finished_at": now},
+            data={"duration": round(outcome.duration, 6)},
+        )
+    return states.Change(
+        reason=f"{outcome.error_type}: {outcome.error_message}"[:1000],
+        values={
+            "error_type": outcome.error_type,
+            "error_message": outcome.error_message,
+            "error_traceback": outcome.error_traceback,
+            "finished_at": now,
+        },
+        data={"attempt": outcome.job.attempt, "duration": round(outcome.duration, 6)},
+    )
+
+
+async def record(
+    engine: AsyncEngine, outcomes: Sequence[Outcome], worker_id: str, retention: timedelta
+) -> set[object]:
+    """Commit every outcome whose claim still holds; returns the ids recorded.
+
+    The guard on attempt and worker id means a stale worker (its lease expired and the job was
+    claimed again, or the job was deleted) can never overwrite what happened since.
+    """
+    recorded: set[object] = set()
+    async with engine.begin() as conn:
+        now = await db_now(conn)
+        for target, wanted in ((State.SUCCEEDED, True), (State.FAILED, False)):
+            items = [
+                RowChange(
+                    o.job.job_id,
+                    _change(o, now),
+                    guard={"attempt": o.job.attempt, "worker_id": worker_id},
+                )
+                for o in outcomes
+                if o.succeeded is wanted
+            ]
+            recorded.update(
+                await states.move_each(
+                    conn, items, expected={State.PROCESSING}, target=target, now=now,
+                    retention=retention,
+                )
+            )
+    return recorded

@@ -1,0 +1,298 @@
+"""The worker role: claims jobs from its queues, runs them, and records what happened."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator import catalog as catalog_store
+from orchestrator import metrics, outbox, ops_server, servers, states
+from orchestrator.batching import Batcher
+from orchestrator.broker import Publisher, connect
+from orchestrator.catalog import Catalog
+from orchestrator.db import create_engine, db_now
+from orchestrator.jobs import JobContext
+from orchestrator.settings import Settings
+from orchestrator.states import State
+from orchestrator.store import jobs_table
+from orchestrator.topology import Topology
+from orchestrator_worker.claims import ClaimedJob, claim
+from orchestrator_worker.execution import Outcome, execute, new_context
+from orchestrator_worker.intake import Delivery, Intake
+from orchestrator_worker.recorder import record
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Running:
+    job: ClaimedJob
+    context: JobContext
+    task: asyncio.Task[None] | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Worker:
+    def __init__(self, settings: Settings, catalog: Catalog, *, shutdown_grace: float = 30.0):
+        self.settings = settings
+        self.catalog = catalog
+        self.shutdown_grace = shutdown_grace
+        self.info = servers.ServerInfo(
+            role="worker", queues=list(settings.worker_queues),
+            concurrency=settings.worker_concurrency,
+        )
+        self.topology = Topology(settings.broker_namespace, settings.delivery_limit)
+        self.running: dict[uuid.UUID, Running] = {}
+        self._threads = ThreadPoolExecutor(settings.worker_concurrency, "job")
+        self._claims: Batcher[Delivery] = Batcher(self._claim_batch, name="claims")
+        self._outcomes: Batcher[Outcome] = Batcher(self._record_batch, name="outcomes")
+        self._engine: AsyncEngine | None = None
+        self._connection: AbstractRobustConnection | None = None
+        self._intake: Intake | None = None
+        self._store_down = False
+        #: Set once the worker consumes its queues.
+        self.ready = asyncio.Event()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        assert self._engine is not None
+        return self._engine
+
+    @property
+    def intake(self) -> Intake:
+        assert self._intake is not None
+        return self._intake
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._engine = create_engine(self.settings.database_url)
+        ops = await ops_server.serve(
+            self.settings.api_host, self.settings.worker_ops_port, self._readiness
+        )
+        try:
+            await self._register()
+            self._connection = await self._connect(stop)
+            if self._connection is None:
+                return
+            self._intake = Intake(
+                self._connection, self.topology, self.settings.worker_queues,
+                self.settings.worker_concurrency, self._claims.submit,
+            )
+            self._claims.start()
+            self._outcomes.start()
+            await self.intake.start()
+            self.ready.set()
+            log.info("worker %s consuming %s", self.info.id, self.settings.worker_queues)
+            heartbeat = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+            await stop.wait()
+            heartbeat.cancel()
+            await self._shutdown()
+        finally:
+            if ops is not None:
+                ops.cancel()
+            await self._close()
+
+    async def _register(self) -> None:
+        async with self.engine.begin() as conn:
+            now = await db_now(conn)
+            await catalog_store.register(conn, self.catalog.registrations(), now)
+        await servers.announce(self.engine, self.info)
+
+    async def _connect(self, stop: asyncio.Event) -> AbstractRobustConnection | None:
+        while not stop.is_set():
+            try:
+                return await connect(self.settings.amqp_url, name=self.info.id)
+            except Exception as exc:  # noqa: BLE001 - keep trying until the broker is up
+                log.warning("RabbitMQ unreachable at start (%r); retrying in 2 s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 2.0)
+        return None
+
+    async def _claim_batch(self, deliveries: list[Delivery]) -> None:
+        try:
+            result = await claim(self.engine, deliveries, self.info.id, self.settings.lease)
+        except Exception:
+            log.exception("claiming failed; handing %d deliveries back", len(deliveries))
+            for delivery in deliveries:
+                with contextlib.suppress(Exception):
+                    await delivery.message.nack(requeue=True)
+                self.intake.release()
+            self._pause_until_store_returns()
+            return
+        for delivery in result.undecodable:
+            with contextlib.suppress(Exception):
+                await delivery.message.reject(requeue=False)
+            self.intake.release()
+        started: set[uuid.UUID] = set()
+        for delivery, job_id in result.decoded:
+            await self._ack(delivery)
+            job = result.claimed.get(job_id)
+            if job is None or job_id in started:
+                metrics.CLAIMS_LOST.labels(delivery.queue).inc()
+                self.intake.release()
+                continue
+            started.add(job_id)
+            self._start(job)
+
+    async def _ack(self, delivery: Delivery) -> None:
+        try:
+            await delivery.message.ack()
+        except Exception as exc:  # noqa: BLE001 - stale tag after a reconnect
+            # RabbitMQ already requeued this delivery when the old channel closed; its copy
+            # will lose the claim, so the job still runs exactly once here.
+            log.warning("ack of a delivery failed (%r); its redelivery will be dropped", exc)
+
+    def _start(self, job: ClaimedJob) -> None:
+        running = Running(job, new_context(job))
+        self.running[job.job_id] = running
+        metrics.JOBS_IN_FLIGHT.labels(job.queue).inc()
+        running.task = asyncio.create_task(self._run_job(running), name=f"job-{job.job_id}")
+
+    async def _run_job(self, running: Running) -> None:
+        outcome = await execute(
+            running.job, self.catalog, running.context, self._threads,
+            self.settings.traceback_max_chars,
+        )
+        self._outcomes.submit(outcome)
+
+    async def _record_batch(self, outcomes: list[Outcome]) -> None:
+        try:
+            recorded = await record(
+                self.engine, outcomes, self.info.id, self.settings.job_retention
+            )
+        except Exception:
+            log.exception("recording %d outcomes failed; retrying", len(outcomes))
+            await asyncio.sleep(1.0)
+            for outcome in outcomes:
+                self._outcomes.submit(outcome)
+            return
+        for outcome in outcomes:
+            job = outcome.job
+            counter = metrics.JOBS_SUCCEEDED if outcome.succeeded else metrics.JOBS_FAILED
+            if job.job_id in recorded:
+                counter.labels(job.queue, job.name).inc()
+                metrics.JOB_DURATION.labels(job.queue, job.name).observe(outcome.duration)
+            self._finish(job)
+
+    def _finish(self, job: ClaimedJob) -> None:
+        running = self.running.pop(job.job_id, None)
+        if running is not None:
+            running.done.set()
+            metrics.JOBS_IN_FLIGHT.labels(job.queue).dec()
+            self.intake.release()
+
+    def _pause_until_store_returns(self) -> None:
+        if self._store_down:
+            return
+        self._store_down = True
+        self.intake.pause()
+        asyncio.create_task(self._wait_for_store(), name="store-watch")
+
+    async def _wait_for_store(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                async with self.engine.connect() as conn:
+                    await conn.execute(sa.text("SELECT 1"))
+            except Exception:  # noqa: BLE001, S112 - still down
+                continue
+            log.info("store reachable again; resuming intake")
+            self._store_down = False
+            self.intake.resume()
+            return
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            try:
+                await self._renew_leases()
+                await servers.heartbeat(self.engine, self.info)
+            except Exception:
+                log.exception("heartbeat failed")
+
+    async def _renew_leases(self) -> None:
+        if not self.running:
+            return
+        async with self.engine.begin() as conn:
+            now = await db_now(conn)
+            await conn.execute(
+                sa.update(jobs_table)
+                .where(
+                    jobs_table.c.worker_id == self.info.id,
+                    jobs_table.c.state == State.PROCESSING.value,
+                    jobs_table.c.id.in_(list(self.running)),
+                )
+                .values(lease_until=now + self.settings.lease)
+            )
+
+    async def _shutdown(self) -> None:
+        """Stop taking work, let running jobs finish within the grace period, hand back the rest."""
+        if self._intake is not None:
+            await self.intake.stop()
+        waiting = [r.done.wait() for r in self.running.values()]
+        if waiting:
+            log.info("waiting up to %.0f s for %d running jobs", self.shutdown_grace, len(waiting))
+            await asyncio.wait(
+                [asyncio.ensure_future(w) for w in waiting], timeout=self.shutdown_grace
+            )
+        await self._outcomes.drain()
+        leftover = list(self.running.values())
+        for running in leftover:
+            running.context.cancelled.set()
+            if running.task is not None:
+                running.task.cancel()
+        if leftover:
+            await self._hand_back([r.job for r in leftover])
+
+    async def _hand_back(self, jobs: list[ClaimedJob]) -> None:
+        """Put unfinished jobs back to Enqueued without spending their retry budget."""
+        async with self.engine.begin() as conn:
+            now = await db_now(conn)
+            moved = await states.move(
+                conn, [j.job_id for j in jobs], expected={State.PROCESSING},
+                target=State.ENQUEUED,
+                change=states.Change("Worker shut down before the job finished"),
+                where=jobs_table.c.worker_id == self.info.id, now=now,
+                retention=self.settings.job_retention,
+                returning=[jobs_table.c.queue, jobs_table.c.trace_context],
+            )
+            pending = await outbox.add(
+                conn,
+                [outbox.Publication(r.id, r.queue, r.trace_context or {}) for r in moved],
+                now,
+            )
+        if self._connection is not None and pending:
+            publisher = Publisher(
+                self._connection, self.topology, self.settings.publish_timeout_seconds
+            )
+            async with self.engine.begin() as conn:
+                await outbox.publish_pending(conn, publisher, pending)
+        log.info("handed %d unfinished jobs back to their queues", len(moved))
+
+    async def _readiness(self) -> dict[str, bool]:
+        store_ok = True
+        try:
+            async with self.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(sa.text("SELECT 1")), 2.0)
+        except Exception:  # noqa: BLE001
+            store_ok = False
+        broker_ok = self._connection is not None and not self._connection.is_closed
+        return {"store": store_ok, "broker": broker_ok}
+
+    async def _close(self) -> None:
+        await self._claims.stop()
+        await self._outcomes.stop()
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+        with contextlib.suppress(Exception):
+            await servers.withdraw(self.engine, self.info)
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        await self.engine.dispose()
