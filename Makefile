@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make dev` runs every role, `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(PYTHON)
+
+.PHONY: help setup dev test lint typecheck importcheck unit bench clean
+
+help:
+	@echo "make dev    - set up, migrate and run every role on http://localhost:5001"
+	@echo "make test   - set up and run lint, type checks and the test suite"
+	@echo "make bench  - run the benchmarks (PostgreSQL + RabbitMQ)"
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+setup: $(if $(shell command -v uv 2>/dev/null),,.tools/bin/uv)
+	$(UV) sync --locked --python $(PYTHON)
+
+dev: setup
+	.venv/bin/orchestrator dev
+
+lint: setup
+	.venv/bin/ruff check .
+
+typecheck: setup
+	.venv/bin/mypy
+
+importcheck: setup
+	.venv/bin/lint-imports
+
+test: lint typecheck importcheck
+	.venv/bin/pytest
+
+bench: setup
+	.venv/bin/python -m bench.run_all
+
+clean:
+	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache
