@@ -119,7 +119,15 @@ def arguments_payload(
 
 
 _FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER
-_validators: dict[str, jsonschema.Draft202012Validator] = {}
+# JSON Schema counts 1.0 as an integer; the worker's strict pydantic model does not, so neither
+# does the API: an "integer" must arrive as a JSON number without a fraction or exponent.
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
+_validators: dict[str, Any] = {}
 
 
 def validate_with_schema(
@@ -129,7 +137,7 @@ def validate_with_schema(
     payload = arguments_payload(registration.parameters, args, kwargs, registration.name)
     validator = _validators.get(registration.schema_hash)
     if validator is None:
-        validator = jsonschema.Draft202012Validator(registration.json_schema, format_checker=_FORMATS)
+        validator = _Validator(registration.json_schema, format_checker=_FORMATS)
         _validators[registration.schema_hash] = validator
     error = jsonschema.exceptions.best_match(validator.iter_errors(payload))
     if error is None:

@@ -7,13 +7,18 @@ import hashlib
 import inspect
 import json
 import threading
+import types
 import typing
 import uuid
+from collections import abc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from datetime import date, datetime, time, timedelta
+from typing import Annotated, Any, Generic, ParamSpec, TypeVar, overload
 
+import jsonschema
 import pydantic
+import typing_extensions
 from pydantic_core import to_jsonable_python
 
 from orchestrator.errors import JobValidationError
@@ -106,7 +111,7 @@ class JobFunction(Generic[P, R]):
                 keywords[parameter.name] = value
         if self.context_parameter is not None:
             keywords[self.context_parameter] = context
-        return self.fn(*positional, **keywords)  # type: ignore[arg-type]  # ParamSpec erased
+        return self.fn(*positional, **keywords)
 
 
 @overload
@@ -172,12 +177,119 @@ def _arguments_model(
 ) -> type[pydantic.BaseModel]:
     fields: dict[str, Any] = {}
     for parameter in parameters:
-        annotation = hints.get(parameter.name, Any)
+        annotation = _as_strict_as_schema(hints.get(parameter.name, Any))
         default = ... if parameter.default is inspect.Parameter.empty else parameter.default
         fields[parameter.name] = (annotation, default)
     model_name = "".join(part.capitalize() for part in name.replace(".", "_").split("_")) or "Job"
-    return pydantic.create_model(  # type: ignore[no-any-return, call-overload]
+    return pydantic.create_model(
         f"{model_name}Arguments",
         __config__=pydantic.ConfigDict(strict=True, extra="forbid"),
         **fields,
     )
+
+
+
+
+# The API checks arguments against the JSON Schema (formats included); the worker's pydantic model
+# must be exactly as strict. Pydantic parses some formats leniently (naive or space-separated
+# datetimes, UUIDs without dashes, "HH:MM:SS" durations), lets set duplicates collapse, and applies
+# a nested model's own (lax) config. So format-bearing leaves are checked by the very format checker
+# the API uses, sets reject duplicates, and nested models are made strict. No JSON Schema changes.
+_FORMATS: dict[Any, str] = {
+    datetime: "date-time", date: "date", time: "time", timedelta: "duration", uuid.UUID: "uuid"
+}
+_FORMAT_CHECKER = jsonschema.Draft202012Validator.FORMAT_CHECKER
+_UNIONS = (typing.Union, types.UnionType)
+_GENERICS = (list, tuple, dict, abc.Sequence, abc.Mapping, *_UNIONS)
+_SETS = (set, frozenset, abc.Set)
+
+
+def _format_check(kind: type, fmt: str) -> pydantic.BeforeValidator:
+    def check(value: Any) -> Any:
+        if isinstance(value, kind):
+            return value
+        if not isinstance(value, str) or not _FORMAT_CHECKER.conforms(value, fmt):
+            raise ValueError(f"{value!r} is not a valid {fmt!r} string")
+        return value  # parsed by the (then lax) inner type; the format is already certain
+
+    return pydantic.BeforeValidator(check)
+
+
+class _UniqueItems:
+    """A list that must hold distinct items and becomes a set: JSON Schema's ``uniqueItems``."""
+
+    def __init__(self, kind: type) -> None:
+        self.kind = kind
+
+    def __get_pydantic_json_schema__(self, core: Any, handler: Any) -> Any:
+        return {**handler(core), "uniqueItems": True}
+
+    def __call__(self, items: list[Any]) -> Any:
+        distinct = {json.dumps(to_jsonable_python(item), sort_keys=True) for item in items}
+        if len(distinct) < len(items):
+            raise ValueError("items are not unique")
+        return self.kind(items)
+
+
+def _as_strict_as_schema(annotation: Any) -> Any:
+    """``annotation`` with every part checked exactly as the JSON Schema checks it."""
+    if annotation in _FORMATS:
+        fmt = _FORMATS[annotation]
+        return Annotated[annotation, pydantic.Strict(False), _format_check(annotation, fmt)]
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Annotated:
+        return Annotated[(_as_strict_as_schema(args[0]), *annotation.__metadata__)]
+    if origin in _SETS:
+        unique = _UniqueItems(frozenset if origin is frozenset else set)
+        items = _as_strict_as_schema(args[0])
+        return Annotated[list[items], pydantic.AfterValidator(unique), unique]  # type: ignore[valid-type]
+    if origin in _GENERICS:
+        strict = tuple(a if a is Ellipsis else _as_strict_as_schema(a) for a in args)
+        return typing.Union[strict] if origin in _UNIONS else origin[strict]  # noqa: UP007
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return _strict_model(annotation)
+    if typing_extensions.is_typeddict(annotation):
+        return _strict_typeddict(annotation)
+    return annotation
+
+
+_strict_models: dict[type[pydantic.BaseModel], type[pydantic.BaseModel]] = {}
+
+
+def _strict_model(model: type[pydantic.BaseModel]) -> type[pydantic.BaseModel]:
+    """A same-named strict subclass of a nested model (a model's own config would apply)."""
+    if model in _strict_models:
+        return _strict_models[model]
+    _strict_models[model] = model  # a recursive reference keeps the model as it is
+    fields = model.model_fields
+    annotations = {name: _as_strict_as_schema(f.annotation) for name, f in fields.items()}
+    namespace = {
+        "__module__": model.__module__,
+        "__qualname__": model.__qualname__,
+        "__doc__": model.__doc__,
+        "__annotations__": annotations,
+        "model_config": {**model.model_config, "strict": True},
+        **fields,
+    }
+    strict: type[pydantic.BaseModel] = type(model.__name__, (model,), namespace)
+    _strict_models[model] = strict
+    return strict
+
+
+def _strict_typeddict(td: Any) -> Any:
+    """A TypedDict (it takes the job model's strict config) with its format leaves checked."""
+    hints = typing.get_type_hints(td, include_extras=True)
+    strict = {name: _as_strict_as_schema(hint) for name, hint in hints.items()}
+    if strict == hints:
+        return td
+    fields = {
+        name: typing_extensions.Required[hint]
+        if name in td.__required_keys__
+        else typing_extensions.NotRequired[hint]
+        for name, hint in strict.items()
+    }
+    make_typeddict: Any = typing_extensions.TypedDict  # the functional form, with a computed name
+    rebuilt = make_typeddict(td.__name__, fields)
+    rebuilt.__module__ = td.__module__
+    return rebuilt
