@@ -148,8 +148,10 @@ def validate_with_schema(
 
 
 def _error_field(error: jsonschema.ValidationError) -> str | None:
-    if error.path:
-        return str(error.path[0])
+    # absolute_path: an error inside anyOf/oneOf (e.g. ``datetime | None``) has a relative path
+    # that no longer names the argument.
+    if error.absolute_path:
+        return str(error.absolute_path[0])
     if error.validator == "required":
         missing = [name for name in error.validator_value if name not in error.instance]
         return missing[0] if missing else None
