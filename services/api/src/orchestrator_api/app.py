@@ -1,0 +1,42 @@
+"""The FastAPI application: ``create_app(settings)``; nothing connects until its lifespan runs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from orchestrator.settings import Settings
+
+from orchestrator_api import dashboard, errors, routes_info, routes_jobs, routes_ops
+from orchestrator_api.auth import AuthMiddleware
+from orchestrator_api.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from orchestrator_api.runtime import Runtime
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime(settings)
+        app.state.runtime = runtime
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="Orchestrator",
+        description="Background jobs on RabbitMQ with state in PostgreSQL or SQLite.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    for module in (routes_jobs, routes_info, routes_ops, dashboard):
+        app.include_router(module.router)
+    # Added last = outermost: metrics see every answer, auth runs before a body is read.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(AuthMiddleware, keys=settings.parsed_api_keys)
+    app.add_middleware(RequestMetricsMiddleware, routes=app.router.routes)
+    return app

@@ -1,0 +1,215 @@
+"""Creating jobs: validation against the catalog, idempotency keys, and one transaction per call.
+
+A single enqueue is a bulk of one; either every job of a call is stored or none is.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from orchestrator import store
+from orchestrator.catalog import Registration, validate_with_schema
+from orchestrator.db import db_now
+from orchestrator.errors import ConflictError, JobValidationError, UnknownJobError
+from orchestrator.jobs import DEFAULT_RETRIES
+from orchestrator.metrics import JOBS_ENQUEUED
+from orchestrator.outbox import Pending
+from orchestrator.states import State
+from orchestrator.tracing import current_headers
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestrator_api.runtime import Runtime
+from orchestrator_api.schemas import EnqueueRequest
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A request that passed every check that needs no database."""
+
+    where: str  #: "" for a single job, "jobs[3]: " inside a bulk
+    request: EnqueueRequest
+    registration: Registration
+    queue: str
+    request_hash: str | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    id: uuid.UUID
+    state: str
+    replayed: bool = False
+
+
+async def prepare(
+    runtime: Runtime, requests: Sequence[EnqueueRequest], *, bulk: bool
+) -> list[Prepared]:
+    registrations = await runtime.catalog.lookup({r.job for r in requests})
+    prepared = []
+    for index, request in enumerate(requests):
+        where = f"jobs[{index}]: " if bulk else ""
+        registration = registrations.get(request.job)
+        try:
+            if registration is None:
+                raise UnknownJobError(request.job)
+            validate_with_schema(registration, request.args, request.kwargs)
+        except JobValidationError as exc:
+            raise JobValidationError(f"{where}{exc}", field=exc.field) from None
+        key = request.idempotency_key
+        prepared.append(
+            Prepared(
+                where, request, registration, request.queue or registration.queue,
+                request.request_hash() if key is not None else None,
+            )
+        )
+    return prepared
+
+
+async def enqueue(runtime: Runtime, prepared: Sequence[Prepared]) -> list[Outcome]:
+    """Store the jobs in one transaction, then hand their messages to the fast path."""
+    trace = current_headers() or None
+    try:
+        async with runtime.engine.begin() as conn:
+            outcomes, pending, created = await _store(conn, prepared, trace)
+    except IntegrityError:
+        if not any(p.request_hash for p in prepared):
+            raise
+        # Another request took one of these idempotency keys between our lookup and insert;
+        # a second pass finds its job.
+        async with runtime.engine.begin() as conn:
+            outcomes, pending, created = await _store(conn, prepared, trace)
+    runtime.submit(pending)
+    for (queue, job, state), count in created.items():
+        JOBS_ENQUEUED.labels(queue, job, state).inc(count)
+    return outcomes
+
+
+async def _store(
+    conn: AsyncConnection, prepared: Sequence[Prepared], trace: dict[str, str] | None
+) -> tuple[list[Outcome], list[Pending], Counter[tuple[str, str, str]]]:
+    now = await db_now(conn)
+    keys = [p.request.idempotency_key for p in prepared if p.request.idempotency_key]
+    existing = await store.find_by_idempotency_keys(conn, keys)
+    parents = await _parent_states(conn, prepared)
+    outcomes: list[Outcome] = []
+    new_jobs: list[store.NewJob] = []
+    claimed: dict[str, tuple[str | None, Outcome]] = {}
+    for item in prepared:
+        key = item.request.idempotency_key
+        if key is not None:
+            replay = _replay(item, key, existing.get(key), claimed.get(key))
+            if replay is not None:
+                outcomes.append(replay)
+                continue
+        new_job = _new_job(item, now, parents, trace)
+        new_jobs.append(new_job)
+        outcome = Outcome(new_job.id, new_job.state.value)
+        outcomes.append(outcome)
+        if key is not None:
+            claimed[key] = (item.request_hash, Outcome(new_job.id, new_job.state.value, True))
+    pending = await store.create_jobs(conn, new_jobs, now)
+    created = Counter((j.queue, j.name, j.state.value) for j in new_jobs)
+    return outcomes, pending, created
+
+
+def _replay(
+    item: Prepared,
+    key: str,
+    row: sa.Row[Any] | None,
+    earlier: tuple[str | None, Outcome] | None,
+) -> Outcome | None:
+    """The first job of an idempotency key when this request repeats it; None for a new key."""
+    if row is not None:
+        if row.request_hash is not None and row.request_hash == item.request_hash:
+            return Outcome(row.id, row.state, replayed=True)
+        raise ConflictError(
+            f"{item.where}idempotency key {key!r} belongs to job {row.id}, which was created "
+            "from a different request"
+        )
+    if earlier is not None:
+        earlier_hash, outcome = earlier
+        if earlier_hash == item.request_hash:
+            return outcome
+        raise JobValidationError(
+            f"{item.where}idempotency key {key!r} is used twice in this request with different "
+            "bodies", field="idempotency_key",
+        )
+    return None
+
+
+async def _parent_states(
+    conn: AsyncConnection, prepared: Sequence[Prepared]
+) -> dict[uuid.UUID, str]:
+    ids = {p.request.continue_after for p in prepared if p.request.continue_after is not None}
+    if not ids:
+        return {}
+    table = store.jobs_table
+    rows = await conn.execute(sa.select(table.c.id, table.c.state).where(table.c.id.in_(ids)))
+    return {row.id: row.state for row in rows}
+
+
+def _new_job(
+    item: Prepared,
+    now: datetime,
+    parents: Mapping[uuid.UUID, str],
+    trace: dict[str, str] | None,
+) -> store.NewJob:
+    request = item.request
+    options = item.registration.options
+    retries = request.retries
+    if retries is None:
+        retries = int(options.get("retries", DEFAULT_RETRIES))
+    timeout = request.timeout_seconds
+    if timeout is None and options.get("timeout") is not None:
+        timeout = float(options["timeout"])
+    new_job = store.NewJob(
+        name=request.job, queue=item.queue, args=request.args, kwargs=request.kwargs,
+        retries=retries, timeout_seconds=timeout,
+        expire_after_seconds=request.expire_after_seconds,
+        idempotency_key=request.idempotency_key, request_hash=item.request_hash,
+        trace_context=trace,
+    )
+    if request.continue_after is not None:
+        _continuation(new_job, item, parents)
+        return new_job
+    due_at = None
+    if request.delay_seconds is not None and request.delay_seconds > 0:
+        due_at = now + timedelta(seconds=request.delay_seconds)
+    elif request.run_at is not None and request.run_at > now:
+        due_at = request.run_at
+    if due_at is not None:
+        new_job.state = State.SCHEDULED
+        new_job.due_at = due_at
+        new_job.scheduled_reason = "delay"
+        new_job.reason = f"Delayed until {due_at.isoformat()}"
+    return new_job
+
+
+def _continuation(
+    new_job: store.NewJob, item: Prepared, parents: Mapping[uuid.UUID, str]
+) -> None:
+    parent_id = item.request.continue_after
+    assert parent_id is not None
+    parent_state = parents.get(parent_id)
+    if parent_state is None:
+        raise JobValidationError(
+            f"{item.where}continue_after: no job with id {parent_id}", field="continue_after"
+        )
+    if parent_state == State.DELETED.value:
+        raise ConflictError(
+            f"{item.where}continue_after: job {parent_id} is Deleted, so a continuation of it "
+            "would never run; requeue it first"
+        )
+    new_job.parent_id = parent_id
+    new_job.continue_on = "succeeded"
+    if parent_state == State.SUCCEEDED.value:
+        new_job.reason = f"Created; parent {parent_id} already Succeeded"
+    else:
+        new_job.state = State.AWAITING
+        new_job.reason = f"Awaiting job {parent_id}"

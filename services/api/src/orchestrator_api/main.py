@@ -1,0 +1,43 @@
+"""Entry point: ``orchestrator-api`` serves the HTTP API on ``api_host:api_port``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import uvicorn
+from orchestrator.settings import Settings, load_settings
+
+from orchestrator_api.app import create_app
+
+
+def server(settings: Settings) -> uvicorn.Server:
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        # The auth rules trust the socket's peer address only: never rewrite it from headers.
+        proxy_headers=False,
+        server_header=False,
+        lifespan="on",
+    )
+    return uvicorn.Server(config)
+
+
+async def serve(settings: Settings) -> None:
+    """Serve until stopped (SIGINT/SIGTERM); the CLI calls this."""
+    await server(settings).serve()
+
+
+def main() -> None:
+    settings = load_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

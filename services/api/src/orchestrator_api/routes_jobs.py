@@ -1,0 +1,139 @@
+"""``/api/v1/jobs``: enqueue, bulk, read, list, delete, requeue."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from opentelemetry.trace import SpanKind
+from orchestrator import store
+from orchestrator.db import db_now
+from orchestrator.errors import JobNotFoundError
+from orchestrator.metrics import JOBS_DELETED, JOBS_REQUEUED
+from orchestrator.states import State
+from orchestrator.tracing import context_from, tracer
+
+from orchestrator_api.enqueue import enqueue, prepare
+from orchestrator_api.errors import ApiError
+from orchestrator_api.runtime import runtime_of
+from orchestrator_api.schemas import BulkRequest, BulkResponse, EnqueueRequest, EnqueueResponse
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Malformed JSON"},
+    409: {"description": "Idempotency key used with another body"},
+    413: {"description": "Body over the size limit"},
+    422: {"description": "Unknown job, bad argument or option"},
+}
+
+
+def _job_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise JobNotFoundError(f"no job with id {text!r} (not a valid job id)") from None
+
+
+def _check_cursor(cursor: str) -> None:
+    try:
+        created_at, _ = store.decode_cursor(cursor)
+    except ValueError:
+        created_at = None
+    if created_at is None or created_at.tzinfo is None:
+        raise ApiError(422, "invalid_request", "cursor: not a cursor this API returned")
+
+
+@router.post("", status_code=201, response_model=EnqueueResponse, responses=_ERRORS)
+async def create_job(body: EnqueueRequest, request: Request, response: Response) -> dict[str, Any]:
+    """Create one job: Enqueued, Scheduled (a future delay) or Awaiting (a continuation)."""
+    runtime = runtime_of(request)
+    parent = context_from(request.headers)
+    with tracer.start_as_current_span("enqueue", context=parent, kind=SpanKind.SERVER):
+        prepared = await prepare(runtime, [body], bulk=False)
+        (outcome,) = await enqueue(runtime, prepared)
+    if outcome.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return {"id": outcome.id, "state": outcome.state}
+
+
+@router.post("/bulk", status_code=201, response_model=BulkResponse, responses=_ERRORS)
+async def create_jobs(body: BulkRequest, request: Request) -> dict[str, Any]:
+    """Create many jobs in one transaction: all are stored, or none (the error names the index)."""
+    runtime = runtime_of(request)
+    parent = context_from(request.headers)
+    with tracer.start_as_current_span("enqueue bulk", context=parent, kind=SpanKind.SERVER):
+        prepared = await prepare(runtime, body.jobs, bulk=True)
+        outcomes = await enqueue(runtime, prepared)
+    return {"ids": [outcome.id for outcome in outcomes]}
+
+
+@router.get("/{job_id}")
+async def get_job(job_id: str, request: Request) -> dict[str, Any]:
+    """The job with its history, oldest state first."""
+    parsed = _job_id(job_id)
+    async with runtime_of(request).engine.connect() as conn:
+        row = await store.get_job(conn, parsed)
+        history = await store.get_history(conn, parsed)
+    return store.public_job(row, history)
+
+
+@router.get("")
+async def list_jobs(
+    request: Request,
+    state: Annotated[str | None, Query(description="one of the seven state names")] = None,
+    queue: str | None = None,
+    job: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """Newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+    state_filter = None
+    if state is not None:
+        try:
+            state_filter = State(state)
+        except ValueError:
+            names = ", ".join(s.value for s in State)
+            raise ApiError(422, "invalid_request", f"state: must be one of {names}") from None
+    if cursor is not None:
+        _check_cursor(cursor)
+    where = store.JobFilter(state=state_filter, queue=queue, name=job)
+    async with runtime_of(request).engine.connect() as conn:
+        rows, next_cursor = await store.list_jobs(conn, where, limit=limit, cursor=cursor)
+    return {"items": [store.public_job(row) for row in rows], "next_cursor": next_cursor}
+
+
+@router.delete("/{job_id}")
+async def delete_job(job_id: str, request: Request) -> dict[str, Any]:
+    """Move the job to Deleted; deleting a Deleted job changes nothing."""
+    parsed = _job_id(job_id)
+    runtime = runtime_of(request)
+    async with runtime.engine.begin() as conn:
+        row = await store.get_job(conn, parsed)
+        changed = row.state != State.DELETED.value
+        if changed:
+            now = await db_now(conn)
+            await store.delete_job(
+                conn, parsed, now, runtime.settings.job_retention, "Deleted through the API"
+            )
+    if changed:
+        JOBS_DELETED.labels(row.queue).inc()
+    return {"id": str(parsed), "state": State.DELETED.value}
+
+
+@router.post("/{job_id}/requeue", responses={409: {"description": "Enqueued or Processing"}})
+async def requeue_job(job_id: str, request: Request) -> dict[str, Any]:
+    """Run the job again now with a fresh retry budget (not from Enqueued or Processing)."""
+    parsed = _job_id(job_id)
+    runtime = runtime_of(request)
+    async with runtime.engine.begin() as conn:
+        now = await db_now(conn)
+        pending = await store.requeue_job(
+            conn, parsed, now, runtime.settings.job_retention, "Requeued through the API"
+        )
+        queue = pending[0].message.queue if pending else None
+    runtime.submit(pending)
+    if queue is not None:
+        JOBS_REQUEUED.labels(queue).inc()
+    return {"id": str(parsed), "state": State.ENQUEUED.value}

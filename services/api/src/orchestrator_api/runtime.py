@@ -1,0 +1,62 @@
+"""What the API holds while it runs: the engine, the catalog, the broker link and the sender."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import sqlalchemy as sa
+from fastapi import Request
+from orchestrator.db import create_engine
+from orchestrator.outbox import OutboxSender, Pending
+from orchestrator.settings import Settings
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator_api.broker_link import BrokerLink
+from orchestrator_api.catalog_cache import CatalogCache
+
+log = logging.getLogger(__name__)
+_READY_TIMEOUT = 2.0
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine: AsyncEngine = create_engine(settings.database_url)
+        self.catalog = CatalogCache(self.engine, settings.jobs)
+        self.sender = OutboxSender(self.engine, None)
+        self.broker = BrokerLink(settings, self.sender)
+
+    async def start(self) -> None:
+        self.sender.start()
+        self.broker.start()
+        with contextlib.suppress(Exception):
+            await self.catalog.refresh()
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+        try:
+            await asyncio.wait_for(self.sender.stop(), 10)
+        except Exception:
+            log.warning("outbox sender did not finish; the relay will publish the rest")
+        await self.engine.dispose()
+
+    def submit(self, pending: list[Pending]) -> None:
+        """Fast path after commit; without a broker the scheduler's relay publishes later."""
+        self.sender.submit(pending)
+
+    async def store_reachable(self) -> bool:
+        try:
+            async with asyncio.timeout(_READY_TIMEOUT), self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except Exception:
+            log.warning("store unreachable", exc_info=True)
+            return False
+        return True
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime = request.app.state.runtime
+    assert isinstance(runtime, Runtime)
+    return runtime
