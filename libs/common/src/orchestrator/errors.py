@@ -52,5 +52,15 @@ class JobFailedError(OrchestratorError):
         self.job = job
 
 
+class ApiError(OrchestratorError):
+    """An error answer of the HTTP API, parsed from its ``{"error": {"code", "message"}}`` body."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"HTTP {status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
 class BrokerUnavailableError(OrchestratorError):
     """RabbitMQ could not be reached."""
