@@ -13,7 +13,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
-
 from orchestrator import states, store
 from orchestrator.db import db_now
 from orchestrator.models import OutboxEntry

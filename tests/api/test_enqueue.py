@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from orchestrator.states import State
+
 from tests.api.conftest import ADD, ECHO, FAIL, URGENT, Api
 
 

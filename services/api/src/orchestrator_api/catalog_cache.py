@@ -14,23 +14,15 @@ log = logging.getLogger(__name__)
 
 
 class CatalogCache:
-    """Stored registrations are re-read every ``max_age`` seconds, or when a name is unknown
-    (at most once per ``miss_interval`` seconds, so unknown names cannot flood the store)."""
+    """Stored registrations are re-read every ``max_age`` seconds and whenever a name is unknown;
+    concurrent misses share one read (a read that started after a request arrived serves it)."""
 
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        modules: Iterable[str],
-        *,
-        max_age: float = 5.0,
-        miss_interval: float = 1.0,
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, modules: Iterable[str], *, max_age: float = 5.0):
         self._engine = engine
         self._local = {reg.name: reg for reg in Catalog.from_modules(list(modules)).registrations()}
         self._stored: dict[str, Registration] = {}
         self._loaded_at = float("-inf")
         self._max_age = max_age
-        self._miss_interval = miss_interval
         self._lock = asyncio.Lock()
 
     def _merged(self) -> dict[str, Registration]:
@@ -38,28 +30,34 @@ class CatalogCache:
         return {**self._local, **self._stored}
 
     async def refresh(self) -> None:
+        await self._refresh_since(time.monotonic())
+
+    async def _refresh_since(self, asked_at: float) -> None:
         async with self._lock:
+            if self._loaded_at >= asked_at:
+                return
+            started = time.monotonic()
             async with self._engine.connect() as conn:
                 self._stored = await load_registrations(conn)
-            self._loaded_at = time.monotonic()
+            self._loaded_at = started
 
-    async def _refresh_if(self, older_than: float) -> None:
-        if time.monotonic() - self._loaded_at >= older_than:
-            try:
-                await self.refresh()
-            except Exception:
-                log.warning("could not load job registrations from the store", exc_info=True)
+    async def _try_refresh(self, asked_at: float) -> None:
+        try:
+            await self._refresh_since(asked_at)
+        except Exception:
+            log.warning("could not load job registrations from the store", exc_info=True)
 
     async def all(self) -> dict[str, Registration]:
-        await self._refresh_if(self._max_age)
+        now = time.monotonic()
+        if now - self._loaded_at >= self._max_age:
+            await self._try_refresh(now)
         return self._merged()
 
     async def lookup(self, names: Iterable[str]) -> dict[str, Registration]:
-        """The registrations of ``names`` that exist; unknown ones trigger one refresh."""
+        """The registrations of ``names`` that exist; an unknown name makes it read again."""
         wanted = set(names)
-        await self._refresh_if(self._max_age)
-        known = self._merged()
+        known = await self.all()
         if not wanted <= known.keys():
-            await self._refresh_if(self._miss_interval)
+            await self._try_refresh(time.monotonic())
             known = self._merged()
         return {name: known[name] for name in wanted if name in known}
