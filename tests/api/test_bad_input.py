@@ -54,7 +54,9 @@ async def test_bad_enqueue_is_422_naming_the_problem(
 
 
 @pytest.mark.parametrize(
-    "raw", [b"{not json", b"", b'{"job": "x",}', b"\xff\xfe"], ids=["broken", "empty", "comma", "binary"]
+    "raw",
+    [b"{not json", b"", b'{"job": "x",}', b"\xff\xfe"],
+    ids=["broken", "empty", "comma", "binary"],
 )
 async def test_malformed_json_is_400(empty_after: Api, raw: bytes) -> None:
     response = await empty_after.http.post(

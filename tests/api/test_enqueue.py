@@ -61,7 +61,9 @@ async def test_delay_schedules_and_zero_delay_enqueues(api: Api) -> None:
     created = datetime.fromisoformat(job["created_at"])
     assert timedelta(seconds=59) < due - created < timedelta(seconds=61)
     assert await api.outbox_for(response.json()["id"]) == []
-    zero = await api.http.post("/api/v1/jobs", json={"job": ADD, "args": [1, 1], "delay_seconds": 0})
+    zero = await api.http.post(
+        "/api/v1/jobs", json={"job": ADD, "args": [1, 1], "delay_seconds": 0}
+    )
     assert zero.json()["state"] == "Enqueued"
 
 

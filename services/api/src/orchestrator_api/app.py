@@ -38,5 +38,5 @@ def create_app(settings: Settings) -> FastAPI:
     # Added last = outermost: metrics see every answer, auth runs before a body is read.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware, keys=settings.parsed_api_keys)
-    app.add_middleware(RequestMetricsMiddleware, routes=app.router.routes)
+    app.add_middleware(RequestMetricsMiddleware)
     return app

@@ -16,6 +16,7 @@ from orchestrator.errors import (
     JobNotFoundError,
     JobValidationError,
 )
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,13 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
 
+async def _store_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("store unavailable: %r", exc)
+    return error_response(
+        503, "store_unavailable", "the job store cannot be reached; nothing was changed, try again"
+    )
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return error_response(500, "internal_error", "an unexpected error occurred; see the API's log")
@@ -103,4 +111,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(IllegalTransitionError, _conflict)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http)
+    for unavailable in (OSError, sa_exc.OperationalError, sa_exc.InterfaceError):
+        app.add_exception_handler(unavailable, _store_unavailable)
     app.add_exception_handler(Exception, _unexpected)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from orchestrator.metrics import HTTP_REQUESTS
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator_api.errors import error_body
@@ -91,9 +90,8 @@ def _content_length(scope: Scope) -> int | None:
 class RequestMetricsMiddleware:
     """Counts requests by method, route template (never the raw path) and status."""
 
-    def __init__(self, app: ASGIApp, routes: list[BaseRoute]) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -112,14 +110,16 @@ class RequestMetricsMiddleware:
         finally:
             HTTP_REQUESTS.labels(scope["method"], self._template(scope), str(status)).inc()
 
-    def _template(self, scope: Scope) -> str:
-        route = scope.get("route")
-        path = getattr(route, "path", None)
+    @staticmethod
+    def _template(scope: Scope) -> str:
+        path = getattr(scope.get("route"), "path", None)
         if isinstance(path, str):
             return path
-        # Refused before routing (auth, body limit): find the route it was meant for.
-        for candidate in self.routes:
-            match, _ = candidate.matches(scope)
-            if match is not Match.NONE:
-                return str(getattr(candidate, "path", "<unmatched>"))
+        # Refused before routing (auth, body limit) or no such route: label by area only, so a
+        # raw path never becomes a label value.
+        raw: str = scope.get("path", "")
+        if raw == "/api" or raw.startswith("/api/"):
+            return "/api/*"
+        if raw == "/hangfire" or raw.startswith("/hangfire/"):
+            return "/hangfire/*"
         return "<unmatched>"
