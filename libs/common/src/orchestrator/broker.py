@@ -29,6 +29,8 @@ class JobMessage:
     job_id: uuid.UUID
     queue: str
     headers: Mapping[str, Any] = field(default_factory=dict)
+    #: When the job entered Enqueued (epoch seconds), for the enqueue→start latency metric.
+    enqueued_at: float | None = None
 
     def body(self) -> bytes:
         return json.dumps({"job_id": str(self.job_id)}).encode()
@@ -40,6 +42,13 @@ def decode_job_id(body: bytes) -> uuid.UUID | None:
         return uuid.UUID(json.loads(body)["job_id"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+ENQUEUED_AT_HEADER = "x-enqueued-at"
+
+
+def _enqueued_header(message: JobMessage) -> dict[str, Any]:
+    return {} if message.enqueued_at is None else {ENQUEUED_AT_HEADER: message.enqueued_at}
 
 
 async def connect(url: str, *, name: str, timeout: float = 10.0) -> AbstractRobustConnection:
@@ -104,7 +113,7 @@ class Publisher:
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=str(message.job_id),
-            headers=dict(message.headers),
+            headers={**message.headers, **_enqueued_header(message)},
         )
         await exchange.publish(
             amqp_message, routing_key=message.queue, mandatory=True, timeout=self._timeout

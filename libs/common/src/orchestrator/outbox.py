@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from orchestrator import metrics
 from orchestrator.broker import JobMessage, Publisher
 from orchestrator.db import db_now
 from orchestrator.models import OutboxEntry
@@ -64,7 +65,7 @@ async def add(
     )
     ids = [row.id for row in result.all()]
     return [
-        Pending(entry_id, JobMessage(p.job_id, p.queue, p.headers))
+        Pending(entry_id, JobMessage(p.job_id, p.queue, p.headers, now.timestamp()))
         for entry_id, p in zip(ids, publications, strict=True)
     ]
 
@@ -142,8 +143,12 @@ class OutboxSender:
 
     async def _send(self, batch: list[Pending]) -> None:
         assert self.publisher is not None
+        # Publish before taking a database connection: holding one through the confirms would
+        # make the fast path queue behind the very requests it follows.
+        sent = await self.publisher.publish([p.message for p in batch])
         async with self._engine.begin() as conn:
-            await publish_pending(conn, self.publisher, batch)
+            published = await record_results(conn, batch, sent)
+        metrics.OUTBOX_PUBLISHED.labels("fast").inc(published)
 
 
 async def relay_once(
@@ -180,7 +185,13 @@ async def _due_entries(
     if lock:
         query = query.with_for_update(skip_locked=True)
     rows = (await conn.execute(query)).all()
-    return [Pending(row.id, JobMessage(row.job_id, row.queue, dict(row.headers))) for row in rows]
+    return [
+        Pending(
+            row.id,
+            JobMessage(row.job_id, row.queue, dict(row.headers), row.created_at.timestamp()),
+        )
+        for row in rows
+    ]
 
 
 async def backlog(conn: AsyncConnection) -> int:

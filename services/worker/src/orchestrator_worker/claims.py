@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import metrics, states
-from orchestrator.broker import decode_job_id
+from orchestrator.broker import ENQUEUED_AT_HEADER, decode_job_id
 from orchestrator.db import db_now
 from orchestrator.states import State
 from orchestrator.store import jobs_table
@@ -63,15 +63,6 @@ async def claim(
         return ClaimResult({}, decoded, undecodable)
     async with engine.begin() as conn:
         now = await db_now(conn)
-        enqueued_at = dict(
-            (
-                await conn.execute(
-                    sa.select(jobs_table.c.id, jobs_table.c.state_changed_at).where(
-                        jobs_table.c.id.in_(ids)
-                    )
-                )
-            ).all()
-        )
         rows = await states.move(
             conn,
             ids,
@@ -105,9 +96,12 @@ async def claim(
         )
         for row in rows
     }
-    for job in claimed.values():
+    for delivery, job_id in decoded:
+        job = claimed.get(job_id)
+        if job is None:
+            continue
         metrics.JOBS_STARTED.labels(job.queue, job.name).inc()
-        waited = enqueued_at.get(job.job_id)
-        if waited is not None:
-            metrics.ENQUEUE_TO_START.labels(job.queue).observe((now - waited).total_seconds())
+        enqueued_at = (delivery.message.headers or {}).get(ENQUEUED_AT_HEADER)
+        if isinstance(enqueued_at, int | float):
+            metrics.ENQUEUE_TO_START.labels(job.queue).observe(now.timestamp() - enqueued_at)
     return ClaimResult(claimed, decoded, undecodable)

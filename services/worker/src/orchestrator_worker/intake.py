@@ -122,14 +122,24 @@ class Intake:
                 await asyncio.sleep(1.0)
                 self._wake.set()
                 continue
-            if found_nothing and self.free > 0 and not self._paused:
+            if (found_nothing or self.free >= self._consume_threshold) and not self._paused:
                 await self._start_consuming()
+
+    @property
+    def _consume_threshold(self) -> int:
+        # With this many slots free, every delivery finds a slot at once, so arrival order and
+        # priority order agree and consuming (no round trip per message) is the better mode.
+        return max(2, self.concurrency // 4)
 
     async def _pull(self) -> bool:
         """Fill free slots with basic.get in priority order; True when every queue was empty."""
-        while self.free > 0 and not self._paused:
+        while 0 < self.free < self._consume_threshold and not self._paused:
             for source in self._sources:
                 message = await source.queue.get(no_ack=False, fail=False, timeout=10)
+                if self._paused:
+                    if message is not None:
+                        await message.nack(requeue=True)
+                    return False
                 if message is not None:
                     self._assign(Delivery(source.name, message))
                     break

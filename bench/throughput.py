@@ -1,0 +1,199 @@
+"""End-to-end throughput and enqueue→start latency on PostgreSQL, with full state history.
+
+    python -m bench.throughput [--jobs 20000] [--http-jobs 4000] [--rate 200] [--seconds 10]
+
+Starts an API, workers and a scheduler as real processes against RabbitMQ and a fresh
+PostgreSQL database, then measures:
+
+1. bulk: N no-op jobs enqueued through POST /api/v1/jobs/bulk, from the first request to the
+   last job Succeeded (every job with its Enqueued, Processing and Succeeded history rows);
+2. per-job HTTP enqueue: jobs posted one request each by concurrent clients;
+3. latency: jobs posted one by one at a steady rate; enqueue→start is the time between the
+   job's Enqueued and Processing history rows (both stamped by the database clock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from bench.system import System, drop_postgres_database, new_postgres_database
+from orchestrator.db import create_engine
+from orchestrator.store import history_table, jobs_table
+
+NOOP = {"job": "bench.noop"}
+
+
+async def count_state(url: str, state: str) -> int:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            query = sa.select(sa.func.count()).where(jobs_table.c.state == state)
+            return int((await conn.execute(query)).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def wait_succeeded(url: str, expected: int, timeout: float = 600) -> float:
+    engine = create_engine(url)
+    deadline = time.perf_counter() + timeout
+    try:
+        while True:
+            async with engine.connect() as conn:
+                query = sa.select(sa.func.count()).where(jobs_table.c.state == "Succeeded")
+                done = int((await conn.execute(query)).scalar_one())
+            if done >= expected:
+                return time.perf_counter()
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"only {done} of {expected} jobs succeeded")
+            await asyncio.sleep(0.02)
+    finally:
+        await engine.dispose()
+
+
+async def bulk(system: System, n: int, chunk: int = 1000) -> dict[str, Any]:
+    before = await count_state(system.database_url, "Succeeded")
+    async with httpx.AsyncClient(base_url=system.api_url, timeout=120) as client:
+        started = time.perf_counter()
+
+        async def post(size: int) -> None:
+            response = await client.post("/api/v1/jobs/bulk", json={"jobs": [NOOP] * size})
+            response.raise_for_status()
+
+        sizes = [min(chunk, n - i) for i in range(0, n, chunk)]
+        semaphore = asyncio.Semaphore(2)
+
+        async def limited(size: int) -> None:
+            async with semaphore:
+                await post(size)
+
+        await asyncio.gather(*(limited(s) for s in sizes))
+        enqueued = time.perf_counter()
+    finished = await wait_succeeded(system.database_url, before + n)
+    return {
+        "jobs": n,
+        "enqueue_jobs_per_s": round(n / (enqueued - started)),
+        "end_to_end_jobs_per_s": round(n / (finished - started)),
+        "seconds": round(finished - started, 2),
+    }
+
+
+async def per_job(system: System, n: int, clients: int = 32) -> dict[str, Any]:
+    before = await count_state(system.database_url, "Succeeded")
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=system.api_url, timeout=60, limits=limits) as client:
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(n):
+            queue.put_nowait(i)
+
+        async def client_loop() -> None:
+            while not queue.empty():
+                queue.get_nowait()
+                response = await client.post("/api/v1/jobs", json=NOOP)
+                response.raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop() for _ in range(clients)))
+        enqueued = time.perf_counter()
+    finished = await wait_succeeded(system.database_url, before + n)
+    return {
+        "jobs": n,
+        "clients": clients,
+        "http_enqueue_jobs_per_s": round(n / (enqueued - started)),
+        "end_to_end_jobs_per_s": round(n / (finished - started)),
+    }
+
+
+async def latency(system: System, rate: float, seconds: float) -> dict[str, Any]:
+    n = int(rate * seconds)
+    ids: list[str] = []
+    async with httpx.AsyncClient(base_url=system.api_url, timeout=30) as client:
+        started = time.perf_counter()
+        tasks = []
+        for i in range(n):
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(client.post("/api/v1/jobs", json=NOOP)))
+        for response in await asyncio.gather(*tasks):
+            response.raise_for_status()
+            ids.append(response.json()["id"])
+        achieved = n / (time.perf_counter() - started)
+    before = await count_state(system.database_url, "Succeeded")
+    await wait_succeeded(system.database_url, before)  # all done already or soon
+    engine = create_engine(system.database_url)
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(history_table.c.job_id, history_table.c.state, history_table.c.at).where(
+                    history_table.c.job_id.in_([__import__("uuid").UUID(i) for i in ids]),
+                    history_table.c.state.in_(["Enqueued", "Processing"]),
+                )
+            )
+        ).all()
+    await engine.dispose()
+    enqueued_at: dict[Any, Any] = {}
+    started_at: dict[Any, Any] = {}
+    for job_id, state, at in rows:
+        (enqueued_at if state == "Enqueued" else started_at).setdefault(job_id, at)
+    waits = sorted(
+        (started_at[j] - enqueued_at[j]).total_seconds() * 1000 for j in started_at
+    )
+    return {
+        "jobs": n,
+        "target_rate": rate,
+        "achieved_rate": round(achieved, 1),
+        "p50_ms": round(statistics.median(waits), 2),
+        "p99_ms": round(waits[int(len(waits) * 0.99) - 1], 2),
+        "max_ms": round(waits[-1], 2),
+    }
+
+
+async def history_complete(url: str) -> bool:
+    engine = create_engine(url)
+    async with engine.connect() as conn:
+        jobs = (await conn.execute(sa.select(sa.func.count()).select_from(jobs_table))).scalar()
+        rows = (await conn.execute(sa.select(sa.func.count()).select_from(history_table))).scalar()
+    await engine.dispose()
+    return bool(rows == 3 * jobs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=20000)
+    parser.add_argument("--http-jobs", type=int, default=4000)
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+    db_name, url = new_postgres_database()
+    system = System(database_url=url, jobs="bench.jobs")
+    try:
+        system.start("api", "api")
+        for i in range(args.workers):
+            system.start(f"worker{i}", "worker", "--concurrency", str(args.concurrency))
+        system.start("scheduler", "scheduler")
+        system.wait_for_api()
+        system.wait_for_catalog("bench.noop")
+        results = {
+            "bulk": asyncio.run(bulk(system, args.jobs)),
+            "per_job_http": asyncio.run(per_job(system, args.http_jobs)),
+            "latency": asyncio.run(latency(system, args.rate, args.seconds)),
+        }
+        results["history_complete"] = asyncio.run(history_complete(url))
+        print(json.dumps(results, indent=2))
+    finally:
+        system.stop_all()
+        drop_postgres_database(db_name)
+
+
+if __name__ == "__main__":
+    main()
