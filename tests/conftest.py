@@ -169,14 +169,15 @@ def make_settings(amqp_url: str, namespace: str):  # type: ignore[no-untyped-def
     """Build Settings for this test's broker namespace and a given database."""
 
     def build(database_url: str, **overrides: object) -> Settings:
-        return load_settings(
-            database_url=database_url,
-            amqp_url=amqp_url,
-            broker_namespace=namespace,
-            api_keys=[],
-            jobs=[],
-            **overrides,
-        )
+        values: dict[str, object] = {
+            "database_url": database_url,
+            "amqp_url": amqp_url,
+            "broker_namespace": namespace,
+            "api_keys": [],
+            "jobs": [],
+        }
+        values.update(overrides)
+        return load_settings(**values)
 
     return build
 
