@@ -7,6 +7,7 @@ same transaction. Nothing else in the code base assigns ``jobs.state``.
 from __future__ import annotations
 
 import enum
+import json
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -170,24 +171,50 @@ def _uniform(items: Sequence[RowChange]) -> bool:
 async def _move_each_postgres(
     conn: AsyncConnection, items: Sequence[RowChange], states: list[str], base: dict[str, Any]
 ) -> list[sa.Row[Any]]:
-    # One UPDATE ... FROM (VALUES ...) for the whole batch instead of a round trip per job.
+    # One UPDATE ... FROM unnest(arrays) for the whole batch: a single round trip, and a
+    # statement text that depends only on the column names, so it is compiled once.
     value_names = list(items[0].change.values)
     guard_names = list(items[0].guard)
-    columns = [sa.column("id", _jobs.c.id.type)]
-    columns += [sa.column(f"v_{n}", _jobs.c[n].type) for n in value_names]
-    columns += [sa.column(f"g_{n}", _jobs.c[n].type) for n in guard_names]
-    rows = [
-        (item.job_id, *item.change.values.values(), *item.guard.values()) for item in items
-    ]
-    source = sa.values(*columns, name="v").data(rows)
-    stmt = (
-        sa.update(_jobs)
-        .where(_jobs.c.id == source.c.id, _jobs.c.state.in_(states))
-        .where(*[_jobs.c[n] == source.c[f"g_{n}"] for n in guard_names])
-        .values(**base, **{n: source.c[f"v_{n}"] for n in value_names})
-        .returning(_jobs.c.id, _jobs.c.expire_after_seconds)
+    params: dict[str, Any] = {"ids": [item.job_id for item in items], "states": states}
+    params.update({f"b_{name}": value for name, value in base.items()})
+    arrays = ["CAST(:ids AS uuid[])"]
+    columns = ["id"]
+    assignments = [f"{name} = :b_{name}" for name in base]
+    for prefix, names in (("v", value_names), ("g", guard_names)):
+        for name in names:
+            array_type, element_cast = _ARRAY_TYPES[type(_jobs.c[name].type).__name__]
+            key = f"{prefix}_{name}"
+            values = [
+                (item.change.values if prefix == "v" else item.guard)[name] for item in items
+            ]
+            if element_cast == "jsonb":
+                values = [None if v is None else json.dumps(v) for v in values]
+            params[key] = values
+            arrays.append(f"CAST(:{key} AS {array_type})")
+            columns.append(key)
+            if prefix == "v":
+                cast = f"CAST(v.{key} AS {element_cast})" if element_cast else f"v.{key}"
+                assignments.append(f"{name} = {cast}")
+    guards = " ".join(f"AND j.{name} = v.g_{name}" for name in guard_names)
+    statement = sa.text(
+        f"UPDATE jobs AS j SET {', '.join(assignments)} "  # noqa: S608 - names are our columns
+        f"FROM unnest({', '.join(arrays)}) AS v({', '.join(columns)}) "
+        f"WHERE j.id = v.id AND j.state = ANY(CAST(:states AS text[])) {guards} "
+        "RETURNING j.id, j.expire_after_seconds"
     )
-    return list((await conn.execute(stmt)).all())
+    return list((await conn.execute(statement, params)).all())
+
+
+#: PostgreSQL array type for each column type unnest() reads, and the cast back per element.
+_ARRAY_TYPES: Final[Mapping[str, tuple[str, str]]] = {
+    "JSON": ("text[]", "jsonb"),
+    "UTCDateTime": ("timestamptz[]", ""),
+    "Integer": ("integer[]", ""),
+    "Float": ("float8[]", ""),
+    "String": ("text[]", ""),
+    "Text": ("text[]", ""),
+    "Uuid": ("uuid[]", ""),
+}
 
 
 def _state_columns(target: State, now: datetime, retention: timedelta) -> dict[str, Any]:

@@ -1,0 +1,133 @@
+"""The state machine: the full transition table, and compare-and-set with history on a real store."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from orchestrator import states, store
+from orchestrator.db import db_now
+from orchestrator.errors import IllegalTransitionError
+from orchestrator.states import State
+
+S = State
+EXPECTED_ALLOWED = {
+    (S.ENQUEUED, S.PROCESSING), (S.ENQUEUED, S.DELETED), (S.ENQUEUED, S.FAILED),
+    (S.SCHEDULED, S.ENQUEUED), (S.SCHEDULED, S.PROCESSING), (S.SCHEDULED, S.DELETED),
+    (S.AWAITING, S.ENQUEUED), (S.AWAITING, S.DELETED),
+    (S.PROCESSING, S.SUCCEEDED), (S.PROCESSING, S.FAILED), (S.PROCESSING, S.SCHEDULED),
+    (S.PROCESSING, S.ENQUEUED), (S.PROCESSING, S.DELETED),
+    (S.FAILED, S.ENQUEUED), (S.FAILED, S.DELETED),
+    (S.SUCCEEDED, S.ENQUEUED), (S.SUCCEEDED, S.DELETED),
+    (S.DELETED, S.ENQUEUED),
+}
+HOUR = timedelta(hours=1)
+
+
+def test_state_names_are_hangfires() -> None:
+    assert [s.value for s in State] == [
+        "Enqueued", "Scheduled", "Awaiting", "Processing", "Succeeded", "Failed", "Deleted",
+    ]
+    assert states.FINAL == {S.SUCCEEDED, S.DELETED}
+
+
+@pytest.mark.parametrize(("source", "target"), list(itertools.product(State, State)))
+def test_transition_table(source: State, target: State) -> None:
+    allowed = (source, target) in EXPECTED_ALLOWED
+    assert states.is_allowed(source, target) is allowed
+    if not allowed:
+        with pytest.raises(IllegalTransitionError):
+            states.check_allowed([source], target)
+
+
+def test_requeue_sources() -> None:
+    assert states.REQUEUEABLE == {S.FAILED, S.SUCCEEDED, S.DELETED, S.SCHEDULED, S.AWAITING}
+    assert all(states.is_allowed(s, S.ENQUEUED) for s in states.REQUEUEABLE)
+
+
+async def _jobs(engine, n: int) -> list[uuid.UUID]:  # type: ignore[no-untyped-def]
+    new = [store.NewJob(name="x", queue="default", args=[i], kwargs={}) for i in range(n)]
+    async with engine.begin() as conn:
+        await store.create_jobs(conn, new, await db_now(conn))
+    return [j.id for j in new]
+
+
+async def test_move_is_a_compare_and_set_with_history(engine) -> None:  # type: ignore[no-untyped-def]
+    ids = await _jobs(engine, 3)
+    async with engine.begin() as conn:
+        now = await db_now(conn)
+        moved = await states.move(
+            conn, ids[:2], expected={S.ENQUEUED}, target=S.PROCESSING,
+            change=states.Change("claimed", values={"attempt": 1}), now=now, retention=HOUR,
+        )
+        assert {r.id for r in moved} == set(ids[:2])
+        # The same move again finds nothing in the expected state: nothing changes.
+        again = await states.move(
+            conn, ids[:2], expected={S.ENQUEUED}, target=S.PROCESSING,
+            change=states.Change("claimed twice"), now=now, retention=HOUR,
+        )
+        assert again == []
+        history = await store.get_history(conn, ids[0])
+        assert [(h.state, h.reason) for h in history] == [
+            ("Enqueued", "Created"), ("Processing", "claimed"),
+        ]
+        untouched = await store.get_job(conn, ids[2])
+        assert untouched.state == "Enqueued"
+
+
+async def test_move_each_guards_each_row_and_sets_expiry(engine) -> None:  # type: ignore[no-untyped-def]
+    ids = await _jobs(engine, 4)
+    async with engine.begin() as conn:
+        now = await db_now(conn)
+        await states.move(
+            conn, ids, expected={S.ENQUEUED}, target=S.PROCESSING,
+            change=states.Change("claimed", values={"attempt": 1, "worker_id": "w1"}),
+            now=now, retention=HOUR,
+        )
+        await conn.execute(
+            sa.update(store.jobs_table).where(store.jobs_table.c.id == ids[3])
+            .values(expire_after_seconds=60.0)
+        )
+        items = [
+            states.RowChange(
+                job_id, states.Change("done", values={"result": {"n": i}, "finished_at": now}),
+                guard={"attempt": 1, "worker_id": "w1" if i != 2 else "stale-worker"},
+            )
+            for i, job_id in enumerate(ids)
+        ]
+        moved = await states.move_each(
+            conn, items, expected={S.PROCESSING}, target=S.SUCCEEDED, now=now, retention=HOUR
+        )
+        assert set(moved) == {ids[0], ids[1], ids[3]}
+        rows = {r.id: r for r in await conn.execute(sa.select(store.jobs_table))}
+        assert rows[ids[0]].result == {"n": 0} and rows[ids[0]].state == "Succeeded"
+        assert rows[ids[0]].expires_at == now + HOUR
+        assert rows[ids[3]].expires_at == now + timedelta(seconds=60)
+        assert rows[ids[2]].state == "Processing" and rows[ids[2]].result is None
+        assert rows[ids[0]].lease_until is None
+
+
+async def test_final_states_are_counted_per_hour(engine) -> None:  # type: ignore[no-untyped-def]
+    ids = await _jobs(engine, 3)
+    async with engine.begin() as conn:
+        now = await db_now(conn)
+        await states.move(conn, ids, expected={S.ENQUEUED}, target=S.DELETED,
+                          change=states.Change("bye"), now=now, retention=HOUR)
+        from orchestrator.models import StateCounter
+
+        counters = StateCounter.__table__  # type: ignore[attr-defined]
+        rows = (await conn.execute(sa.select(counters))).all()
+    assert [(r.state, r.count) for r in rows] == [("Deleted", 3)]
+
+
+async def test_illegal_move_raises_before_touching_the_store(engine) -> None:  # type: ignore[no-untyped-def]
+    ids = await _jobs(engine, 1)
+    async with engine.begin() as conn:
+        with pytest.raises(IllegalTransitionError):
+            await states.move(conn, ids, expected={S.ENQUEUED}, target=S.SUCCEEDED,
+                              change=states.Change("skip"), now=await db_now(conn),
+                              retention=HOUR)
