@@ -96,9 +96,12 @@ class System:
 
     def start(self, name: str, role: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{self.namespace}-{name}.log").open("wb")
-        process = subprocess.Popen(  # noqa: S603 - our own CLI
+        process = subprocess.Popen(
             [sys.executable, "-m", "orchestrator_cli", role, *args],
-            cwd=ROOT, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=self.env(**env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self.processes[name] = process
         return process
@@ -142,8 +145,11 @@ class System:
         asyncio.run(delete_namespace(self.amqp_url, self.namespace))
 
 
-async def delete_namespace(url: str, namespace: str, queues: tuple[str, ...] = (
-    "default", "critical", "low", "other", "bench")) -> None:
+async def delete_namespace(
+    url: str,
+    namespace: str,
+    queues: tuple[str, ...] = ("default", "critical", "low", "other", "bench"),
+) -> None:
     connection = await aio_pika.connect(url)
     try:
         names = [f"{namespace}.q.{q}" for q in queues] + [f"{namespace}.dead"]

@@ -143,9 +143,7 @@ async def latency(system: System, rate: float, seconds: float) -> dict[str, Any]
     started_at: dict[Any, Any] = {}
     for job_id, state, at in rows:
         (enqueued_at if state == "Enqueued" else started_at).setdefault(job_id, at)
-    waits = sorted(
-        (started_at[j] - enqueued_at[j]).total_seconds() * 1000 for j in started_at
-    )
+    waits = sorted((started_at[j] - enqueued_at[j]).total_seconds() * 1000 for j in started_at)
     return {
         "jobs": n,
         "target_rate": rate,

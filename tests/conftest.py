@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import aio_pika
 import pytest
 import sqlalchemy as sa
 
+from bench.system import delete_namespace
 from orchestrator.db import create_engine
 from orchestrator.migrate import upgrade
 from orchestrator.settings import Settings, load_settings
@@ -34,7 +34,9 @@ AMQP_URL = os.environ.get("ORCHESTRATOR_TEST_AMQP_URL", "amqp://guest:guest@127.
 def _reachable(url: str, default_port: int) -> bool:
     parts = urlsplit(url)
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 2):
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), 2
+        ):
             return True
     except OSError:
         return False
@@ -139,29 +141,7 @@ def namespace(amqp_url: str) -> Iterator[str]:
     """A broker namespace of this test's own; its queues and exchanges are removed afterwards."""
     name = f"t{uuid.uuid4().hex[:10]}"
     yield name
-    asyncio.run(_delete_namespace(amqp_url, name))
-
-
-TEST_QUEUES = ("default", "critical", "low", "other", "bench")
-
-
-async def _delete_namespace(url: str, name: str) -> None:
-    connection = await aio_pika.connect(url)
-    try:
-        for queue in [f"{name}.q.{q}" for q in TEST_QUEUES] + [f"{name}.dead"]:
-            channel = await connection.channel()
-            try:
-                await channel.queue_delete(queue)
-            except Exception:  # noqa: S110 - absent queues are fine
-                pass
-        for exchange in (f"{name}.jobs", f"{name}.dlx"):
-            channel = await connection.channel()
-            try:
-                await channel.exchange_delete(exchange)
-            except Exception:  # noqa: S110
-                pass
-    finally:
-        await connection.close()
+    asyncio.run(delete_namespace(amqp_url, name))
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The state machine: the full transition table, and compare-and-set with history on a real store."""
+"""The state machine: the transition table, and compare-and-set with history on a real store."""
 
 from __future__ import annotations
 
@@ -16,13 +16,23 @@ from orchestrator.states import State
 
 S = State
 EXPECTED_ALLOWED = {
-    (S.ENQUEUED, S.PROCESSING), (S.ENQUEUED, S.DELETED), (S.ENQUEUED, S.FAILED),
-    (S.SCHEDULED, S.ENQUEUED), (S.SCHEDULED, S.PROCESSING), (S.SCHEDULED, S.DELETED),
-    (S.AWAITING, S.ENQUEUED), (S.AWAITING, S.DELETED),
-    (S.PROCESSING, S.SUCCEEDED), (S.PROCESSING, S.FAILED), (S.PROCESSING, S.SCHEDULED),
-    (S.PROCESSING, S.ENQUEUED), (S.PROCESSING, S.DELETED),
-    (S.FAILED, S.ENQUEUED), (S.FAILED, S.DELETED),
-    (S.SUCCEEDED, S.ENQUEUED), (S.SUCCEEDED, S.DELETED),
+    (S.ENQUEUED, S.PROCESSING),
+    (S.ENQUEUED, S.DELETED),
+    (S.ENQUEUED, S.FAILED),
+    (S.SCHEDULED, S.ENQUEUED),
+    (S.SCHEDULED, S.PROCESSING),
+    (S.SCHEDULED, S.DELETED),
+    (S.AWAITING, S.ENQUEUED),
+    (S.AWAITING, S.DELETED),
+    (S.PROCESSING, S.SUCCEEDED),
+    (S.PROCESSING, S.FAILED),
+    (S.PROCESSING, S.SCHEDULED),
+    (S.PROCESSING, S.ENQUEUED),
+    (S.PROCESSING, S.DELETED),
+    (S.FAILED, S.ENQUEUED),
+    (S.FAILED, S.DELETED),
+    (S.SUCCEEDED, S.ENQUEUED),
+    (S.SUCCEEDED, S.DELETED),
     (S.DELETED, S.ENQUEUED),
 }
 HOUR = timedelta(hours=1)
@@ -30,9 +40,15 @@ HOUR = timedelta(hours=1)
 
 def test_state_names_are_hangfires() -> None:
     assert [s.value for s in State] == [
-        "Enqueued", "Scheduled", "Awaiting", "Processing", "Succeeded", "Failed", "Deleted",
+        "Enqueued",
+        "Scheduled",
+        "Awaiting",
+        "Processing",
+        "Succeeded",
+        "Failed",
+        "Deleted",
     ]
-    assert states.FINAL == {S.SUCCEEDED, S.DELETED}
+    assert {S.SUCCEEDED, S.DELETED} == states.FINAL
 
 
 @pytest.mark.parametrize(("source", "target"), list(itertools.product(State, State)))
@@ -45,7 +61,7 @@ def test_transition_table(source: State, target: State) -> None:
 
 
 def test_requeue_sources() -> None:
-    assert states.REQUEUEABLE == {S.FAILED, S.SUCCEEDED, S.DELETED, S.SCHEDULED, S.AWAITING}
+    assert {S.FAILED, S.SUCCEEDED, S.DELETED, S.SCHEDULED, S.AWAITING} == states.REQUEUEABLE
     assert all(states.is_allowed(s, S.ENQUEUED) for s in states.REQUEUEABLE)
 
 
@@ -61,19 +77,30 @@ async def test_move_is_a_compare_and_set_with_history(engine) -> None:  # type: 
     async with engine.begin() as conn:
         now = await db_now(conn)
         moved = await states.move(
-            conn, ids[:2], expected={S.ENQUEUED}, target=S.PROCESSING,
-            change=states.Change("claimed", values={"attempt": 1}), now=now, retention=HOUR,
+            conn,
+            ids[:2],
+            expected={S.ENQUEUED},
+            target=S.PROCESSING,
+            change=states.Change("claimed", values={"attempt": 1}),
+            now=now,
+            retention=HOUR,
         )
         assert {r.id for r in moved} == set(ids[:2])
         # The same move again finds nothing in the expected state: nothing changes.
         again = await states.move(
-            conn, ids[:2], expected={S.ENQUEUED}, target=S.PROCESSING,
-            change=states.Change("claimed twice"), now=now, retention=HOUR,
+            conn,
+            ids[:2],
+            expected={S.ENQUEUED},
+            target=S.PROCESSING,
+            change=states.Change("claimed twice"),
+            now=now,
+            retention=HOUR,
         )
         assert again == []
         history = await store.get_history(conn, ids[0])
         assert [(h.state, h.reason) for h in history] == [
-            ("Enqueued", "Created"), ("Processing", "claimed"),
+            ("Enqueued", "Created"),
+            ("Processing", "claimed"),
         ]
         untouched = await store.get_job(conn, ids[2])
         assert untouched.state == "Enqueued"
@@ -84,17 +111,23 @@ async def test_move_each_guards_each_row_and_sets_expiry(engine) -> None:  # typ
     async with engine.begin() as conn:
         now = await db_now(conn)
         await states.move(
-            conn, ids, expected={S.ENQUEUED}, target=S.PROCESSING,
+            conn,
+            ids,
+            expected={S.ENQUEUED},
+            target=S.PROCESSING,
             change=states.Change("claimed", values={"attempt": 1, "worker_id": "w1"}),
-            now=now, retention=HOUR,
+            now=now,
+            retention=HOUR,
         )
         await conn.execute(
-            sa.update(store.jobs_table).where(store.jobs_table.c.id == ids[3])
+            sa.update(store.jobs_table)
+            .where(store.jobs_table.c.id == ids[3])
             .values(expire_after_seconds=60.0)
         )
         items = [
             states.RowChange(
-                job_id, states.Change("done", values={"result": {"n": i}, "finished_at": now}),
+                job_id,
+                states.Change("done", values={"result": {"n": i}, "finished_at": now}),
                 guard={"attempt": 1, "worker_id": "w1" if i != 2 else "stale-worker"},
             )
             for i, job_id in enumerate(ids)
@@ -115,8 +148,15 @@ async def test_final_states_are_counted_per_hour(engine) -> None:  # type: ignor
     ids = await _jobs(engine, 3)
     async with engine.begin() as conn:
         now = await db_now(conn)
-        await states.move(conn, ids, expected={S.ENQUEUED}, target=S.DELETED,
-                          change=states.Change("bye"), now=now, retention=HOUR)
+        await states.move(
+            conn,
+            ids,
+            expected={S.ENQUEUED},
+            target=S.DELETED,
+            change=states.Change("bye"),
+            now=now,
+            retention=HOUR,
+        )
         from orchestrator.models import StateCounter
 
         counters = StateCounter.__table__  # type: ignore[attr-defined]
@@ -128,6 +168,12 @@ async def test_illegal_move_raises_before_touching_the_store(engine) -> None:  #
     ids = await _jobs(engine, 1)
     async with engine.begin() as conn:
         with pytest.raises(IllegalTransitionError):
-            await states.move(conn, ids, expected={S.ENQUEUED}, target=S.SUCCEEDED,
-                              change=states.Change("skip"), now=await db_now(conn),
-                              retention=HOUR)
+            await states.move(
+                conn,
+                ids,
+                expected={S.ENQUEUED},
+                target=S.SUCCEEDED,
+                change=states.Change("skip"),
+                now=await db_now(conn),
+                retention=HOUR,
+            )

@@ -62,7 +62,12 @@ def test_failed_job_is_visible_and_can_be_requeued(system: System) -> None:
         job = client.get(job_id)
         assert job["attempt"] == 2
         assert [h["state"] for h in job["history"]] == [
-            "Enqueued", "Processing", "Failed", "Enqueued", "Processing", "Failed",
+            "Enqueued",
+            "Processing",
+            "Failed",
+            "Enqueued",
+            "Processing",
+            "Failed",
         ]
         with pytest.raises(ApiError) as conflict:
             client.requeue(client.enqueue(worker_jobs.sleep.call(1.0), queue="other"))
@@ -99,7 +104,10 @@ def test_stats_and_servers_show_the_running_system(system: System) -> None:
 def test_dev_refuses_to_start_without_rabbitmq(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "orchestrator_cli", "dev"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={
             "PATH": "/usr/bin:/bin",
             "ORCHESTRATOR_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/",

@@ -15,7 +15,7 @@ from orchestrator.settings import Settings
 from orchestrator.topology import Topology
 from orchestrator_scheduler.scheduler import Scheduler
 from orchestrator_worker.worker import Worker
-from tests.worker.test_worker import CATALOG, enqueue, ended, wait_for_states
+from tests.worker.test_worker import CATALOG, ended, enqueue, wait_for_states
 
 
 async def start_worker(settings: Settings) -> tuple[asyncio.Event, asyncio.Task[None], Worker]:
@@ -30,7 +30,9 @@ async def test_waiting_critical_work_runs_before_default_work(
     make_settings: Callable[..., Settings], postgres_url: str, tmp_path: Path
 ) -> None:
     settings = make_settings(
-        postgres_url, worker_ops_port=0, worker_concurrency=1,
+        postgres_url,
+        worker_ops_port=0,
+        worker_concurrency=1,
         worker_queues=["critical", "default"],
     )
     marks = tmp_path / "order.txt"
@@ -49,17 +51,20 @@ async def test_freed_slot_takes_critical_before_waiting_default(
     make_settings: Callable[..., Settings], postgres_url: str, tmp_path: Path
 ) -> None:
     settings = make_settings(
-        postgres_url, worker_ops_port=0, worker_concurrency=1,
+        postgres_url,
+        worker_ops_port=0,
+        worker_concurrency=1,
         worker_queues=["critical", "default"],
     )
     marks = tmp_path / "order.txt"
-    stop, task, worker = await start_worker(settings)
+    stop, task, _ = await start_worker(settings)
     defaults = await enqueue(
         settings, [("tests.record", [str(marks), f"default-{i}", 0.2], "default") for i in range(5)]
     )
     await asyncio.sleep(0.3)  # the first default job is running; four wait in RabbitMQ
     criticals = await enqueue(
-        settings, [("tests.record", [str(marks), f"critical-{i}", 0.0], "critical") for i in range(2)]
+        settings,
+        [("tests.record", [str(marks), f"critical-{i}", 0.0], "critical") for i in range(2)],
     )
     await wait_for_states(settings, defaults + criticals, ended)
     stop.set()
@@ -74,11 +79,16 @@ async def test_relay_publishes_entries_the_fast_path_never_sent(
     make_settings: Callable[..., Settings], database_url: str
 ) -> None:
     settings = make_settings(
-        database_url, worker_ops_port=0, scheduler_ops_port=0, outbox_relay_after_seconds=0.0,
+        database_url,
+        worker_ops_port=0,
+        scheduler_ops_port=0,
+        outbox_relay_after_seconds=0.0,
         outbox_relay_interval_seconds=0.2,
     )
     engine = create_engine(settings.database_url)
-    new = [store.NewJob(name="tests.add", queue="default", args=[i, i], kwargs={}) for i in range(5)]
+    new = [
+        store.NewJob(name="tests.add", queue="default", args=[i, i], kwargs={}) for i in range(5)
+    ]
     # Commit jobs and outbox entries, then "crash" before publishing: only the relay can help.
     async with engine.begin() as conn:
         pending = await store.create_jobs(conn, new, await db_now(conn))
@@ -97,7 +107,9 @@ async def test_relay_publishes_entries_the_fast_path_never_sent(
     assert [rows[j.id].result for j in new] == [0, 2, 4, 6, 8]
     async with engine.connect() as conn:
         assert await outbox.backlog(conn) == 0
-        count = (await conn.execute(sa.select(sa.func.count()).select_from(store.jobs_table))).scalar()
+        count = (
+            await conn.execute(sa.select(sa.func.count()).select_from(store.jobs_table))
+        ).scalar()
         assert count == 5
     scheduler_stop.set()
     stop.set()

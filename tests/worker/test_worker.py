@@ -84,8 +84,9 @@ def ended(state: str) -> bool:
 
 async def test_sync_and_async_jobs_succeed_with_results_and_history(running_worker):
     settings, _ = running_worker
-    ids = await enqueue(settings, [("tests.add", [1, 2], "default"),
-                                   ("tests.async_add", [3, 4], "default")])
+    ids = await enqueue(
+        settings, [("tests.add", [1, 2], "default"), ("tests.async_add", [3, 4], "default")]
+    )
     rows = await wait_for_states(settings, ids, ended)
     assert [rows[i].result for i in ids] == [3, 7]
     assert all(rows[i].state == "Succeeded" and rows[i].attempt == 1 for i in ids)
@@ -108,8 +109,9 @@ async def test_failure_stores_type_message_and_traceback(running_worker):
 
 async def test_unknown_name_and_bad_arguments_fail_clearly(running_worker):
     settings, _ = running_worker
-    ids = await enqueue(settings, [("tests.not_there", [], "default"),
-                                   ("tests.add", ["x", 2], "default")])
+    ids = await enqueue(
+        settings, [("tests.not_there", [], "default"), ("tests.add", ["x", 2], "default")]
+    )
     rows = await wait_for_states(settings, ids, ended)
     assert rows[ids[0]].state == "Failed"
     assert "not in this worker's catalog" in rows[ids[0]].error_message

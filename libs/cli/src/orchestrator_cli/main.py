@@ -114,7 +114,7 @@ def _broker_reachable(url: str) -> str | None:
 
     try:
         asyncio.run(probe())
-    except Exception as exc:  # noqa: BLE001 - reported to the user below
+    except Exception as exc:
         return repr(exc)
     return None
 

@@ -94,7 +94,7 @@ class Publisher:
                 exchange = await asyncio.wait_for(self._ready(), self._timeout)
                 for queue in {m.queue for m in messages}:
                     await asyncio.wait_for(self._ensure_queue(queue), self._timeout)
-        except Exception as exc:  # noqa: BLE001 - any broker failure leaves the outbox entry
+        except Exception as exc:
             log.warning("broker not ready for publishing: %r", exc)
             self._exchange = None
             return [False] * len(messages)

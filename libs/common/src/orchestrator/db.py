@@ -53,7 +53,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(full, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(full, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(
+        full, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

@@ -48,7 +48,7 @@ async def store_reachable(engine: AsyncEngine) -> bool:
     try:
         async with engine.connect() as conn:
             await asyncio.wait_for(conn.execute(sa.text("SELECT 1")), 2.0)
-    except Exception:  # noqa: BLE001 - any failure means not reachable
+    except Exception:
         return False
     return True
 
@@ -81,7 +81,7 @@ async def run_role(
         try:
             await servers.announce(engine, info)
             break
-        except Exception as exc:  # noqa: BLE001 - the store may not be up yet
+        except Exception as exc:
             log.warning("store unreachable at start (%r); retrying in 2 s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 2.0)

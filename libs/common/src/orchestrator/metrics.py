@@ -13,14 +13,18 @@ _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 
 JOBS_ENQUEUED = Counter(
     "orchestrator_jobs_enqueued_total", "Jobs accepted by the API.", ["queue", "job", "state"]
 )
-JOBS_STARTED = Counter("orchestrator_jobs_started_total", "Jobs claimed and started.", ["queue", "job"])
+JOBS_STARTED = Counter(
+    "orchestrator_jobs_started_total", "Jobs claimed and started.", ["queue", "job"]
+)
 JOBS_SUCCEEDED = Counter(
     "orchestrator_jobs_succeeded_total", "Executions recorded as Succeeded.", ["queue", "job"]
 )
 JOBS_FAILED = Counter(
     "orchestrator_jobs_failed_total", "Executions that raised or timed out.", ["queue", "job"]
 )
-JOBS_DELETED = Counter("orchestrator_jobs_deleted_total", "Jobs deleted through the API.", ["queue"])
+JOBS_DELETED = Counter(
+    "orchestrator_jobs_deleted_total", "Jobs deleted through the API.", ["queue"]
+)
 JOBS_REQUEUED = Counter("orchestrator_jobs_requeued_total", "Jobs requeued by a person.", ["queue"])
 CLAIMS_LOST = Counter(
     "orchestrator_claims_lost_total",
@@ -33,17 +37,18 @@ DELIVERIES_RETURNED = Counter(
     ["queue"],
 )
 JOB_DURATION = Histogram(
-    "orchestrator_job_duration_seconds", "Execution time of a job.", ["queue", "job"],
+    "orchestrator_job_duration_seconds",
+    "Execution time of a job.",
+    ["queue", "job"],
     buckets=_DURATION_BUCKETS,
 )
 ENQUEUE_TO_START = Histogram(
     "orchestrator_enqueue_to_start_seconds",
-    "Time from entering Enqueued to starting execution.", ["queue"],
+    "Time from entering Enqueued to starting execution.",
+    ["queue"],
     buckets=_LATENCY_BUCKETS,
 )
-JOBS_IN_FLIGHT = Gauge(
-    "orchestrator_jobs_in_flight", "Jobs this worker is running now.", ["queue"]
-)
+JOBS_IN_FLIGHT = Gauge("orchestrator_jobs_in_flight", "Jobs this worker is running now.", ["queue"])
 OUTBOX_PUBLISHED = Counter(
     "orchestrator_outbox_published_total", "Outbox entries confirmed by RabbitMQ.", ["path"]
 )
@@ -51,6 +56,7 @@ OUTBOX_BACKLOG = Gauge(
     "orchestrator_outbox_backlog", "Outbox entries not yet confirmed (seen by the relay)."
 )
 HTTP_REQUESTS = Counter(
-    "orchestrator_http_requests_total", "HTTP requests served by the API.",
+    "orchestrator_http_requests_total",
+    "HTTP requests served by the API.",
     ["method", "route", "status"],
 )

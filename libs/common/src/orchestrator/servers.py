@@ -41,8 +41,14 @@ async def announce(engine: AsyncEngine, info: ServerInfo) -> datetime:
             sa.dialects.postgresql.insert if is_postgres(conn) else sa.dialects.sqlite.insert
         )
         stmt = insert_fn(_servers).values(
-            id=info.id, role=info.role, host=info.host, pid=info.pid, queues=info.queues,
-            concurrency=info.concurrency, started_at=now, heartbeat_at=now,
+            id=info.id,
+            role=info.role,
+            host=info.host,
+            pid=info.pid,
+            queues=info.queues,
+            concurrency=info.concurrency,
+            started_at=now,
+            heartbeat_at=now,
         )
         await conn.execute(
             stmt.on_conflict_do_update(index_elements=["id"], set_={"heartbeat_at": now})

@@ -113,7 +113,9 @@ async def move(
     check_allowed(expected, target)
     if not job_ids:
         return []
-    condition = sa.and_(_jobs.c.id.in_(list(job_ids)), _jobs.c.state.in_([s.value for s in expected]))
+    condition = sa.and_(
+        _jobs.c.id.in_(list(job_ids)), _jobs.c.state.in_([s.value for s in expected])
+    )
     if where is not None:
         condition = sa.and_(condition, where)
     values = {**_state_columns(target, now, retention), **change.values}
@@ -184,9 +186,7 @@ async def _move_each_postgres(
         for name in names:
             array_type, element_cast = _ARRAY_TYPES[type(_jobs.c[name].type).__name__]
             key = f"{prefix}_{name}"
-            values = [
-                (item.change.values if prefix == "v" else item.guard)[name] for item in items
-            ]
+            values = [(item.change.values if prefix == "v" else item.guard)[name] for item in items]
             if element_cast == "jsonb":
                 values = [None if v is None else json.dumps(v) for v in values]
             params[key] = values
@@ -253,9 +253,9 @@ async def _after_move(
     custom = [row for row in rows if row.expire_after_seconds is not None]
     if target in FINAL and custom:
         await conn.execute(
-            sa.update(_jobs).where(_jobs.c.id == sa.bindparam("jid")).values(
-                expires_at=sa.bindparam("exp")
-            ),
+            sa.update(_jobs)
+            .where(_jobs.c.id == sa.bindparam("jid"))
+            .values(expires_at=sa.bindparam("exp")),
             [
                 {"jid": row.id, "exp": now + timedelta(seconds=row.expire_after_seconds)}
                 for row in custom

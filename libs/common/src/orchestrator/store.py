@@ -107,9 +107,12 @@ async def find_by_idempotency_keys(
     if not keys:
         return {}
     rows = await conn.execute(
-        sa.select(jobs_table.c.id, jobs_table.c.state, jobs_table.c.idempotency_key,
-                  jobs_table.c.request_hash)
-        .where(jobs_table.c.idempotency_key.in_(list(keys)))
+        sa.select(
+            jobs_table.c.id,
+            jobs_table.c.state,
+            jobs_table.c.idempotency_key,
+            jobs_table.c.request_hash,
+        ).where(jobs_table.c.idempotency_key.in_(list(keys)))
     )
     return {row.idempotency_key: row for row in rows}
 
@@ -226,7 +229,7 @@ async def processing_by_queue(conn: AsyncConnection) -> dict[str, int]:
         .where(jobs_table.c.state == State.PROCESSING.value)
         .group_by(jobs_table.c.queue)
     )
-    return {queue: count for queue, count in (await conn.execute(query)).all()}
+    return {str(queue): int(count) for queue, count in (await conn.execute(query)).all()}
 
 
 async def known_queues(conn: AsyncConnection) -> set[str]:
@@ -246,8 +249,13 @@ async def delete_job(
         return row.state
     sources = [s for s in State if s is not State.DELETED]
     moved = await states.move(
-        conn, [job_id], expected=sources, target=State.DELETED,
-        change=states.Change(reason), now=now, retention=retention,
+        conn,
+        [job_id],
+        expected=sources,
+        target=State.DELETED,
+        change=states.Change(reason),
+        now=now,
+        retention=retention,
     )
     if not moved:
         raise ConflictError(f"job {job_id} changed state while being deleted; try again")
@@ -260,12 +268,17 @@ async def requeue_job(
     """Run a job again now with a fresh retry budget (a person's decision)."""
     row = await get_job(conn, job_id)
     if State(row.state) not in states.REQUEUEABLE:
-        raise ConflictError(f"job {job_id} is {row.state}; only jobs not queued or running "
-                            "can be requeued")
+        raise ConflictError(
+            f"job {job_id} is {row.state}; only jobs not queued or running can be requeued"
+        )
     moved = await states.move(
-        conn, [job_id], expected=states.REQUEUEABLE, target=State.ENQUEUED,
+        conn,
+        [job_id],
+        expected=states.REQUEUEABLE,
+        target=State.ENQUEUED,
         change=states.Change(reason, values={"retries_used": 0, "worker_id": None}),
-        now=now, retention=retention,
+        now=now,
+        retention=retention,
     )
     if not moved:
         raise ConflictError(f"job {job_id} changed state while being requeued; try again")

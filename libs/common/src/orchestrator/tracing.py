@@ -12,7 +12,7 @@ tracer = trace.get_tracer("orchestrator")
 
 
 def current_headers() -> dict[str, str]:
-    """``traceparent``/``tracestate`` of the active span, for storing with a job and its messages."""
+    """``traceparent``/``tracestate`` of the active span, stored with a job and its messages."""
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return carrier

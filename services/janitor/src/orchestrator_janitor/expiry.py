@@ -47,8 +47,13 @@ async def expire_jobs(engine: AsyncEngine, *, batch: int, retention: timedelta) 
             ).scalars()
         )
         await states.move(
-            conn, children, expected={State.AWAITING}, target=State.DELETED,
-            change=states.Change("Parent expired"), now=now, retention=retention,
+            conn,
+            children,
+            expected={State.AWAITING},
+            target=State.DELETED,
+            change=states.Change("Parent expired"),
+            now=now,
+            retention=retention,
         )
         await conn.execute(sa.delete(history_table).where(history_table.c.job_id.in_(ids)))
         await conn.execute(sa.delete(jobs_table).where(jobs_table.c.id.in_(ids)))

@@ -29,18 +29,20 @@ class Janitor:
         engine = create_engine(self.settings.database_url)
         try:
             await run_role(
-                engine, self.info, self.loops(engine), stop,
+                engine,
+                self.info,
+                self.loops(engine),
+                stop,
                 heartbeat_seconds=self.settings.heartbeat_seconds,
-                ops_host=self.settings.api_host, ops_port=self.settings.janitor_ops_port,
+                ops_host=self.settings.api_host,
+                ops_port=self.settings.janitor_ops_port,
             )
         finally:
             await engine.dispose()
 
     def loops(self, engine: AsyncEngine) -> list[Loop]:
         async def jobs() -> bool:
-            removed = await expire_jobs(
-                engine, batch=BATCH, retention=self.settings.job_retention
-            )
+            removed = await expire_jobs(engine, batch=BATCH, retention=self.settings.job_retention)
             if removed:
                 log.info("removed %d expired jobs", removed)
             return removed >= BATCH

@@ -36,9 +36,13 @@ class Scheduler:
         engine = create_engine(self.settings.database_url)
         try:
             await run_role(
-                engine, self.info, self.loops(engine), stop,
+                engine,
+                self.info,
+                self.loops(engine),
+                stop,
                 heartbeat_seconds=self.settings.heartbeat_seconds,
-                ops_host=self.settings.api_host, ops_port=self.settings.scheduler_ops_port,
+                ops_host=self.settings.api_host,
+                ops_port=self.settings.scheduler_ops_port,
                 readiness=self._broker_ready,
             )
         finally:
@@ -53,7 +57,8 @@ class Scheduler:
             if publisher is None:
                 return False
             sent = await outbox.relay_once(
-                engine, publisher,
+                engine,
+                publisher,
                 older_than=timedelta(seconds=self.settings.outbox_relay_after_seconds),
             )
             if sent:
@@ -70,7 +75,7 @@ class Scheduler:
             return self._publisher
         try:
             self._connection = await connect(self.settings.amqp_url, name=self.info.id)
-        except Exception as exc:  # noqa: BLE001 - the relay retries on its next tick
+        except Exception as exc:
             log.warning("RabbitMQ unreachable (%r); outbox entries wait", exc)
             return None
         self._publisher = Publisher(

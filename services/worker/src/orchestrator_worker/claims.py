@@ -10,11 +10,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator import metrics, states
 from orchestrator.broker import ENQUEUED_AT_HEADER, decode_job_id
-from orchestrator.db import db_now
 from orchestrator.states import State
 from orchestrator.store import jobs_table
 from orchestrator_worker.intake import Delivery
@@ -46,10 +45,8 @@ class ClaimResult:
     undecodable: list[Delivery]
 
 
-async def claim(
-    engine: AsyncEngine, deliveries: Sequence[Delivery], worker_id: str, lease: timedelta
-) -> ClaimResult:
-    """``Enqueued → Processing`` (or a due ``Scheduled`` retry) for every delivery's job."""
+def decode(deliveries: Sequence[Delivery]) -> ClaimResult:
+    """Sort deliveries into those naming a job and those that cannot be one of ours."""
     decoded: list[tuple[Delivery, uuid.UUID]] = []
     undecodable: list[Delivery] = []
     for delivery in deliveries:
@@ -58,50 +55,70 @@ async def claim(
             undecodable.append(delivery)
         else:
             decoded.append((delivery, job_id))
-    ids = list({job_id for _, job_id in decoded})
+    return ClaimResult({}, decoded, undecodable)
+
+
+async def claim(
+    conn: AsyncConnection, batch: ClaimResult, worker_id: str, lease: timedelta, now: datetime
+) -> None:
+    """``Enqueued → Processing`` (or a due ``Scheduled`` retry) for every decoded delivery's job,
+    in the caller's transaction; fills ``batch.claimed``."""
+    ids = list({job_id for _, job_id in batch.decoded})
     if not ids:
-        return ClaimResult({}, decoded, undecodable)
-    async with engine.begin() as conn:
-        now = await db_now(conn)
-        rows = await states.move(
-            conn,
-            ids,
-            expected={State.ENQUEUED, State.SCHEDULED},
-            target=State.PROCESSING,
-            change=states.Change(
-                reason=f"Started by {worker_id}",
-                values={
-                    "attempt": jobs_table.c.attempt + 1,
-                    "lease_until": now + lease,
-                    "worker_id": worker_id,
-                    "started_at": now,
-                },
-                data={"worker": worker_id},
-            ),
-            where=sa.or_(
-                jobs_table.c.state == State.ENQUEUED.value, jobs_table.c.due_at <= now
-            ),
-            now=now,
-            retention=timedelta(0),
-            returning=[
-                jobs_table.c.name, jobs_table.c.queue, jobs_table.c.args, jobs_table.c.kwargs,
-                jobs_table.c.attempt, jobs_table.c.timeout_seconds, jobs_table.c.trace_context,
-            ],
-        )
-    claimed = {
-        row.id: ClaimedJob(
-            job_id=row.id, name=row.name, queue=row.queue, args=list(row.args),
-            kwargs=dict(row.kwargs), attempt=row.attempt, timeout_seconds=row.timeout_seconds,
-            trace_context=row.trace_context, claimed_at=now,
-        )
-        for row in rows
-    }
-    for delivery, job_id in decoded:
-        job = claimed.get(job_id)
+        return
+    rows = await states.move(
+        conn,
+        ids,
+        expected={State.ENQUEUED, State.SCHEDULED},
+        target=State.PROCESSING,
+        change=states.Change(
+            reason=f"Started by {worker_id}",
+            values={
+                "attempt": jobs_table.c.attempt + 1,
+                "lease_until": now + lease,
+                "worker_id": worker_id,
+                "started_at": now,
+            },
+            data={"worker": worker_id},
+        ),
+        where=sa.or_(jobs_table.c.state == State.ENQUEUED.value, jobs_table.c.due_at <= now),
+        now=now,
+        retention=timedelta(0),
+        returning=[
+            jobs_table.c.name,
+            jobs_table.c.queue,
+            jobs_table.c.args,
+            jobs_table.c.kwargs,
+            jobs_table.c.attempt,
+            jobs_table.c.timeout_seconds,
+            jobs_table.c.trace_context,
+        ],
+    )
+    batch.claimed.update(
+        {
+            row.id: ClaimedJob(
+                job_id=row.id,
+                name=row.name,
+                queue=row.queue,
+                args=list(row.args),
+                kwargs=dict(row.kwargs),
+                attempt=row.attempt,
+                timeout_seconds=row.timeout_seconds,
+                trace_context=row.trace_context,
+                claimed_at=now,
+            )
+            for row in rows
+        }
+    )
+
+
+def observe_started(batch: ClaimResult, now: datetime) -> None:
+    """Count the claimed jobs once their claim has committed."""
+    for delivery, job_id in batch.decoded:
+        job = batch.claimed.get(job_id)
         if job is None:
             continue
         metrics.JOBS_STARTED.labels(job.queue, job.name).inc()
         enqueued_at = (delivery.message.headers or {}).get(ENQUEUED_AT_HEADER)
         if isinstance(enqueued_at, int | float):
             metrics.ENQUEUE_TO_START.labels(job.queue).observe(now.timestamp() - enqueued_at)
-    return ClaimResult(claimed, decoded, undecodable)

@@ -43,8 +43,12 @@ def failure(job: ClaimedJob, exc: BaseException, max_chars: int, duration: float
         text = "…(truncated)\n" + text[-max_chars:]
     kind = type(exc)
     return Outcome(
-        job, False, error_type=f"{kind.__module__}.{kind.__qualname__}",
-        error_message=str(exc)[:4000], error_traceback=text, duration=duration,
+        job,
+        False,
+        error_type=f"{kind.__module__}.{kind.__qualname__}",
+        error_message=str(exc)[:4000],
+        error_traceback=text,
+        duration=duration,
     )
 
 
@@ -59,16 +63,20 @@ async def execute(
     started = loop.time()
     parent = tracing.context_from(job.trace_context)
     with tracing.tracer.start_as_current_span(
-        f"run {job.name}", context=parent, kind=trace.SpanKind.CONSUMER,
+        f"run {job.name}",
+        context=parent,
+        kind=trace.SpanKind.CONSUMER,
         attributes={
-            "orchestrator.job.id": str(job.job_id), "orchestrator.job.name": job.name,
-            "orchestrator.queue": job.queue, "orchestrator.attempt": job.attempt,
+            "orchestrator.job.id": str(job.job_id),
+            "orchestrator.job.name": job.name,
+            "orchestrator.queue": job.queue,
+            "orchestrator.attempt": job.attempt,
         },
     ) as span:
         try:
             result = await _call(job, catalog, context, threads)
             value = _jsonable(result)
-        except Exception as exc:  # noqa: BLE001 - every failure of user code is recorded
+        except Exception as exc:
             span.record_exception(exc)
             return failure(job, exc, traceback_max_chars, loop.time() - started)
     return Outcome(job, True, result=value, duration=loop.time() - started)
@@ -93,7 +101,9 @@ def _jsonable(value: Any) -> Any:
     try:
         return to_jsonable_python(value)
     except PydanticSerializationError as exc:
-        raise ResultNotSerializableError(f"the job's return value cannot be stored: {exc}") from None
+        raise ResultNotSerializableError(
+            f"the job's return value cannot be stored: {exc}"
+        ) from None
 
 
 def new_context(job: ClaimedJob) -> JobContext:

@@ -22,7 +22,12 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
 
 from orchestrator import metrics
 from orchestrator.topology import Topology, declare_base, declare_work_queue

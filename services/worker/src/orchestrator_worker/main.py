@@ -27,5 +27,7 @@ async def run(settings: Settings, *, shutdown_grace: float = 30.0) -> None:
 
 def main() -> None:
     settings = load_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     asyncio.run(run(settings))

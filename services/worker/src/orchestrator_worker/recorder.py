@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator import states
-from orchestrator.db import db_now
 from orchestrator.states import RowChange, State
 from orchestrator_worker.execution import Outcome
 
@@ -33,7 +32,11 @@ def _change(outcome: Outcome, now: datetime) -> states.Change:
 
 
 async def record(
-    engine: AsyncEngine, outcomes: Sequence[Outcome], worker_id: str, retention: timedelta
+    conn: AsyncConnection,
+    outcomes: Sequence[Outcome],
+    worker_id: str,
+    retention: timedelta,
+    now: datetime,
 ) -> set[object]:
     """Commit every outcome whose claim still holds; returns the ids recorded.
 
@@ -41,22 +44,24 @@ async def record(
     claimed again, or the job was deleted) can never overwrite what happened since.
     """
     recorded: set[object] = set()
-    async with engine.begin() as conn:
-        now = await db_now(conn)
-        for target, wanted in ((State.SUCCEEDED, True), (State.FAILED, False)):
-            items = [
-                RowChange(
-                    o.job.job_id,
-                    _change(o, now),
-                    guard={"attempt": o.job.attempt, "worker_id": worker_id},
-                )
-                for o in outcomes
-                if o.succeeded is wanted
-            ]
-            recorded.update(
-                await states.move_each(
-                    conn, items, expected={State.PROCESSING}, target=target, now=now,
-                    retention=retention,
-                )
+    for target, wanted in ((State.SUCCEEDED, True), (State.FAILED, False)):
+        items = [
+            RowChange(
+                o.job.job_id,
+                _change(o, now),
+                guard={"attempt": o.job.attempt, "worker_id": worker_id},
             )
+            for o in outcomes
+            if o.succeeded is wanted
+        ]
+        recorded.update(
+            await states.move_each(
+                conn,
+                items,
+                expected={State.PROCESSING},
+                target=target,
+                now=now,
+                retention=retention,
+            )
+        )
     return recorded

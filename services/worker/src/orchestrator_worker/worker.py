@@ -14,7 +14,7 @@ from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import catalog as catalog_store
-from orchestrator import metrics, outbox, ops_server, servers, states
+from orchestrator import metrics, ops_server, outbox, servers, states
 from orchestrator.batching import Batcher
 from orchestrator.broker import Publisher, connect
 from orchestrator.catalog import Catalog
@@ -24,7 +24,7 @@ from orchestrator.settings import Settings
 from orchestrator.states import State
 from orchestrator.store import jobs_table
 from orchestrator.topology import Topology
-from orchestrator_worker.claims import ClaimedJob, claim
+from orchestrator_worker.claims import ClaimedJob, ClaimResult, claim, decode, observe_started
 from orchestrator_worker.execution import Outcome, execute, new_context
 from orchestrator_worker.intake import Delivery, Intake
 from orchestrator_worker.recorder import record
@@ -46,18 +46,20 @@ class Worker:
         self.catalog = catalog
         self.shutdown_grace = shutdown_grace
         self.info = servers.ServerInfo(
-            role="worker", queues=list(settings.worker_queues),
+            role="worker",
+            queues=list(settings.worker_queues),
             concurrency=settings.worker_concurrency,
         )
         self.topology = Topology(settings.broker_namespace, settings.delivery_limit)
         self.running: dict[uuid.UUID, Running] = {}
         self._threads = ThreadPoolExecutor(settings.worker_concurrency, "job")
-        self._claims: Batcher[Delivery] = Batcher(self._claim_batch, name="claims")
-        self._outcomes: Batcher[Outcome] = Batcher(self._record_batch, name="outcomes")
+        # Claims and outcomes share one writer: each round commits both in one transaction.
+        self._writes: Batcher[Delivery | Outcome] = Batcher(self._write_batch, name="store-writes")
         self._engine: AsyncEngine | None = None
         self._connection: AbstractRobustConnection | None = None
         self._intake: Intake | None = None
         self._store_down = False
+        self._store_watch: asyncio.Task[None] | None = None
         #: Set once the worker consumes its queues.
         self.ready = asyncio.Event()
 
@@ -82,11 +84,13 @@ class Worker:
             if self._connection is None:
                 return
             self._intake = Intake(
-                self._connection, self.topology, self.settings.worker_queues,
-                self.settings.worker_concurrency, self._claims.submit,
+                self._connection,
+                self.topology,
+                self.settings.worker_queues,
+                self.settings.worker_concurrency,
+                self._writes.submit,
             )
-            self._claims.start()
-            self._outcomes.start()
+            self._writes.start()
             await self.intake.start()
             self.ready.set()
             log.info("worker %s consuming %s", self.info.id, self.settings.worker_queues)
@@ -109,31 +113,55 @@ class Worker:
         while not stop.is_set():
             try:
                 return await connect(self.settings.amqp_url, name=self.info.id)
-            except Exception as exc:  # noqa: BLE001 - keep trying until the broker is up
+            except Exception as exc:
                 log.warning("RabbitMQ unreachable at start (%r); retrying in 2 s", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 2.0)
         return None
 
-    async def _claim_batch(self, deliveries: list[Delivery]) -> None:
+    async def _write_batch(self, items: list[Delivery | Outcome]) -> None:
+        outcomes = [i for i in items if isinstance(i, Outcome)]
+        batch = decode([i for i in items if isinstance(i, Delivery)])
         try:
-            result = await claim(self.engine, deliveries, self.info.id, self.settings.lease)
+            async with self.engine.begin() as conn:
+                now = await db_now(conn)
+                recorded = await record(
+                    conn, outcomes, self.info.id, self.settings.job_retention, now
+                )
+                await claim(conn, batch, self.info.id, self.settings.lease, now)
         except Exception:
-            log.exception("claiming failed; handing %d deliveries back", len(deliveries))
-            for delivery in deliveries:
-                with contextlib.suppress(Exception):
-                    await delivery.message.nack(requeue=True)
-                self.intake.release()
-            self._pause_until_store_returns()
+            log.exception("writing to the store failed; will retry outcomes, return deliveries")
+            await self._write_failed(batch, outcomes)
             return
-        for delivery in result.undecodable:
+        self._recorded(outcomes, recorded)
+        observe_started(batch, now)
+        await self._claimed(batch)
+
+    async def _write_failed(self, batch: ClaimResult, outcomes: list[Outcome]) -> None:
+        for delivery, _ in batch.decoded:
+            with contextlib.suppress(Exception):
+                await delivery.message.nack(requeue=True)
+            self.intake.release()
+        await self._reject_undecodable(batch)
+        if batch.decoded:
+            self._pause_until_store_returns()
+        if outcomes:
+            await asyncio.sleep(1.0)
+            for outcome in outcomes:
+                self._writes.submit(outcome)
+
+    async def _reject_undecodable(self, batch: ClaimResult) -> None:
+        for delivery in batch.undecodable:
             with contextlib.suppress(Exception):
                 await delivery.message.reject(requeue=False)
             self.intake.release()
+
+    async def _claimed(self, batch: ClaimResult) -> None:
+        await self._reject_undecodable(batch)
+        await self._ack_all([delivery for delivery, _ in batch.decoded])
         started: set[uuid.UUID] = set()
-        for delivery, job_id in result.decoded:
-            await self._ack(delivery)
-            job = result.claimed.get(job_id)
+        for delivery, job_id in batch.decoded:
+            job = batch.claimed.get(job_id)
             if job is None or job_id in started:
                 metrics.CLAIMS_LOST.labels(delivery.queue).inc()
                 self.intake.release()
@@ -141,13 +169,26 @@ class Worker:
             started.add(job_id)
             self._start(job)
 
-    async def _ack(self, delivery: Delivery) -> None:
-        try:
-            await delivery.message.ack()
-        except Exception as exc:  # noqa: BLE001 - stale tag after a reconnect
-            # RabbitMQ already requeued this delivery when the old channel closed; its copy
-            # will lose the claim, so the job still runs exactly once here.
-            log.warning("ack of a delivery failed (%r); its redelivery will be dropped", exc)
+    async def _ack_all(self, deliveries: list[Delivery]) -> None:
+        """Ack a claimed batch with one ``multiple`` ack per channel.
+
+        Batches are claimed in arrival order, so on each channel every delivery with a lower tag
+        than this batch's highest was in this batch or was already acked, returned or rejected.
+        """
+        highest: dict[int, Delivery] = {}
+        for delivery in deliveries:
+            key = id(delivery.message.channel)
+            current = highest.get(key)
+            tag = delivery.message.delivery_tag or 0
+            if current is None or tag > (current.message.delivery_tag or 0):
+                highest[key] = delivery
+        for delivery in highest.values():
+            try:
+                await delivery.message.ack(multiple=True)
+            except Exception as exc:
+                # RabbitMQ already requeued these deliveries when the old channel closed; their
+                # copies will lose the claim, so each job still runs once.
+                log.warning("ack after claim failed (%r); redeliveries will be dropped", exc)
 
     def _start(self, job: ClaimedJob) -> None:
         running = Running(job, new_context(job))
@@ -157,22 +198,15 @@ class Worker:
 
     async def _run_job(self, running: Running) -> None:
         outcome = await execute(
-            running.job, self.catalog, running.context, self._threads,
+            running.job,
+            self.catalog,
+            running.context,
+            self._threads,
             self.settings.traceback_max_chars,
         )
-        self._outcomes.submit(outcome)
+        self._writes.submit(outcome)
 
-    async def _record_batch(self, outcomes: list[Outcome]) -> None:
-        try:
-            recorded = await record(
-                self.engine, outcomes, self.info.id, self.settings.job_retention
-            )
-        except Exception:
-            log.exception("recording %d outcomes failed; retrying", len(outcomes))
-            await asyncio.sleep(1.0)
-            for outcome in outcomes:
-                self._outcomes.submit(outcome)
-            return
+    def _recorded(self, outcomes: list[Outcome], recorded: set[object]) -> None:
         for outcome in outcomes:
             job = outcome.job
             counter = metrics.JOBS_SUCCEEDED if outcome.succeeded else metrics.JOBS_FAILED
@@ -193,7 +227,7 @@ class Worker:
             return
         self._store_down = True
         self.intake.pause()
-        asyncio.create_task(self._wait_for_store(), name="store-watch")
+        self._store_watch = asyncio.create_task(self._wait_for_store(), name="store-watch")
 
     async def _wait_for_store(self) -> None:
         while True:
@@ -201,7 +235,7 @@ class Worker:
             try:
                 async with self.engine.connect() as conn:
                     await conn.execute(sa.text("SELECT 1"))
-            except Exception:  # noqa: BLE001, S112 - still down
+            except Exception:  # noqa: S112 - still down
                 continue
             log.info("store reachable again; resuming intake")
             self._store_down = False
@@ -242,7 +276,7 @@ class Worker:
             await asyncio.wait(
                 [asyncio.ensure_future(w) for w in waiting], timeout=self.shutdown_grace
             )
-        await self._outcomes.drain()
+        await self._writes.drain()
         leftover = list(self.running.values())
         for running in leftover:
             running.context.cancelled.set()
@@ -256,10 +290,13 @@ class Worker:
         async with self.engine.begin() as conn:
             now = await db_now(conn)
             moved = await states.move(
-                conn, [j.job_id for j in jobs], expected={State.PROCESSING},
+                conn,
+                [j.job_id for j in jobs],
+                expected={State.PROCESSING},
                 target=State.ENQUEUED,
                 change=states.Change("Worker shut down before the job finished"),
-                where=jobs_table.c.worker_id == self.info.id, now=now,
+                where=jobs_table.c.worker_id == self.info.id,
+                now=now,
                 retention=self.settings.job_retention,
                 returning=[jobs_table.c.queue, jobs_table.c.trace_context],
             )
@@ -281,14 +318,13 @@ class Worker:
         try:
             async with self.engine.connect() as conn:
                 await asyncio.wait_for(conn.execute(sa.text("SELECT 1")), 2.0)
-        except Exception:  # noqa: BLE001
+        except Exception:
             store_ok = False
         broker_ok = self._connection is not None and not self._connection.is_closed
         return {"store": store_ok, "broker": broker_ok}
 
     async def _close(self) -> None:
-        await self._claims.stop()
-        await self._outcomes.stop()
+        await self._writes.stop()
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection.close()
