@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 
+from orchestrator import tracing
 from orchestrator.settings import Settings, load_settings
 from orchestrator_scheduler.scheduler import Scheduler
 
@@ -23,4 +24,5 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    tracing.configure("scheduler")
     asyncio.run(run(settings))

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 
+from orchestrator import tracing
 from orchestrator.catalog import Catalog
 from orchestrator.settings import Settings, load_settings
 from orchestrator_worker.worker import Worker
@@ -30,4 +31,5 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    tracing.configure("worker")
     asyncio.run(run(settings))
