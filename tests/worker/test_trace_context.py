@@ -4,7 +4,7 @@ to the span that runs the job."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from opentelemetry import trace
@@ -24,13 +24,13 @@ _EXPORTER = InMemorySpanExporter()
 
 
 @pytest.fixture(scope="module")
-def spans() -> Iterator[InMemorySpanExporter]:
+def spans() -> InMemorySpanExporter:
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
         provider = TracerProvider()
         trace.set_tracer_provider(provider)
     provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-    yield _EXPORTER
+    return _EXPORTER
 
 
 async def test_trace_context_reaches_the_message_and_the_job_span(
