@@ -26,6 +26,7 @@ class BrokerLink:
         self.topology = Topology(settings.broker_namespace, settings.delivery_limit)
         self.connection: AbstractRobustConnection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._connecting = False
 
     @property
     def connected(self) -> bool:
@@ -37,18 +38,21 @@ class BrokerLink:
     async def _connect_loop(self) -> None:
         warned = False
         while True:
+            self._connecting = True
             try:
                 connection = await connect(
                     self._settings.amqp_url, name="orchestrator-api",
                     timeout=self._settings.publish_timeout_seconds,
                 )
             except Exception as exc:
+                self._connecting = False
                 if not warned:
                     log.warning("RabbitMQ unreachable (%r); enqueued jobs wait in the outbox "
                                 "and connecting is retried every %.0fs", exc, self._retry_seconds)
                     warned = True
                 await asyncio.sleep(self._retry_seconds)
                 continue
+            self._connecting = False
             self.connection = connection
             self._sender.publisher = Publisher(
                 connection, self.topology, self._settings.publish_timeout_seconds
@@ -58,6 +62,13 @@ class BrokerLink:
 
     async def stop(self) -> None:
         if self._task is not None:
+            if self._connecting:
+                # Cancelling aio-pika in the middle of connect_robust leaves its reconnect loop
+                # running with no handle to close it: let the attempt end first.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(
+                        asyncio.shield(self._task), self._settings.publish_timeout_seconds + 1
+                    )
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task

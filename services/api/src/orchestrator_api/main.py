@@ -6,8 +6,8 @@ import asyncio
 import logging
 
 import uvicorn
-from orchestrator.settings import Settings, load_settings
 
+from orchestrator.settings import Settings, load_settings
 from orchestrator_api.app import create_app
 
 

@@ -35,11 +35,12 @@ class Runtime:
             await self.catalog.refresh()
 
     async def stop(self) -> None:
-        await self.broker.stop()
+        # Publish what was submitted while the connection is still open, then close it.
         try:
             await asyncio.wait_for(self.sender.stop(), 10)
         except Exception:
             log.warning("outbox sender did not finish; the relay will publish the rest")
+        await self.broker.stop()
         await self.engine.dispose()
 
     def submit(self, pending: list[Pending]) -> None:
