@@ -13,6 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
+
 from orchestrator import states, store
 from orchestrator.db import db_now
 from orchestrator.models import OutboxEntry
@@ -72,8 +73,13 @@ class Api:
             for target in path:
                 now = await db_now(conn)
                 moved = await states.move(
-                    conn, [uuid.UUID(job_id)], expected=[current], target=target,
-                    change=states.Change("test"), now=now, retention=timedelta(hours=1),
+                    conn,
+                    [uuid.UUID(job_id)],
+                    expected=[current],
+                    target=target,
+                    change=states.Change("test"),
+                    now=now,
+                    retention=timedelta(hours=1),
                 )
                 assert moved, f"could not move {current} -> {target}"
                 current = target
@@ -90,15 +96,11 @@ def start_api(make_settings: Callable[..., Settings]) -> ApiFactory:
     async def start(
         database_url: str, *, client: tuple[str, int] = LOOPBACK, **overrides: Any
     ) -> AsyncIterator[Api]:
-        settings = make_settings(database_url).model_copy(
-            update={"jobs": [TEST_JOBS], **overrides}
-        )
+        settings = make_settings(database_url).model_copy(update={"jobs": [TEST_JOBS], **overrides})
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app, client=client)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://testserver"
-            ) as http:
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
                 yield Api(app, http, settings)
 
     return start

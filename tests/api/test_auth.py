@@ -23,7 +23,9 @@ async def open_api(start_api: Any, sqlite_url: str) -> AsyncIterator[Api]:
 @pytest.fixture
 async def keyed_api(start_api: Any, sqlite_url: str) -> AsyncIterator[Api]:
     async with start_api(
-        sqlite_url, amqp_url=DOWN_AMQP_URL, api_keys=["admin-secret", "read-secret:read"],
+        sqlite_url,
+        amqp_url=DOWN_AMQP_URL,
+        api_keys=["admin-secret", "read-secret:read"],
         client=REMOTE,
     ) as api:
         yield api
@@ -45,8 +47,12 @@ async def test_no_keys_serves_loopback(open_api: Api) -> None:
 
 async def test_no_keys_refuses_remote_clients(open_api: Api) -> None:
     async with open_api.client(REMOTE) as remote:
-        for method, path in [("GET", "/api/v1/jobs"), ("POST", "/api/v1/jobs"),
-                             ("GET", "/hangfire"), ("GET", "/api/v1/catalog")]:
+        for method, path in [
+            ("GET", "/api/v1/jobs"),
+            ("POST", "/api/v1/jobs"),
+            ("GET", "/hangfire"),
+            ("GET", "/api/v1/catalog"),
+        ]:
             response = await remote.request(method, path, json=ENQUEUE)
             assert response.status_code == 403, path
             assert response.json()["error"]["code"] == "forbidden"
@@ -65,8 +71,13 @@ async def test_missing_and_unknown_keys_are_401(keyed_api: Api) -> None:
     assert missing.status_code == 401
     assert missing.headers["WWW-Authenticate"] == "Bearer"
     assert missing.json()["error"]["code"] == "unauthorized"
-    for headers in (bearer("wrong"), bearer(""), {"Authorization": "Basic YWRtaW4tc2VjcmV0"},
-                    bearer("admin-secre"), bearer("admin-secret2")):
+    for headers in (
+        bearer("wrong"),
+        bearer(""),
+        {"Authorization": "Basic YWRtaW4tc2VjcmV0"},
+        bearer("admin-secre"),
+        bearer("admin-secret2"),
+    ):
         response = await keyed_api.http.get("/api/v1/jobs", headers=headers)
         assert response.status_code == 401, headers
 
@@ -102,9 +113,7 @@ async def test_probes_and_metrics_are_always_served(keyed_api: Api) -> None:
 
 
 async def login(api: Api, key: str) -> Any:
-    return await api.http.post(
-        "/hangfire/login", data={"key": key}, follow_redirects=False
-    )
+    return await api.http.post("/hangfire/login", data={"key": key}, follow_redirects=False)
 
 
 async def test_login_cookie_opens_the_dashboard_but_never_the_api(keyed_api: Api) -> None:

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from orchestrator.states import State
 
+from orchestrator.states import State
 from tests.api.conftest import ADD, ECHO, Api
 
 BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
@@ -21,14 +21,20 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("negative delay", {"job": ADD, "args": [1, 2], "delay_seconds": -1}, "delay_seconds"),
     ("invalid queue", {"job": ADD, "args": [1, 2], "queue": "No Spaces!"}, "queue"),
     ("naive run_at", {"job": ADD, "args": [1, 2], "run_at": "2030-01-01T00:00:00"}, "run_at"),
-    ("delay and run_at", {"job": ADD, "args": [1, 2], "delay_seconds": 1,
-                          "run_at": "2030-01-01T00:00:00Z"}, "run_at"),
+    (
+        "delay and run_at",
+        {"job": ADD, "args": [1, 2], "delay_seconds": 1, "run_at": "2030-01-01T00:00:00Z"},
+        "run_at",
+    ),
     ("retries too high", {"job": ADD, "args": [1, 2], "retries": 101}, "retries"),
     ("negative retries", {"job": ADD, "args": [1, 2], "retries": -1}, "retries"),
     ("unknown option", {"job": ADD, "args": [1, 2], "priority": 5}, "priority"),
     ("args not a list", {"job": ADD, "args": {"a": 1}}, "args"),
-    ("continue_after not an id", {"job": ADD, "args": [1, 2], "continue_after": "x"},
-     "continue_after"),
+    (
+        "continue_after not an id",
+        {"job": ADD, "args": [1, 2], "continue_after": "x"},
+        "continue_after",
+    ),
     ("date-time format", {"job": ECHO, "kwargs": {"text": "a", "when": "soon"}}, "when"),
 ]
 
@@ -41,8 +47,9 @@ async def empty_after(api: Api) -> AsyncIterator[Api]:
     assert await api.count("job_history") == 0
 
 
-@pytest.mark.parametrize(("body", "named"), [(b, n) for _, b, n in BAD_BODIES],
-                         ids=[case for case, _, _ in BAD_BODIES])
+@pytest.mark.parametrize(
+    ("body", "named"), [(b, n) for _, b, n in BAD_BODIES], ids=[case for case, _, _ in BAD_BODIES]
+)
 async def test_bad_enqueue_is_422_naming_the_problem(
     empty_after: Api, body: dict[str, Any], named: str
 ) -> None:
@@ -114,7 +121,8 @@ async def test_declared_length_over_the_limit_is_refused_before_reading(
 ) -> None:
     async with start_api(sqlite_url, max_body_bytes=100) as api:
         response = await api.http.post(
-            "/api/v1/jobs/bulk", content=b"{" + b" " * 200 + b"}",
+            "/api/v1/jobs/bulk",
+            content=b"{" + b" " * 200 + b"}",
             headers={"content-type": "application/json"},
         )
         assert response.status_code == 413

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from orchestrator.states import State
-
 from tests.api.conftest import ADD, ECHO, FAIL, URGENT, Api
 
 
@@ -134,7 +134,7 @@ async def test_idempotency_key_with_another_body_is_a_conflict(api: Api) -> None
 
 
 async def test_bulk_creates_every_job_in_order(api: Api) -> None:
-    jobs = [{"job": ADD, "args": [i, i]} for i in range(50)]
+    jobs: list[dict[str, Any]] = [{"job": ADD, "args": [i, i]} for i in range(50)]
     jobs.append({"job": ADD, "args": [0, 0], "delay_seconds": 30})
     response = await api.http.post("/api/v1/jobs/bulk", json={"jobs": jobs})
     assert response.status_code == 201

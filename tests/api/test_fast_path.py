@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 import aio_pika
-from orchestrator.states import State
 
+from orchestrator.states import State
 from tests.api.conftest import ADD, URGENT, Api
 
 
@@ -38,9 +38,12 @@ async def test_enqueue_publishes_after_commit(
         await api.runtime.sender.flush()
         assert await api.outbox_for(job_id) == []
         assert await _ready_messages(amqp_url, f"{namespace}.q.default") == 1
-        ids = (await api.http.post(
-            "/api/v1/jobs/bulk", json={"jobs": [{"job": URGENT, "args": [i]} for i in range(20)]}
-        )).json()["ids"]
+        ids = (
+            await api.http.post(
+                "/api/v1/jobs/bulk",
+                json={"jobs": [{"job": URGENT, "args": [i]} for i in range(20)]},
+            )
+        ).json()["ids"]
         await api.runtime.sender.flush()
         assert len(ids) == 20
         assert await api.count("outbox") == 0

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from orchestrator import servers
 from orchestrator.states import State
-
 from tests.api.conftest import ADD, ECHO, FAIL, URGENT, Api
 
 
@@ -15,8 +15,19 @@ async def test_get_job_shows_history_oldest_first(api: Api) -> None:
     job_id = await api.enqueue()
     await api.move(job_id, State.PROCESSING, State.FAILED)
     job = (await api.http.get(f"/api/v1/jobs/{job_id}")).json()
-    expected = {"id", "job", "args", "kwargs", "queue", "state", "attempt", "result", "error",
-                "history", "created_at"}
+    expected = {
+        "id",
+        "job",
+        "args",
+        "kwargs",
+        "queue",
+        "state",
+        "attempt",
+        "result",
+        "error",
+        "history",
+        "created_at",
+    }
     assert expected <= job.keys()
     assert job["state"] == "Failed"
     assert [h["state"] for h in job["history"]] == ["Enqueued", "Processing", "Failed"]
@@ -122,10 +133,17 @@ async def test_catalog_picks_up_registrations_stored_by_workers(api: Api) -> Non
     from orchestrator.db import db_now
 
     stored = Registration(
-        name="elsewhere.resize", queue="low", parameters=["width"],
-        json_schema={"type": "object", "properties": {"width": {"type": "integer"}},
-                     "required": ["width"], "additionalProperties": False},
-        schema_hash="h1", options={"retries": 2, "timeout": None},
+        name="elsewhere.resize",
+        queue="low",
+        parameters=["width"],
+        json_schema={
+            "type": "object",
+            "properties": {"width": {"type": "integer"}},
+            "required": ["width"],
+            "additionalProperties": False,
+        },
+        schema_hash="h1",
+        options={"retries": 2, "timeout": None},
     )
     async with api.runtime.engine.begin() as conn:
         await register(conn, [stored], await db_now(conn))
@@ -149,6 +167,8 @@ async def test_servers_lists_announced_instances(api: Api) -> None:
     server = items[0]
     assert server["id"] == info.id
     assert (server["role"], server["queues"], server["concurrency"]) == (
-        "worker", ["critical", "default"], 8
+        "worker",
+        ["critical", "default"],
+        8,
     )
     assert {"host", "pid", "started_at", "heartbeat_at"} <= server.keys()

@@ -72,8 +72,13 @@ async def test_requests_refused_before_routing_never_label_the_raw_path(
 
 async def test_openapi_describes_the_endpoints(api: Api) -> None:
     schema = (await api.http.get("/openapi.json")).json()
-    assert {"/api/v1/jobs", "/api/v1/jobs/bulk", "/api/v1/jobs/{job_id}",
-            "/api/v1/jobs/{job_id}/requeue", "/api/v1/stats"} <= schema["paths"].keys()
+    assert {
+        "/api/v1/jobs",
+        "/api/v1/jobs/bulk",
+        "/api/v1/jobs/{job_id}",
+        "/api/v1/jobs/{job_id}/requeue",
+        "/api/v1/stats",
+    } <= schema["paths"].keys()
 
 
 async def test_status_page_shows_real_data(api: Api) -> None:

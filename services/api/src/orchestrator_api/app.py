@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from orchestrator.settings import Settings
 
+from orchestrator.settings import Settings
 from orchestrator_api import dashboard, errors, routes_info, routes_jobs, routes_ops
 from orchestrator_api.auth import AuthMiddleware
 from orchestrator_api.middleware import BodyLimitMiddleware, RequestMetricsMiddleware

@@ -16,9 +16,9 @@ import time
 from collections.abc import Sequence
 from http.cookies import SimpleCookie
 
-from orchestrator.settings import ApiKey
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from orchestrator.settings import ApiKey
 from orchestrator_api.middleware import send_error
 
 SESSION_COOKIE = "orchestrator_session"
@@ -132,8 +132,12 @@ class AuthMiddleware:
         if not self.keys:
             if is_loopback(scope):
                 return None
-            return (403, "forbidden", "no API keys are configured, so only loopback clients are "
-                    "served; set ORCHESTRATOR_API_KEYS to allow remote access")
+            return (
+                403,
+                "forbidden",
+                "no API keys are configured, so only loopback clients are "
+                "served; set ORCHESTRATOR_API_KEYS to allow remote access",
+            )
         key = None
         presented = _bearer(scope)
         if presented is not None:
@@ -143,8 +147,11 @@ class AuthMiddleware:
         if key is None:
             if presented is None and (not allow_cookie or _cookie(scope) is None):
                 hint = " or sign in at /hangfire/login" if allow_cookie else ""
-                return (401, "unauthorized", "missing credentials: send 'Authorization: "
-                        f"Bearer <API key>'{hint}")
+                return (
+                    401,
+                    "unauthorized",
+                    f"missing credentials: send 'Authorization: Bearer <API key>'{hint}",
+                )
             return (401, "unauthorized", "unknown API key or expired session")
         if key.role != "admin" and scope["method"] in WRITE_METHODS:
             return (403, "forbidden", "this API key may only read; writing needs an admin key")

@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from aio_pika.abc import AbstractRobustConnection
+
 from orchestrator.broker import Publisher, connect
 from orchestrator.outbox import OutboxSender
 from orchestrator.settings import Settings
@@ -41,14 +42,19 @@ class BrokerLink:
             self._connecting = True
             try:
                 connection = await connect(
-                    self._settings.amqp_url, name="orchestrator-api",
+                    self._settings.amqp_url,
+                    name="orchestrator-api",
                     timeout=self._settings.publish_timeout_seconds,
                 )
             except Exception as exc:
                 self._connecting = False
                 if not warned:
-                    log.warning("RabbitMQ unreachable (%r); enqueued jobs wait in the outbox "
-                                "and connecting is retried every %.0fs", exc, self._retry_seconds)
+                    log.warning(
+                        "RabbitMQ unreachable (%r); enqueued jobs wait in the outbox "
+                        "and connecting is retried every %.0fs",
+                        exc,
+                        self._retry_seconds,
+                    )
                     warned = True
                 await asyncio.sleep(self._retry_seconds)
                 continue

@@ -7,8 +7,9 @@ import logging
 import time
 from collections.abc import Iterable
 
-from orchestrator.catalog import Catalog, Registration, load_registrations
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator.catalog import Catalog, Registration, load_registrations
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from orchestrator import store
 
+from orchestrator import store
 from orchestrator_api.auth import SESSION_COOKIE, SESSION_SECONDS, find_key, session_token
 from orchestrator_api.routes_info import collect_servers, collect_stats
 from orchestrator_api.runtime import runtime_of
@@ -26,8 +26,10 @@ _STYLE = (
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    html = (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
-            f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>{body}</body></html>")
+    html = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>{body}</body></html>"
+    )
     return HTMLResponse(html, status_code=status)
 
 
@@ -66,24 +68,36 @@ async def status_page(request: Request) -> HTMLResponse:
         "<h2>Servers</h2>",
         _table(
             ["Id", "Role", "Host", "PID", "Queues", "Concurrency", "Started", "Heartbeat"],
-            [[s["id"], s["role"], s["host"], s["pid"], ", ".join(s["queues"]), s["concurrency"],
-              s["started_at"], s["heartbeat_at"]] for s in servers],
+            [
+                [
+                    s["id"],
+                    s["role"],
+                    s["host"],
+                    s["pid"],
+                    ", ".join(s["queues"]),
+                    s["concurrency"],
+                    s["started_at"],
+                    s["heartbeat_at"],
+                ]
+                for s in servers
+            ],
             "No service instance has announced itself.",
         ),
         "<h2>Recent jobs</h2>",
         _table(
             ["Id", "Job", "Queue", "State", "Attempt", "Created"],
-            [[r.id, r.name, r.queue, r.state, r.attempt, r.created_at.isoformat()]
-             for r in recent],
+            [[r.id, r.name, r.queue, r.state, r.attempt, r.created_at.isoformat()] for r in recent],
             "No jobs yet.",
         ),
     ]
     return _page("Orchestrator", "".join(parts))
 
 
-_FORM = ("<form method='post' action='/hangfire/login'><label>API key "
-         "<input type='password' name='key' autocomplete='current-password'></label> "
-         "<button type='submit'>Sign in</button></form>")
+_FORM = (
+    "<form method='post' action='/hangfire/login'><label>API key "
+    "<input type='password' name='key' autocomplete='current-password'></label> "
+    "<button type='submit'>Sign in</button></form>"
+)
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -96,16 +110,25 @@ async def login(request: Request) -> Response:
     """Check the form field ``key``; a valid key gets an HttpOnly, SameSite=Strict session."""
     keys = runtime_of(request).settings.parsed_api_keys
     if not keys:
-        return _page("Orchestrator — sign in", "<p>No API keys are configured: the dashboard "
-                     "serves loopback clients without signing in.</p>", status=400)
+        return _page(
+            "Orchestrator — sign in",
+            "<p>No API keys are configured: the dashboard "
+            "serves loopback clients without signing in.</p>",
+            status=400,
+        )
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     key = find_key(keys, (form.get("key") or [""])[0])
     if key is None:
         return _page("Orchestrator — sign in", f"<p>Unknown API key.</p>{_FORM}", status=401)
     response = RedirectResponse("/hangfire", status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, session_token(key), max_age=SESSION_SECONDS, path="/hangfire",
-        httponly=True, samesite="strict", secure=request.url.scheme == "https",
+        SESSION_COOKIE,
+        session_token(key),
+        max_age=SESSION_SECONDS,
+        path="/hangfire",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
     )
     return response
 

@@ -13,6 +13,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from orchestrator import store
 from orchestrator.catalog import Registration, validate_with_schema
 from orchestrator.db import db_now
@@ -22,9 +25,6 @@ from orchestrator.metrics import JOBS_ENQUEUED
 from orchestrator.outbox import Pending
 from orchestrator.states import State
 from orchestrator.tracing import current_headers
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from orchestrator_api.runtime import Runtime
 from orchestrator_api.schemas import EnqueueRequest
 
@@ -64,7 +64,10 @@ async def prepare(
         key = request.idempotency_key
         prepared.append(
             Prepared(
-                where, request, registration, request.queue or registration.queue,
+                where,
+                request,
+                registration,
+                request.queue or registration.queue,
                 request.request_hash() if key is not None else None,
             )
         )
@@ -138,7 +141,8 @@ def _replay(
             return outcome
         raise JobValidationError(
             f"{item.where}idempotency key {key!r} is used twice in this request with different "
-            "bodies", field="idempotency_key",
+            "bodies",
+            field="idempotency_key",
         )
     return None
 
@@ -169,10 +173,15 @@ def _new_job(
     if timeout is None and options.get("timeout") is not None:
         timeout = float(options["timeout"])
     new_job = store.NewJob(
-        name=request.job, queue=item.queue, args=request.args, kwargs=request.kwargs,
-        retries=retries, timeout_seconds=timeout,
+        name=request.job,
+        queue=item.queue,
+        args=request.args,
+        kwargs=request.kwargs,
+        retries=retries,
+        timeout_seconds=timeout,
         expire_after_seconds=request.expire_after_seconds,
-        idempotency_key=request.idempotency_key, request_hash=item.request_hash,
+        idempotency_key=request.idempotency_key,
+        request_hash=item.request_hash,
         trace_context=trace,
     )
     if request.continue_after is not None:
@@ -191,9 +200,7 @@ def _new_job(
     return new_job
 
 
-def _continuation(
-    new_job: store.NewJob, item: Prepared, parents: Mapping[uuid.UUID, str]
-) -> None:
+def _continuation(new_job: store.NewJob, item: Prepared, parents: Mapping[uuid.UUID, str]) -> None:
     parent_id = item.request.continue_after
     assert parent_id is not None
     parent_state = parents.get(parent_id)

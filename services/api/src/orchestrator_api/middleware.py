@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from orchestrator.metrics import HTTP_REQUESTS
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orchestrator.metrics import HTTP_REQUESTS
 from orchestrator_api.errors import error_body
 
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})

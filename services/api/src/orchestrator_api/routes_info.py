@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
-from orchestrator import store
 
+from orchestrator import store
 from orchestrator_api.runtime import Runtime, runtime_of
 
 router = APIRouter(prefix="/api/v1", tags=["info"])
@@ -22,8 +22,12 @@ async def collect_stats(runtime: Runtime) -> dict[str, Any]:
         names = sorted(await store.known_queues(conn))
     depths = await asyncio.gather(*(runtime.broker.depth(name) for name in names))
     queues = [
-        {"name": name, "ready": ready, "consumers": consumers,
-         "processing": processing.get(name, 0)}
+        {
+            "name": name,
+            "ready": ready,
+            "consumers": consumers,
+            "processing": processing.get(name, 0),
+        }
         for name, (ready, consumers) in zip(names, depths, strict=True)
     ]
     return {"states": counts, "queues": queues}

@@ -7,13 +7,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from opentelemetry.trace import SpanKind
+
 from orchestrator import store
 from orchestrator.db import db_now
 from orchestrator.errors import JobNotFoundError
 from orchestrator.metrics import JOBS_DELETED, JOBS_REQUEUED
 from orchestrator.states import State
 from orchestrator.tracing import context_from, tracer
-
 from orchestrator_api.enqueue import enqueue, prepare
 from orchestrator_api.errors import ApiError
 from orchestrator_api.runtime import runtime_of

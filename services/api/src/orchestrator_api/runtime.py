@@ -8,11 +8,11 @@ import logging
 
 import sqlalchemy as sa
 from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from orchestrator.db import create_engine
 from orchestrator.outbox import OutboxSender, Pending
 from orchestrator.settings import Settings
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from orchestrator_api.broker_link import BrokerLink
 from orchestrator_api.catalog_cache import CatalogCache
 

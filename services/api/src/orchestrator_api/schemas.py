@@ -7,8 +7,9 @@ import json
 import uuid
 from typing import Annotated, Any
 
-from orchestrator.settings import QUEUE_NAME_PATTERN
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from orchestrator.settings import QUEUE_NAME_PATTERN
 
 MAX_BULK = 10_000
 
@@ -51,7 +52,8 @@ class EnqueueRequest(BaseModel):
         """SHA-256 of the canonical body: what an idempotency key promises not to change."""
         canonical = json.dumps(
             self.model_dump(mode="json", exclude={"idempotency_key"}),
-            sort_keys=True, separators=(",", ":"),
+            sort_keys=True,
+            separators=(",", ":"),
         )
         return hashlib.sha256(canonical.encode()).hexdigest()
 
