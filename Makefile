@@ -19,8 +19,9 @@ help:
 setup: $(if $(shell command -v uv 2>/dev/null),,.tools/bin/uv)
 	$(UV) sync --locked --python $(PYTHON)
 
+# Runs the example jobs unless ORCHESTRATOR_JOBS names your own modules.
 dev: setup
-	.venv/bin/orchestrator dev
+	ORCHESTRATOR_JOBS="$${ORCHESTRATOR_JOBS:-examples.jobs}" .venv/bin/orchestrator dev
 
 lint: setup
 	.venv/bin/ruff check .
@@ -35,7 +36,7 @@ test: lint typecheck importcheck
 	.venv/bin/pytest
 
 bench: setup
-	.venv/bin/python -m bench.run_all
+	.venv/bin/python -m bench.throughput
 
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache

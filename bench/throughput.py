@@ -170,7 +170,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=256)
     args = parser.parse_args()
     db_name, url = new_postgres_database()
     system = System(database_url=url, jobs="bench.jobs")

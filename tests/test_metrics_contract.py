@@ -1,0 +1,43 @@
+"""docs/metrics.md and orchestrator.metrics describe the same metrics."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from orchestrator import metrics
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
+
+
+def _defined() -> dict[str, tuple[str, tuple[str, ...]]]:
+    found = {}
+    for value in vars(metrics).values():
+        if isinstance(value, Counter | Gauge | Histogram):
+            kind = type(value).__name__.lower()
+            name = value._name + ("_total" if kind == "counter" else "")
+            found[name] = (kind, tuple(value._labelnames))
+    return found
+
+
+def _documented() -> dict[str, tuple[str, tuple[str, ...]]]:
+    rows = {}
+    for line in DOC.read_text().splitlines():
+        match = re.match(r"\| `(orchestrator_\w+)` \| (\w+) \| ([^|]+) \|", line)
+        if match:
+            labels = tuple(
+                part.strip() for part in match.group(3).split(",") if part.strip() != "—"
+            )
+            rows[match.group(1)] = (match.group(2), labels)
+    return rows
+
+
+def test_every_metric_is_documented_with_its_type_and_labels() -> None:
+    assert _documented() == _defined()
+
+
+def test_no_label_can_hold_a_job_id() -> None:
+    for _, labels in _defined().values():
+        assert not {"id", "job_id", "message_id"} & set(labels)
