@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from orchestrator import store
 from orchestrator.states import State
 from tests.api.conftest import ADD, ECHO, FAIL, URGENT, Api
 
@@ -198,3 +200,27 @@ async def test_bulk_with_idempotency_keys(api: Api) -> None:
     assert conflict.status_code == 409
     assert "jobs[2]" in conflict.json()["error"]["message"]
     assert await api.count() == 2
+
+
+async def test_concurrent_requests_with_one_idempotency_key_make_one_job(api: Api) -> None:
+    body = {"job": ADD, "args": [4, 4], "idempotency_key": "race"}
+    responses = await asyncio.gather(*(api.http.post("/api/v1/jobs", json=body) for _ in range(8)))
+    assert {r.status_code for r in responses} <= {200, 201}
+    assert len({r.json()["id"] for r in responses}) == 1
+    assert await api.count() == 1
+    assert await api.count("outbox") == 1
+
+
+async def test_trace_context_of_the_request_travels_with_the_job(api: Api) -> None:
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    response = await api.http.post(
+        "/api/v1/jobs",
+        json={"job": ADD, "args": [1, 2]},
+        headers={"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"},
+    )
+    job_id = response.json()["id"]
+    (entry,) = await api.outbox_for(job_id)
+    assert entry.headers["traceparent"].split("-")[1] == trace_id
+    async with api.runtime.engine.connect() as conn:
+        row = await store.get_job(conn, uuid.UUID(job_id))
+    assert row.trace_context["traceparent"].split("-")[1] == trace_id
