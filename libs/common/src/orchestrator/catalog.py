@@ -19,7 +19,7 @@ import pydantic
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator.db import is_postgres
+from orchestrator.db import insert_for
 from orchestrator.errors import JobValidationError, UnknownJobError
 from orchestrator.jobs import JobFunction
 from orchestrator.models import JobRegistration
@@ -182,9 +182,7 @@ async def register(
     conn: AsyncConnection, registrations: Sequence[Registration], now: datetime
 ) -> None:
     """Record (or refresh) what a worker can run; the newest registration of a name wins."""
-    insert_fn: Any = (
-        sa.dialects.postgresql.insert if is_postgres(conn) else sa.dialects.sqlite.insert
-    )
+    insert_fn = insert_for(conn)
     for reg in registrations:
         stmt = insert_fn(_registrations).values(
             name=reg.name,

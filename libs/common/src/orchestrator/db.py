@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -89,3 +90,8 @@ async def db_now(conn: AsyncConnection) -> datetime:
         assert isinstance(value, datetime)
         return value.astimezone(UTC)
     return datetime.now(UTC)
+
+
+def insert_for(conn: AsyncConnection) -> Any:
+    """The dialect's INSERT construct, which has ``on_conflict_do_update`` on both stores."""
+    return postgresql.insert if is_postgres(conn) else sqlite.insert

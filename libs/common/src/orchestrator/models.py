@@ -12,8 +12,8 @@ from sqlmodel import Field, SQLModel
 from orchestrator.db import BigIdType, JsonType, UTCDateTime
 
 
-def _col(type_: Any, *, nullable: bool = True, **kwargs: Any) -> Any:
-    return Field(sa_column=sa.Column(type_, nullable=nullable, **kwargs))
+def _col(type_: Any, *, nullable: bool = True, **column_options: Any) -> Any:
+    return Field(sa_column=sa.Column(type_, nullable=nullable, **column_options))
 
 
 class Job(SQLModel, table=True):
@@ -47,7 +47,8 @@ class Job(SQLModel, table=True):
     name: str = _col(sa.String(200), nullable=False)
     queue: str = _col(sa.String(63), nullable=False)
     args: list[Any] = _col(JsonType, nullable=False)
-    kwargs: dict[str, Any] = _col(JsonType, nullable=False)
+    # Named apart from its column: a field called ``kwargs`` clashes with the generated __init__.
+    keyword_args: dict[str, Any] = Field(sa_column=sa.Column("kwargs", JsonType, nullable=False))
     state: str = _col(sa.String(16), nullable=False)
     #: Why a Scheduled job waits: "delay" (asked for) or "retry" (after a failure).
     scheduled_reason: str | None = _col(sa.String(16))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -35,11 +36,18 @@ def ops_app(ready: ReadinessCheck) -> Starlette:
     )
 
 
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server inside a role's event loop: the role, not uvicorn, owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def serve(host: str, port: int, ready: ReadinessCheck) -> asyncio.Task[None] | None:
     """Start serving in the background of the current event loop; port 0 serves nothing."""
     if port == 0:
         return None
     config = uvicorn.Config(ops_app(ready), host=host, port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # role owns signals
+    server = _EmbeddedServer(config)
     return asyncio.create_task(server.serve(), name=f"ops-server-{port}")

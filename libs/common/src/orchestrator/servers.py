@@ -7,12 +7,11 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator.db import db_now, is_postgres
+from orchestrator.db import db_now, insert_for
 from orchestrator.models import Server
 
 _servers = Server.__table__  # type: ignore[attr-defined]
@@ -37,9 +36,7 @@ class ServerInfo:
 async def announce(engine: AsyncEngine, info: ServerInfo) -> datetime:
     async with engine.begin() as conn:
         now = await db_now(conn)
-        insert_fn: Any = (
-            sa.dialects.postgresql.insert if is_postgres(conn) else sa.dialects.sqlite.insert
-        )
+        insert_fn = insert_for(conn)
         stmt = insert_fn(_servers).values(
             id=info.id,
             role=info.role,

@@ -18,7 +18,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator.db import is_postgres
+from orchestrator.db import insert_for, is_postgres
 from orchestrator.errors import IllegalTransitionError
 from orchestrator.models import Job, JobHistory, StateCounter
 
@@ -268,9 +268,7 @@ async def _after_move(
 async def count_states(conn: AsyncConnection, now: datetime, counts: Counter[State]) -> None:
     """Add to the persistent per-hour counters."""
     hour = now.replace(minute=0, second=0, microsecond=0)
-    insert_fn: Any = (
-        sa.dialects.postgresql.insert if is_postgres(conn) else sa.dialects.sqlite.insert
-    )
+    insert_fn = insert_for(conn)
     for state, n in counts.items():
         stmt = insert_fn(_counters).values(hour=hour, state=state.value, count=n)
         stmt = stmt.on_conflict_do_update(

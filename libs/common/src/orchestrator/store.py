@@ -246,7 +246,7 @@ async def delete_job(
     """Move a job to Deleted from any other state; deleting a Deleted job changes nothing."""
     row = await get_job(conn, job_id)
     if row.state == State.DELETED.value:
-        return row.state
+        return State.DELETED.value
     sources = [s for s in State if s is not State.DELETED]
     moved = await states.move(
         conn,

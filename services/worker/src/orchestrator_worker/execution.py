@@ -92,7 +92,7 @@ async def _call(
         )
     arguments = validate_with_model(function, job.args, job.kwargs)
     if function.is_async:
-        return await function.invoke(arguments, context)  # type: ignore[misc]
+        return await function.invoke(arguments, context)
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(threads, function.invoke, arguments, context)
 

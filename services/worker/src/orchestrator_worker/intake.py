@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from aio_pika.abc import (
@@ -177,7 +177,7 @@ class Intake:
                     with contextlib.suppress(Exception):
                         await source.queue.cancel(tag)
 
-    def _consumer_for(self, name: str) -> Callable[[AbstractIncomingMessage], object]:
+    def _consumer_for(self, name: str) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
         async def on_message(message: AbstractIncomingMessage) -> None:
             if self._consuming and self.free > 0 and not self._paused:
                 self._assign(Delivery(name, message))
