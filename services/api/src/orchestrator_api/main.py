@@ -7,6 +7,7 @@ import logging
 
 import uvicorn
 
+from orchestrator import tracing
 from orchestrator.settings import Settings, load_settings
 from orchestrator_api.app import create_app
 
@@ -36,6 +37,7 @@ def main() -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    tracing.configure("api")
     asyncio.run(serve(settings))
 
 
