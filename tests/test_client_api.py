@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+
 from orchestrator import AsyncClient, JobCall, states, store
 from orchestrator.db import db_now
 from orchestrator.errors import ApiError, JobFailedError, JobValidationError
 from orchestrator.settings import Settings
 from orchestrator.testing import InlineClient
 from orchestrator_api.app import create_app
-
 from tests import jobs_for_tests as jobs
 
 #: Nothing listens there; the API serves anyway and leaves the messages in its outbox.

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from orchestrator import AsyncClient, Client, JobCall, job
 from orchestrator.errors import ApiError, JobFailedError
 

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from orchestrator import JobCall, JobContext, job
 from orchestrator.catalog import Registration, validate_with_schema
 from orchestrator.errors import (

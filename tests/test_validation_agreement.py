@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple, NotRequired
 import pydantic
 import pytest
 import typing_extensions
+
 from orchestrator.catalog import Registration, validate_with_model, validate_with_schema
 from orchestrator.errors import JobValidationError
 from orchestrator.jobs import JobFunction, job

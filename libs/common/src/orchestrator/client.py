@@ -24,11 +24,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, Unpack
 from urllib.parse import quote
 
 import httpx
-from typing_extensions import Unpack
 
 from orchestrator.errors import ApiError, JobFailedError
 from orchestrator.jobs import JobCall, JobFunction
@@ -386,7 +385,7 @@ class AsyncClient:
         return dict(await self._call("GET", "/catalog"))
 
     async def wait(
-        self, job_id: JobId, *, timeout: float = 60.0, poll_interval: float = 0.25  # noqa: ASYNC109
+        self, job_id: JobId, *, timeout: float = 60.0, poll_interval: float = 0.25
     ) -> Any:
         deadline = time.monotonic() + timeout
         while True:

@@ -36,10 +36,9 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 
 from pydantic_core import to_jsonable_python
-from typing_extensions import Unpack
 
 from orchestrator import client as shape
 from orchestrator.catalog import Catalog, Registration, validate_with_model, validate_with_schema
