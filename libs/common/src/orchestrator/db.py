@@ -54,8 +54,16 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(full, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
+    # No pre-ping: it costs a BEGIN/ROLLBACK round trip on every checkout. A dead connection fails
+    # its statement once and is discarded; every caller treats store errors as transient. No TLS
+    # negotiation unless the URL asks for it (asyncpg's "prefer" tries TLS on every connect).
+    connect_args = {} if "ssl" in full else {"ssl": False}
     return create_async_engine(
-        full, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        full,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=1800,
+        connect_args=connect_args,
     )
 
 

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -25,8 +25,10 @@ from orchestrator.metrics import JOBS_ENQUEUED
 from orchestrator.outbox import Pending
 from orchestrator.states import State
 from orchestrator.tracing import current_headers
-from orchestrator_api.runtime import Runtime
 from orchestrator_api.schemas import EnqueueRequest
+
+if TYPE_CHECKING:
+    from orchestrator_api.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -110,12 +112,12 @@ async def _store(
             if replay is not None:
                 outcomes.append(replay)
                 continue
-        new_job = _new_job(item, now, parents, trace)
-        new_jobs.append(new_job)
-        outcome = Outcome(new_job.id, new_job.state.value)
+        created_job = new_job(item, now, parents, trace)
+        new_jobs.append(created_job)
+        outcome = Outcome(created_job.id, created_job.state.value)
         outcomes.append(outcome)
         if key is not None:
-            claimed[key] = (item.request_hash, Outcome(new_job.id, new_job.state.value, True))
+            claimed[key] = (item.request_hash, Outcome(created_job.id, outcome.state, True))
     pending = await store.create_jobs(conn, new_jobs, now)
     created = Counter((j.queue, j.name, j.state.value) for j in new_jobs)
     return outcomes, pending, created
@@ -158,7 +160,7 @@ async def _parent_states(
     return {row.id: row.state for row in rows}
 
 
-def _new_job(
+def new_job(
     item: Prepared,
     now: datetime,
     parents: Mapping[uuid.UUID, str],
@@ -172,7 +174,7 @@ def _new_job(
     timeout = request.timeout_seconds
     if timeout is None and options.get("timeout") is not None:
         timeout = float(options["timeout"])
-    new_job = store.NewJob(
+    job = store.NewJob(
         name=request.job,
         queue=item.queue,
         args=request.args,
@@ -185,22 +187,22 @@ def _new_job(
         trace_context=trace,
     )
     if request.continue_after is not None:
-        _continuation(new_job, item, parents)
-        return new_job
+        _continuation(job, item, parents)
+        return job
     due_at = None
     if request.delay_seconds is not None and request.delay_seconds > 0:
         due_at = now + timedelta(seconds=request.delay_seconds)
     elif request.run_at is not None and request.run_at > now:
         due_at = request.run_at
     if due_at is not None:
-        new_job.state = State.SCHEDULED
-        new_job.due_at = due_at
-        new_job.scheduled_reason = "delay"
-        new_job.reason = f"Delayed until {due_at.isoformat()}"
-    return new_job
+        job.state = State.SCHEDULED
+        job.due_at = due_at
+        job.scheduled_reason = "delay"
+        job.reason = f"Delayed until {due_at.isoformat()}"
+    return job
 
 
-def _continuation(new_job: store.NewJob, item: Prepared, parents: Mapping[uuid.UUID, str]) -> None:
+def _continuation(job: store.NewJob, item: Prepared, parents: Mapping[uuid.UUID, str]) -> None:
     parent_id = item.request.continue_after
     assert parent_id is not None
     parent_state = parents.get(parent_id)
@@ -213,10 +215,10 @@ def _continuation(new_job: store.NewJob, item: Prepared, parents: Mapping[uuid.U
             f"{item.where}continue_after: job {parent_id} is Deleted, so a continuation of it "
             "would never run; requeue it first"
         )
-    new_job.parent_id = parent_id
-    new_job.continue_on = "succeeded"
+    job.parent_id = parent_id
+    job.continue_on = "succeeded"
     if parent_state == State.SUCCEEDED.value:
-        new_job.reason = f"Created; parent {parent_id} already Succeeded"
+        job.reason = f"Created; parent {parent_id} already Succeeded"
     else:
-        new_job.state = State.AWAITING
-        new_job.reason = f"Awaiting job {parent_id}"
+        job.state = State.AWAITING
+        job.reason = f"Awaiting job {parent_id}"

@@ -13,9 +13,10 @@ from orchestrator.db import db_now
 from orchestrator.errors import JobNotFoundError
 from orchestrator.metrics import JOBS_DELETED, JOBS_REQUEUED
 from orchestrator.states import State
-from orchestrator.tracing import context_from, tracer
+from orchestrator.tracing import context_from, current_headers, tracer
 from orchestrator_api.enqueue import enqueue, prepare
 from orchestrator_api.errors import ApiError
+from orchestrator_api.group_commit import GroupCommit
 from orchestrator_api.runtime import runtime_of
 from orchestrator_api.schemas import BulkRequest, BulkResponse, EnqueueRequest, EnqueueResponse
 
@@ -52,7 +53,10 @@ async def create_job(body: EnqueueRequest, request: Request, response: Response)
     parent = context_from(request.headers)
     with tracer.start_as_current_span("enqueue", context=parent, kind=SpanKind.SERVER):
         prepared = await prepare(runtime, [body], bulk=False)
-        (outcome,) = await enqueue(runtime, prepared)
+        if GroupCommit.accepts(prepared[0]):
+            outcome = await runtime.group_commit.enqueue(prepared[0], current_headers() or None)
+        else:
+            (outcome,) = await enqueue(runtime, prepared)
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return {"id": outcome.id, "state": outcome.state}

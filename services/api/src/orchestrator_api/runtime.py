@@ -15,6 +15,7 @@ from orchestrator.outbox import OutboxSender, Pending
 from orchestrator.settings import Settings
 from orchestrator_api.broker_link import BrokerLink
 from orchestrator_api.catalog_cache import CatalogCache
+from orchestrator_api.group_commit import GroupCommit
 
 log = logging.getLogger(__name__)
 _READY_TIMEOUT = 2.0
@@ -27,14 +28,17 @@ class Runtime:
         self.catalog = CatalogCache(self.engine, settings.jobs)
         self.sender = OutboxSender(self.engine, None)
         self.broker = BrokerLink(settings, self.sender)
+        self.group_commit = GroupCommit(self.engine, self.submit)
 
     async def start(self) -> None:
         self.sender.start()
         self.broker.start()
+        self.group_commit.start()
         with contextlib.suppress(Exception):
             await self.catalog.refresh()
 
     async def stop(self) -> None:
+        await self.group_commit.stop()
         # Publish what was submitted while the connection is still open, then close it.
         try:
             await asyncio.wait_for(self.sender.stop(), 10)
