@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 07:36:44.734232
+Create Date: 2026-11-28 08:11:08.533805
 """
 
 from collections.abc import Sequence
@@ -20,7 +20,6 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-
     op.create_table(
         "job_history",
         sa.Column(
@@ -122,16 +121,33 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("idempotency_key"),
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.create_index("ix_jobs_batch", ["batch_id"], unique=False)
+        batch_op.create_index(
+            "ix_jobs_batch",
+            ["batch_id"],
+            unique=False,
+            postgresql_where=sa.text("batch_id IS NOT NULL"),
+            sqlite_where=sa.text("batch_id IS NOT NULL"),
+        )
         batch_op.create_index("ix_jobs_created", ["created_at", "id"], unique=False)
-        batch_op.create_index("ix_jobs_expires", ["expires_at"], unique=False)
+        batch_op.create_index(
+            "ix_jobs_expires",
+            ["expires_at"],
+            unique=False,
+            postgresql_where=sa.text("expires_at IS NOT NULL"),
+            sqlite_where=sa.text("expires_at IS NOT NULL"),
+        )
         batch_op.create_index(
             "ix_jobs_name_state_created", ["name", "state", "created_at", "id"], unique=False
         )
-        batch_op.create_index("ix_jobs_parent", ["parent_id"], unique=False)
+        batch_op.create_index(
+            "ix_jobs_parent",
+            ["parent_id"],
+            unique=False,
+            postgresql_where=sa.text("parent_id IS NOT NULL"),
+            sqlite_where=sa.text("parent_id IS NOT NULL"),
+        )
         batch_op.create_index(
             "ix_jobs_processing_lease",
             ["lease_until"],
@@ -142,7 +158,13 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_jobs_queue_state_created", ["queue", "state", "created_at", "id"], unique=False
         )
-        batch_op.create_index("ix_jobs_recurring", ["recurring_id", "created_at"], unique=False)
+        batch_op.create_index(
+            "ix_jobs_recurring",
+            ["recurring_id", "created_at"],
+            unique=False,
+            postgresql_where=sa.text("recurring_id IS NOT NULL"),
+            sqlite_where=sa.text("recurring_id IS NOT NULL"),
+        )
         batch_op.create_index(
             "ix_jobs_scheduled_due",
             ["due_at"],
@@ -151,6 +173,13 @@ def upgrade() -> None:
             sqlite_where=sa.text("state = 'Scheduled'"),
         )
         batch_op.create_index("ix_jobs_state_created", ["state", "created_at", "id"], unique=False)
+        batch_op.create_index(
+            "ux_jobs_idempotency_key",
+            ["idempotency_key"],
+            unique=True,
+            postgresql_where=sa.text("idempotency_key IS NOT NULL"),
+            sqlite_where=sa.text("idempotency_key IS NOT NULL"),
+        )
 
     op.create_table(
         "outbox",
@@ -202,7 +231,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-
     op.drop_table("state_counters")
     op.drop_table("servers")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
@@ -210,24 +238,45 @@ def downgrade() -> None:
 
     op.drop_table("outbox")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ux_jobs_idempotency_key",
+            postgresql_where=sa.text("idempotency_key IS NOT NULL"),
+            sqlite_where=sa.text("idempotency_key IS NOT NULL"),
+        )
         batch_op.drop_index("ix_jobs_state_created")
         batch_op.drop_index(
             "ix_jobs_scheduled_due",
             postgresql_where=sa.text("state = 'Scheduled'"),
             sqlite_where=sa.text("state = 'Scheduled'"),
         )
-        batch_op.drop_index("ix_jobs_recurring")
+        batch_op.drop_index(
+            "ix_jobs_recurring",
+            postgresql_where=sa.text("recurring_id IS NOT NULL"),
+            sqlite_where=sa.text("recurring_id IS NOT NULL"),
+        )
         batch_op.drop_index("ix_jobs_queue_state_created")
         batch_op.drop_index(
             "ix_jobs_processing_lease",
             postgresql_where=sa.text("state = 'Processing'"),
             sqlite_where=sa.text("state = 'Processing'"),
         )
-        batch_op.drop_index("ix_jobs_parent")
+        batch_op.drop_index(
+            "ix_jobs_parent",
+            postgresql_where=sa.text("parent_id IS NOT NULL"),
+            sqlite_where=sa.text("parent_id IS NOT NULL"),
+        )
         batch_op.drop_index("ix_jobs_name_state_created")
-        batch_op.drop_index("ix_jobs_expires")
+        batch_op.drop_index(
+            "ix_jobs_expires",
+            postgresql_where=sa.text("expires_at IS NOT NULL"),
+            sqlite_where=sa.text("expires_at IS NOT NULL"),
+        )
         batch_op.drop_index("ix_jobs_created")
-        batch_op.drop_index("ix_jobs_batch")
+        batch_op.drop_index(
+            "ix_jobs_batch",
+            postgresql_where=sa.text("batch_id IS NOT NULL"),
+            sqlite_where=sa.text("batch_id IS NOT NULL"),
+        )
 
     op.drop_table("jobs")
     op.drop_table("job_registrations")
