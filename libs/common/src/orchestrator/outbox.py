@@ -7,8 +7,6 @@ After commit the :class:`OutboxSender` publishes at once (the fast path); the sc
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -20,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator import metrics
+from orchestrator.batching import Batcher
 from orchestrator.broker import JobMessage, Publisher
 from orchestrator.db import db_now
 from orchestrator.models import OutboxEntry
@@ -95,59 +94,65 @@ async def record_results(
 
 
 class OutboxSender:
-    """The fast path: publishes committed entries right away, many per round of confirms."""
+    """The fast path: publishes committed entries right away, many per round of confirms.
+
+    Publishing and recording run as two pipelined rounds, so the next entries are published
+    while the previous ones are being deleted from the outbox.
+    """
 
     def __init__(self, engine: AsyncEngine, publisher: Publisher | None) -> None:
         self._engine = engine
         self.publisher = publisher
-        self._waiting: list[Pending] = []
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._task: asyncio.Task[None] | None = None
+        self._publishing: Batcher[Pending] = Batcher(
+            self._publish, name="outbox-publish", max_batch=1000
+        )
+        self._recording: Batcher[tuple[Pending, bool]] = Batcher(
+            self._record, name="outbox-record", max_batch=5000
+        )
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox-sender")
+        self._publishing.start()
+        self._recording.start()
 
     async def stop(self) -> None:
         await self.flush()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._publishing.stop()
+        await self._recording.stop()
 
     def submit(self, pending: Sequence[Pending]) -> None:
         """Hand over entries committed just now; without a broker the relay sends them later."""
-        if not pending or self.publisher is None:
+        if self.publisher is None:
             return
-        self._waiting.extend(pending)
-        self._idle.clear()
-        self._wake.set()
+        for entry in pending:
+            self._publishing.submit(entry)
 
     async def flush(self) -> None:
-        """Wait until everything submitted so far has been tried once."""
-        await self._idle.wait()
+        """Wait until everything submitted so far has been tried once and recorded."""
+        await self._publishing.drain()
+        await self._recording.drain()
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._waiting:
-                batch, self._waiting = self._waiting[:1000], self._waiting[1000:]
-                try:
-                    await self._send(batch)
-                except Exception:
-                    log.exception("fast-path publish failed; the relay will send these entries")
-            if not self._waiting:
-                self._idle.set()
+    async def _publish(self, batch: list[Pending]) -> None:
+        publisher = self.publisher
+        try:
+            assert publisher is not None
+            sent = await publisher.publish([p.message for p in batch])
+        except Exception:
+            log.exception("fast-path publish failed; the relay will send these entries")
+            sent = [False] * len(batch)
+        for entry, ok in zip(batch, sent, strict=True):
+            self._recording.submit((entry, ok))
 
-    async def _send(self, batch: list[Pending]) -> None:
-        assert self.publisher is not None
-        # Publish before taking a database connection: holding one through the confirms would
-        # make the fast path queue behind the very requests it follows.
-        sent = await self.publisher.publish([p.message for p in batch])
-        async with self._engine.begin() as conn:
-            published = await record_results(conn, batch, sent)
+    async def _record(self, results: list[tuple[Pending, bool]]) -> None:
+        try:
+            async with self._engine.begin() as conn:
+                published = await record_results(
+                    conn, [entry for entry, _ in results], [ok for _, ok in results]
+                )
+        except Exception:
+            # The entries stay in the outbox; the relay publishes them again (a duplicate
+            # message is dropped by the worker's claim).
+            log.exception("recording published outbox entries failed")
+            return
         metrics.OUTBOX_PUBLISHED.labels("fast").inc(published)
 
 
