@@ -161,7 +161,14 @@ async def test_final_states_are_counted_per_hour(engine) -> None:  # type: ignor
 
         counters = StateCounter.__table__  # type: ignore[attr-defined]
         rows = (await conn.execute(sa.select(counters))).all()
+        await states.move(conn, ids[:1], expected={S.DELETED}, target=S.ENQUEUED,
+                          change=states.Change("again"), now=now, retention=HOUR)
+        await states.move(conn, ids[:1], expected={S.ENQUEUED}, target=S.DELETED,
+                          change=states.Change("bye again"), now=now, retention=HOUR)
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        totals = await states.counted(conn, hour)
     assert [(r.state, r.count) for r in rows] == [("Deleted", 3)]
+    assert totals == {(hour, "Deleted"): 4}
 
 
 async def test_illegal_move_raises_before_touching_the_store(engine) -> None:  # type: ignore[no-untyped-def]

@@ -18,7 +18,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator.db import insert_for, is_postgres
+from orchestrator.db import is_postgres
 from orchestrator.errors import IllegalTransitionError
 from orchestrator.models import Job, JobHistory, StateCounter
 
@@ -266,15 +266,21 @@ async def _after_move(
 
 
 async def count_states(conn: AsyncConnection, now: datetime, counts: Counter[State]) -> None:
-    """Add to the persistent per-hour counters."""
+    """Add to the persistent per-hour counters (append-only rows; readers sum them)."""
     hour = now.replace(minute=0, second=0, microsecond=0)
-    insert_fn = insert_for(conn)
-    for state, n in counts.items():
-        stmt = insert_fn(_counters).values(hour=hour, state=state.value, count=n)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["hour", "state"], set_={"count": _counters.c.count + n}
-        )
-        await conn.execute(stmt)
+    rows = [{"hour": hour, "state": state.value, "count": n} for state, n in counts.items() if n]
+    if rows:
+        await conn.execute(sa.insert(_counters), rows)
+
+
+async def counted(conn: AsyncConnection, since: datetime) -> dict[tuple[datetime, str], int]:
+    """Per (hour, state), how many jobs entered the state, for hours from ``since`` on."""
+    query = (
+        sa.select(_counters.c.hour, _counters.c.state, sa.func.sum(_counters.c.count))
+        .where(_counters.c.hour >= since)
+        .group_by(_counters.c.hour, _counters.c.state)
+    )
+    return {(hour, state): int(total) for hour, state, total in await conn.execute(query)}
 
 
 async def record_created(

@@ -8,6 +8,7 @@ import logging
 import uvicorn
 
 from orchestrator import tracing
+from orchestrator.process import tune_garbage_collector
 from orchestrator.settings import Settings, load_settings
 from orchestrator_api.app import create_app
 
@@ -38,6 +39,7 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     tracing.configure("api")
+    tune_garbage_collector()
     asyncio.run(serve(settings))
 
 

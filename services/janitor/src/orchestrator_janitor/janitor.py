@@ -12,6 +12,7 @@ from orchestrator import servers
 from orchestrator.db import create_engine
 from orchestrator.loops import Loop, run_role
 from orchestrator.settings import Settings
+from orchestrator_janitor.counters import fold_counters
 from orchestrator_janitor.expiry import expire_jobs, remove_dead_servers
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,12 @@ class Janitor:
                 log.info("forgot %d servers with no heartbeat for %s", removed, silent_for)
             return False
 
+        async def counters() -> bool:
+            folded = await fold_counters(engine)
+            return folded >= 500
+
         return [
             Loop("expire-jobs", self.interval, jobs),
+            Loop("fold-counters", self.interval, counters),
             Loop("dead-servers", self.interval, dead_servers),
         ]

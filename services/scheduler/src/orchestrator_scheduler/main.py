@@ -7,6 +7,7 @@ import logging
 import signal
 
 from orchestrator import tracing
+from orchestrator.process import tune_garbage_collector
 from orchestrator.settings import Settings, load_settings
 from orchestrator_scheduler.scheduler import Scheduler
 
@@ -25,4 +26,5 @@ def main() -> None:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     tracing.configure("scheduler")
+    tune_garbage_collector()
     asyncio.run(run(settings))

@@ -8,6 +8,7 @@ import signal
 
 from orchestrator import tracing
 from orchestrator.catalog import Catalog
+from orchestrator.process import tune_garbage_collector
 from orchestrator.settings import Settings, load_settings
 from orchestrator_worker.worker import Worker
 
@@ -32,4 +33,5 @@ def main() -> None:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     tracing.configure("worker")
+    tune_garbage_collector()
     asyncio.run(run(settings))

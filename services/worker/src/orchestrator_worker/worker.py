@@ -53,8 +53,10 @@ class Worker:
         self.topology = Topology(settings.broker_namespace, settings.delivery_limit)
         self.running: dict[uuid.UUID, Running] = {}
         self._threads = ThreadPoolExecutor(settings.worker_concurrency, "job")
-        # Claims and outcomes share one writer: each round commits both in one transaction.
-        self._writes: Batcher[Delivery | Outcome] = Batcher(self._write_batch, name="store-writes")
+        # Claims and outcomes are written in two concurrent rounds, each many jobs per
+        # transaction: a slow outcome round (a lock, a flush) never delays the next claims.
+        self._claims: Batcher[Delivery | Outcome] = Batcher(self._write_batch, name="claims")
+        self._outcomes: Batcher[Delivery | Outcome] = Batcher(self._write_batch, name="outcomes")
         self._engine: AsyncEngine | None = None
         self._connection: AbstractRobustConnection | None = None
         self._intake: Intake | None = None
@@ -88,9 +90,10 @@ class Worker:
                 self.topology,
                 self.settings.worker_queues,
                 self.settings.worker_concurrency,
-                self._writes.submit,
+                self._claims.submit,
             )
-            self._writes.start()
+            self._claims.start()
+            self._outcomes.start()
             await self.intake.start()
             self.ready.set()
             log.info("worker %s consuming %s", self.info.id, self.settings.worker_queues)
@@ -120,6 +123,7 @@ class Worker:
         return None
 
     async def _write_batch(self, items: list[Delivery | Outcome]) -> None:
+        """Record outcomes and claim deliveries, all of ``items`` in one transaction."""
         outcomes = [i for i in items if isinstance(i, Outcome)]
         batch = decode([i for i in items if isinstance(i, Delivery)])
         try:
@@ -148,7 +152,7 @@ class Worker:
         if outcomes:
             await asyncio.sleep(1.0)
             for outcome in outcomes:
-                self._writes.submit(outcome)
+                self._outcomes.submit(outcome)
 
     async def _reject_undecodable(self, batch: ClaimResult) -> None:
         for delivery in batch.undecodable:
@@ -204,7 +208,7 @@ class Worker:
             self._threads,
             self.settings.traceback_max_chars,
         )
-        self._writes.submit(outcome)
+        self._outcomes.submit(outcome)
 
     def _recorded(self, outcomes: list[Outcome], recorded: set[object]) -> None:
         for outcome in outcomes:
@@ -276,7 +280,8 @@ class Worker:
             await asyncio.wait(
                 [asyncio.ensure_future(w) for w in waiting], timeout=self.shutdown_grace
             )
-        await self._writes.drain()
+        await self._claims.drain()
+        await self._outcomes.drain()
         leftover = list(self.running.values())
         for running in leftover:
             running.context.cancelled.set()
@@ -324,7 +329,8 @@ class Worker:
         return {"store": store_ok, "broker": broker_ok}
 
     async def _close(self) -> None:
-        await self._writes.stop()
+        await self._claims.stop()
+        await self._outcomes.stop()
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection.close()

@@ -1,8 +1,8 @@
 """initial schema
 
 Revision ID: 0001
-Revises:
-Create Date: 2026-11-28 08:11:08.533805
+Revises: (none)
+Create Date: 2026-11-28 08:23:13.775004
 """
 
 from collections.abc import Sequence
@@ -223,14 +223,25 @@ def upgrade() -> None:
     )
     op.create_table(
         "state_counters",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
         sa.Column("hour", orchestrator.db.UTCDateTime(), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("count", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("hour", "state"),
+        sa.PrimaryKeyConstraint("id"),
     )
+    with op.batch_alter_table("state_counters", schema=None) as batch_op:
+        batch_op.create_index("ix_state_counters_hour_state", ["hour", "state"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("state_counters", schema=None) as batch_op:
+        batch_op.drop_index("ix_state_counters_hour_state")
+
     op.drop_table("state_counters")
     op.drop_table("servers")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
