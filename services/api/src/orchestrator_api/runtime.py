@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from orchestrator import servers
 from orchestrator.db import create_engine
 from orchestrator.outbox import OutboxSender, Pending
 from orchestrator.settings import Settings
@@ -29,16 +30,25 @@ class Runtime:
         self.sender = OutboxSender(self.engine, None)
         self.broker = BrokerLink(settings, self.sender)
         self.group_commit = GroupCommit(self.engine, self.submit)
+        self.info = servers.ServerInfo(role="api")
+        self._presence: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.sender.start()
         self.broker.start()
         self.group_commit.start()
+        self._presence = asyncio.create_task(self._heartbeat(), name="api-heartbeat")
         with contextlib.suppress(Exception):
             await self.catalog.refresh()
 
     async def stop(self) -> None:
         await self.group_commit.stop()
+        if self._presence is not None:
+            self._presence.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._presence
+        with contextlib.suppress(Exception):
+            await servers.withdraw(self.engine, self.info)
         # Publish what was submitted while the connection is still open, then close it.
         try:
             await asyncio.wait_for(self.sender.stop(), 10)
@@ -46,6 +56,15 @@ class Runtime:
             log.warning("outbox sender did not finish; the relay will publish the rest")
         await self.broker.stop()
         await self.engine.dispose()
+
+    async def _heartbeat(self) -> None:
+        """Appear in /api/v1/servers like every other instance; survive store outages."""
+        while True:
+            try:
+                await servers.heartbeat(self.engine, self.info)
+            except Exception:
+                log.warning("heartbeat to the store failed", exc_info=True)
+            await asyncio.sleep(self.settings.heartbeat_seconds)
 
     def submit(self, pending: list[Pending]) -> None:
         """Fast path after commit; without a broker the scheduler's relay publishes later."""
