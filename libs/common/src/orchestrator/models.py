@@ -50,6 +50,10 @@ class Job(SQLModel, table=True):
         _partial_index("ix_jobs_batch", "batch_id"),
         _partial_index("ix_jobs_recurring", "recurring_id", "created_at"),
         _partial_index("ux_jobs_idempotency_key", "idempotency_key", unique=True),
+        # A recurring occurrence produces exactly one job, whichever scheduler fires it.
+        _partial_index(
+            "ux_jobs_recurring_occurrence", "scheduled_for", "recurring_id", unique=True
+        ),
     )
 
     id: uuid.UUID = Field(sa_column=sa.Column(sa.Uuid(), primary_key=True))
@@ -79,6 +83,8 @@ class Job(SQLModel, table=True):
     started_at: datetime | None = _col(UTCDateTime())
     finished_at: datetime | None = _col(UTCDateTime())
     expires_at: datetime | None = _col(UTCDateTime())
+    #: When the job first ended (final, or Failed with no retry left); set once, for batches.
+    first_ended_at: datetime | None = _col(UTCDateTime())
     expire_after_seconds: float | None = _col(sa.Float)
     idempotency_key: str | None = _col(sa.String(200))
     request_hash: str | None = _col(sa.String(64))
@@ -174,6 +180,65 @@ class JobRegistration(SQLModel, table=True):
     json_schema: dict[str, Any] = _col(JsonType, nullable=False)
     options: dict[str, Any] = _col(JsonType, nullable=False)
     registered_at: datetime = _col(UTCDateTime(), nullable=False)
+
+
+class RecurringJob(SQLModel, table=True):
+    """A recurring job (Hangfire's ``AddOrUpdate`` by id): what to run and when it runs next."""
+
+    __tablename__ = "recurring_jobs"
+    __table_args__ = (
+        sa.Index(
+            "ix_recurring_jobs_next_run",
+            "next_run_at",
+            postgresql_where=sa.text("paused = false"),
+            sqlite_where=sa.text("paused = 0"),
+        ),
+    )
+
+    id: str = Field(sa_column=sa.Column(sa.String(200), primary_key=True))
+    name: str = _col(sa.String(200), nullable=False)
+    args: list[Any] = _col(JsonType, nullable=False)
+    keyword_args: dict[str, Any] = Field(sa_column=sa.Column("kwargs", JsonType, nullable=False))
+    cron: str = _col(sa.String(120), nullable=False)
+    timezone: str = _col(sa.String(64), nullable=False)
+    queue: str | None = _col(sa.String(63))
+    #: Enqueue options for every run (retries, timeout_seconds, expire_after_seconds).
+    options: dict[str, Any] = _col(JsonType, nullable=False)
+    #: "relaxed" (one run now), "strict" (one per missed occurrence) or "ignore".
+    misfire: str = _col(sa.String(16), nullable=False)
+    #: "allow" or "skip" (no new run while the previous one has not ended).
+    overlap: str = _col(sa.String(16), nullable=False)
+    paused: bool = _col(sa.Boolean, nullable=False)
+    next_run_at: datetime | None = _col(UTCDateTime())
+    last_run_at: datetime | None = _col(UTCDateTime())
+    last_job_id: uuid.UUID | None = _col(sa.Uuid())
+    error: str | None = _col(sa.Text)
+    created_at: datetime = _col(UTCDateTime(), nullable=False)
+    updated_at: datetime = _col(UTCDateTime(), nullable=False)
+
+
+class Batch(SQLModel, table=True):
+    """Jobs created together; the continuation runs once every member has ended once."""
+
+    __tablename__ = "batches"
+
+    id: uuid.UUID = Field(sa_column=sa.Column(sa.Uuid(), primary_key=True))
+    total: int = _col(sa.Integer, nullable=False)
+    #: Members that have ended at least once (a later requeue does not count again).
+    ended: int = _col(sa.Integer, nullable=False, server_default="0")
+    continuation_id: uuid.UUID | None = _col(sa.Uuid())
+    created_at: datetime = _col(UTCDateTime(), nullable=False)
+    completed_at: datetime | None = _col(UTCDateTime())
+
+
+class Lease(SQLModel, table=True):
+    """A named, time-limited role held by one instance (the active scheduler)."""
+
+    __tablename__ = "leases"
+
+    name: str = Field(sa_column=sa.Column(sa.String(100), primary_key=True))
+    holder: str = _col(sa.String(200), nullable=False)
+    expires_at: datetime = _col(UTCDateTime(), nullable=False)
 
 
 metadata = SQLModel.metadata
