@@ -109,7 +109,7 @@ class System:
     def log_of(self, name: str) -> str:
         return (self.log_dir / f"{self.namespace}-{name}.log").read_text(errors="replace")
 
-    def wait_for_api(self, timeout: float = 30) -> None:
+    def wait_for_api(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
@@ -118,7 +118,7 @@ class System:
             time.sleep(0.1)
         raise RuntimeError(f"API did not become ready:\n{self.log_of('api')}")
 
-    def wait_for_catalog(self, name: str, timeout: float = 30) -> None:
+    def wait_for_catalog(self, name: str, timeout: float = 60) -> None:
         """Until a worker has registered job ``name`` in the store."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -49,3 +49,24 @@ def whoami(ctx: JobContext) -> dict[str, object]:
 @job(name="tests.noop")
 def noop() -> None:
     return None
+
+
+@job(name="tests.until_cancelled")
+def until_cancelled(path: str, seconds: float, ctx: JobContext) -> str:
+    """Waits for its token; writes when it started and when the token fired."""
+    Path(path).write_text(f"started {time.time()}\n")
+    fired = ctx.cancelled.wait(seconds)
+    with Path(path).open("a") as handle:
+        handle.write(f"{'cancelled' if fired else 'timeout'} {time.time()}\n")
+    return "returned after cancel" if fired else "finished"
+
+
+@job(name="tests.async_forever")
+async def async_forever(path: str) -> None:
+    Path(path).write_text(f"started {time.time()}\n")
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        with Path(path).open("a") as handle:
+            handle.write(f"cancelled {time.time()}\n")
+        raise

@@ -17,7 +17,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
-from orchestrator.topology import Topology, declare_base, declare_work_queue
+from orchestrator.topology import Topology, declare_base, declare_exchange, declare_work_queue
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,28 @@ class Publisher:
             failures = [r for r in results if r is not True]
             log.warning("%d of %d publishes failed: %r", len(failures), len(sent), failures[0])
         return sent
+
+    async def signal(self, payload: Mapping[str, Any]) -> bool:
+        """Send a signal to every worker; True when the broker took it.
+
+        Not ``mandatory``: with no worker running nobody needs the signal, and a returned
+        message is not an error here.
+        """
+        try:
+            async with self._lock:
+                await asyncio.wait_for(self._ready(), self._timeout)
+                assert self._channel is not None
+                exchange = await declare_exchange(self._channel, self._topology.control_exchange)
+            await exchange.publish(
+                aio_pika.Message(json.dumps(dict(payload)).encode()),
+                routing_key="",
+                mandatory=False,
+                timeout=self._timeout,
+            )
+        except Exception as exc:  # a lost signal is caught up by lease renewal
+            log.warning("signal %r not sent: %r", dict(payload), exc)
+            return False
+        return True
 
     async def _publish_one(self, exchange: AbstractExchange, message: JobMessage) -> bool:
         amqp_message = aio_pika.Message(

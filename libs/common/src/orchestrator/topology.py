@@ -6,6 +6,7 @@ Names follow one pattern under a namespace (``orchestrator`` by default, unique 
 - ``<ns>.q.<queue>`` durable quorum work queue per job queue
 - ``<ns>.dlx``     fanout exchange that work queues dead-letter into
 - ``<ns>.dead``    quorum queue holding dead letters until the janitor records them
+- ``<ns>.control`` fanout exchange of signals to workers, one exclusive queue per worker
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ class Topology:
             bindings=((self.dead_letter_exchange.name, ""),),
         )
 
+    @property
+    def control_exchange(self) -> ExchangeSpec:
+        """Fanout of signals to every running worker (today: cancel a running job)."""
+        return ExchangeSpec(f"{self.namespace}.control", aio_pika.ExchangeType.FANOUT)
+
     def work_queue(self, queue: str) -> QueueSpec:
         if not QUEUE_NAME_PATTERN.match(queue):
             raise ValueError(f"invalid queue name {queue!r}")
@@ -104,6 +110,18 @@ async def declare_work_queue(
     channel: AbstractChannel, topology: Topology, queue: str
 ) -> AbstractQueue:
     return await declare_queue(channel, topology.work_queue(queue))
+
+
+async def declare_control_queue(channel: AbstractChannel, topology: Topology) -> AbstractQueue:
+    """A worker's own signal queue: exclusive, gone with its connection.
+
+    Signals are hints: a worker that misses one (it was reconnecting) still notices at its next
+    lease renewal that the job is no longer its own.
+    """
+    exchange = await declare_exchange(channel, topology.control_exchange)
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(exchange)
+    return queue
 
 
 async def queue_depth(channel: AbstractChannel, topology: Topology, queue: str) -> tuple[int, int]:

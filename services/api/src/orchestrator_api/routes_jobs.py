@@ -12,6 +12,7 @@ from orchestrator import store
 from orchestrator.db import db_now
 from orchestrator.errors import JobNotFoundError
 from orchestrator.metrics import JOBS_DELETED, JOBS_REQUEUED
+from orchestrator.outbox import Pending
 from orchestrator.states import State
 from orchestrator.tracing import context_from, current_headers, tracer
 from orchestrator_api.enqueue import enqueue, prepare
@@ -113,16 +114,20 @@ async def delete_job(job_id: str, request: Request) -> dict[str, Any]:
     """Move the job to Deleted; deleting a Deleted job changes nothing."""
     parsed = _job_id(job_id)
     runtime = runtime_of(request)
+    pending: list[Pending] = []
     async with runtime.engine.begin() as conn:
         row = await store.get_job(conn, parsed)
         changed = row.state != State.DELETED.value
         if changed:
             now = await db_now(conn)
-            await store.delete_job(
+            pending = await store.delete_job(
                 conn, parsed, now, runtime.settings.job_retention, "Deleted through the API"
             )
+    runtime.submit(pending)  # continuations with continue_on="finished"
     if changed:
         JOBS_DELETED.labels(row.queue).inc()
+    if row.state == State.PROCESSING.value:
+        await runtime.signal_cancel(parsed)
     return {"id": str(parsed), "state": State.DELETED.value}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 
 import sqlalchemy as sa
 from fastapi import Request
@@ -65,6 +66,12 @@ class Runtime:
             except Exception:
                 log.warning("heartbeat to the store failed", exc_info=True)
             await asyncio.sleep(self.settings.heartbeat_seconds)
+
+    async def signal_cancel(self, job_id: uuid.UUID) -> None:
+        """Tell the worker running ``job_id`` to stop it now (it is Deleted already)."""
+        publisher = self.sender.publisher
+        if publisher is not None:
+            await publisher.signal({"cancel": str(job_id)})
 
     def submit(self, pending: list[Pending]) -> None:
         """Fast path after commit; without a broker the scheduler's relay publishes later."""

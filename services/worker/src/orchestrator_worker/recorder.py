@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator import states
+from orchestrator.outbox import Pending
 from orchestrator.states import RowChange, State
 from orchestrator_worker.execution import Outcome
 
@@ -37,13 +38,16 @@ async def record(
     worker_id: str,
     retention: timedelta,
     now: datetime,
-) -> set[object]:
-    """Commit every outcome whose claim still holds; returns the ids recorded.
+) -> tuple[set[object], list[Pending]]:
+    """Commit every outcome whose claim still holds; returns the ids recorded and the outbox
+    entries of the jobs their ending enqueued (continuations, batch completions), to publish
+    after commit.
 
     The guard on attempt and worker id means a stale worker (its lease expired and the job was
     claimed again, or the job was deleted) can never overwrite what happened since.
     """
     recorded: set[object] = set()
+    pending: list[Pending] = []
     for target, wanted in ((State.SUCCEEDED, True), (State.FAILED, False)):
         items = [
             RowChange(
@@ -54,14 +58,14 @@ async def record(
             for o in outcomes
             if o.succeeded is wanted
         ]
-        recorded.update(
-            await states.move_each(
-                conn,
-                items,
-                expected={State.PROCESSING},
-                target=target,
-                now=now,
-                retention=retention,
-            )
+        moved = await states.move_each(
+            conn,
+            items,
+            expected={State.PROCESSING},
+            target=target,
+            now=now,
+            retention=retention,
         )
-    return recorded
+        recorded.update(moved)
+        pending.extend(moved.pending)
+    return recorded, pending

@@ -24,6 +24,7 @@ from orchestrator.settings import Settings
 from orchestrator.states import State
 from orchestrator.store import jobs_table
 from orchestrator.topology import Topology
+from orchestrator_worker import cancellation
 from orchestrator_worker.claims import ClaimedJob, ClaimResult, claim, decode, observe_started
 from orchestrator_worker.execution import Outcome, execute, new_context
 from orchestrator_worker.intake import Delivery, Intake
@@ -38,6 +39,8 @@ class Running:
     context: JobContext
     task: asyncio.Task[None] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set when the job stopped being this worker's (deleted, or its lease taken over).
+    lost: bool = False
 
 
 class Worker:
@@ -58,6 +61,8 @@ class Worker:
         self._claims: Batcher[Delivery | Outcome] = Batcher(self._write_batch, name="claims")
         self._outcomes: Batcher[Delivery | Outcome] = Batcher(self._write_batch, name="outcomes")
         self._engine: AsyncEngine | None = None
+        #: Publishes the continuations that recorded outcomes released (fast path).
+        self._sender: outbox.OutboxSender | None = None
         self._connection: AbstractRobustConnection | None = None
         self._intake: Intake | None = None
         self._store_down = False
@@ -92,9 +97,15 @@ class Worker:
                 self.settings.worker_concurrency,
                 self._claims.submit,
             )
+            self._sender = outbox.OutboxSender(
+                self.engine,
+                Publisher(self._connection, self.topology, self.settings.publish_timeout_seconds),
+            )
+            self._sender.start()
             self._claims.start()
             self._outcomes.start()
             await self.intake.start()
+            await cancellation.listen(self._connection, self.topology, self._cancel)
             self.ready.set()
             log.info("worker %s consuming %s", self.info.id, self.settings.worker_queues)
             heartbeat = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
@@ -129,7 +140,7 @@ class Worker:
         try:
             async with self.engine.begin() as conn:
                 now = await db_now(conn)
-                recorded = await record(
+                recorded, pending = await record(
                     conn, outcomes, self.info.id, self.settings.job_retention, now
                 )
                 await claim(conn, batch, self.info.id, self.settings.lease, now)
@@ -137,6 +148,8 @@ class Worker:
             log.exception("writing to the store failed; will retry outcomes, return deliveries")
             await self._write_failed(batch, outcomes)
             return
+        if self._sender is not None:
+            self._sender.submit(pending)
         self._recorded(outcomes, recorded)
         observe_started(batch, now)
         await self._claimed(batch)
@@ -201,14 +214,37 @@ class Worker:
         running.task = asyncio.create_task(self._run_job(running), name=f"job-{job.job_id}")
 
     async def _run_job(self, running: Running) -> None:
-        outcome = await execute(
-            running.job,
-            self.catalog,
-            running.context,
-            self._threads,
-            self.settings.traceback_max_chars,
-        )
+        try:
+            outcome = await execute(
+                running.job,
+                self.catalog,
+                running.context,
+                self._threads,
+                self.settings.traceback_max_chars,
+            )
+        except asyncio.CancelledError:
+            if running.lost:
+                # The job was deleted (or claimed again elsewhere): nothing to record.
+                self._finish(running.job)
+                return
+            raise
         self._outcomes.submit(outcome)
+
+    def _cancel(self, job_id: uuid.UUID) -> None:
+        """Stop a job that is no longer this worker's: fire its token, cancel an async job.
+
+        A sync job cannot be interrupted; it sees its token, and whatever it returns is refused
+        by the outcome's compare-and-set, as the job is no longer Processing under this claim.
+        """
+        running = self.running.get(job_id)
+        if running is None or running.lost:
+            return
+        running.lost = True
+        running.context.cancelled.set()
+        function = self.catalog.get(running.job.name)
+        if function is not None and function.is_async and running.task is not None:
+            running.task.cancel()
+        log.info("job %s was deleted or taken over; stopping it", job_id)
 
     def _recorded(self, outcomes: list[Outcome], recorded: set[object]) -> None:
         for outcome in outcomes:
@@ -258,17 +294,25 @@ class Worker:
     async def _renew_leases(self) -> None:
         if not self.running:
             return
+        mine = list(self.running)
         async with self.engine.begin() as conn:
             now = await db_now(conn)
-            await conn.execute(
+            renewed = await conn.execute(
                 sa.update(jobs_table)
                 .where(
                     jobs_table.c.worker_id == self.info.id,
                     jobs_table.c.state == State.PROCESSING.value,
-                    jobs_table.c.id.in_(list(self.running)),
+                    jobs_table.c.id.in_(mine),
                 )
                 .values(lease_until=now + self.settings.lease)
+                .returning(jobs_table.c.id)
             )
+            still_mine = set(renewed.scalars())
+        # A job no longer Processing under this worker was deleted or taken over; a missed
+        # cancel signal is caught up here.
+        for job_id in mine:
+            if job_id not in still_mine and job_id in self.running:
+                self._cancel(job_id)
 
     async def _shutdown(self) -> None:
         """Stop taking work, let running jobs finish within the grace period, hand back the rest."""
@@ -331,6 +375,9 @@ class Worker:
     async def _close(self) -> None:
         await self._claims.stop()
         await self._outcomes.stop()
+        if self._sender is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._sender.stop(), self.settings.publish_timeout_seconds)
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection.close()
