@@ -13,14 +13,16 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from orchestrator import endings
 from orchestrator.db import is_postgres
 from orchestrator.errors import IllegalTransitionError
 from orchestrator.models import Job, JobHistory, StateCounter
+from orchestrator.outbox import Pending
 
 
 class State(enum.StrEnum):
@@ -87,6 +89,19 @@ class RowChange:
     guard: Mapping[str, Any] = field(default_factory=dict)
 
 
+_T = TypeVar("_T")
+
+
+class Moved(list[_T]):
+    """What a move returns: the jobs moved, plus ``pending``, the outbox entries of the jobs
+    that their ending enqueued in the same transaction (continuations, a batch's completion).
+    The caller publishes ``pending`` after commit, as for any other outbox entry."""
+
+    def __init__(self, items: Iterable[_T] = (), pending: Sequence[Pending] = ()) -> None:
+        super().__init__(items)
+        self.pending: list[Pending] = list(pending)
+
+
 _jobs = Job.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ at class creation
 _history = JobHistory.__table__  # type: ignore[attr-defined]
 _counters = StateCounter.__table__  # type: ignore[attr-defined]
@@ -103,16 +118,16 @@ async def move(
     retention: timedelta,
     where: sa.ColumnElement[bool] | None = None,
     returning: Sequence[sa.ColumnElement[Any]] = (),
-) -> list[sa.Row[Any]]:
+) -> Moved[sa.Row[Any]]:
     """Move every listed job that is in an ``expected`` state to ``target``, in one statement.
 
-    Returns the rows moved (``id``, ``expire_after_seconds`` and any ``returning`` columns); jobs
-    in another state are left alone and simply not returned.
+    Returns the rows moved (``id``, ``expire_after_seconds``, ``batch_id`` and any ``returning``
+    columns); jobs in another state are left alone and simply not returned.
     """
     expected = frozenset(expected)
     check_allowed(expected, target)
     if not job_ids:
-        return []
+        return Moved()
     condition = sa.and_(
         _jobs.c.id.in_(list(job_ids)), _jobs.c.state.in_([s.value for s in expected])
     )
@@ -123,11 +138,11 @@ async def move(
         sa.update(_jobs)
         .where(condition)
         .values(**values)
-        .returning(_jobs.c.id, _jobs.c.expire_after_seconds, *returning)
+        .returning(_jobs.c.id, _jobs.c.expire_after_seconds, _jobs.c.batch_id, *returning)
     )
     rows = list((await conn.execute(stmt)).all())
-    await _after_move(conn, rows, target, now, [(row.id, change) for row in rows])
-    return rows
+    changes = [(row.id, change) for row in rows]
+    return Moved(rows, await _after_move(conn, rows, target, now, changes, retention))
 
 
 async def move_each(
@@ -138,12 +153,12 @@ async def move_each(
     target: State,
     now: datetime,
     retention: timedelta,
-) -> list[uuid.UUID]:
+) -> Moved[uuid.UUID]:
     """Like :func:`move`, but each job gets its own values and guards; returns the ids moved."""
     expected = frozenset(expected)
     check_allowed(expected, target)
     if not items:
-        return []
+        return Moved()
     base = _state_columns(target, now, retention)
     states = [s.value for s in expected]
     if is_postgres(conn) and len(items) > 1 and _uniform(items):
@@ -156,12 +171,13 @@ async def move_each(
                 .where(_jobs.c.id == item.job_id, _jobs.c.state.in_(states))
                 .where(*[_jobs.c[name] == value for name, value in item.guard.items()])
                 .values(**base, **item.change.values)
-                .returning(_jobs.c.id, _jobs.c.expire_after_seconds)
+                .returning(_jobs.c.id, _jobs.c.expire_after_seconds, _jobs.c.batch_id)
             )
             moved.extend((await conn.execute(stmt)).all())
     by_id = {item.job_id: item.change for item in items}
-    await _after_move(conn, moved, target, now, [(row.id, by_id[row.id]) for row in moved])
-    return [row.id for row in moved]
+    changes = [(row.id, by_id[row.id]) for row in moved]
+    pending = await _after_move(conn, moved, target, now, changes, retention)
+    return Moved([row.id for row in moved], pending)
 
 
 def _uniform(items: Sequence[RowChange]) -> bool:
@@ -200,7 +216,7 @@ async def _move_each_postgres(
         f"UPDATE jobs AS j SET {', '.join(assignments)} "  # noqa: S608 - names are our columns
         f"FROM unnest({', '.join(arrays)}) AS v({', '.join(columns)}) "
         f"WHERE j.id = v.id AND j.state = ANY(CAST(:states AS text[])) {guards} "
-        "RETURNING j.id, j.expire_after_seconds"
+        "RETURNING j.id, j.expire_after_seconds, j.batch_id"
     )
     return list((await conn.execute(statement, params)).all())
 
@@ -234,9 +250,11 @@ async def _after_move(
     target: State,
     now: datetime,
     changes: Sequence[tuple[uuid.UUID, Change]],
-) -> None:
+    retention: timedelta,
+) -> list[Pending]:
+    """History, expiry and counters of the moved rows; then what their ending sets off."""
     if not rows:
-        return
+        return []
     await conn.execute(
         sa.insert(_history),
         [
@@ -263,6 +281,8 @@ async def _after_move(
         )
     if target in COUNTED:
         await count_states(conn, now, Counter({target: len(rows)}))
+    # Continuations and batch progress: in this transaction, so no ending is ever missed.
+    return await endings.follow(conn, rows, target, now, retention)
 
 
 async def count_states(conn: AsyncConnection, now: datetime, counts: Counter[State]) -> None:
@@ -281,16 +301,3 @@ async def counted(conn: AsyncConnection, since: datetime) -> dict[tuple[datetime
         .group_by(_counters.c.hour, _counters.c.state)
     )
     return {(hour, state): int(total) for hour, state, total in await conn.execute(query)}
-
-
-async def record_created(
-    conn: AsyncConnection, rows: Sequence[Mapping[str, Any]], now: datetime, reason: str
-) -> None:
-    """Append the first history row of newly inserted jobs (the insert is the first transition)."""
-    await conn.execute(
-        sa.insert(_history),
-        [
-            {"job_id": row["id"], "state": row["state"], "at": now, "reason": reason, "data": None}
-            for row in rows
-        ],
-    )

@@ -242,11 +242,14 @@ async def known_queues(conn: AsyncConnection) -> set[str]:
 
 async def delete_job(
     conn: AsyncConnection, job_id: uuid.UUID, now: datetime, retention: Any, reason: str
-) -> str:
-    """Move a job to Deleted from any other state; deleting a Deleted job changes nothing."""
+) -> list[outbox.Pending]:
+    """Move a job to Deleted from any other state; deleting a Deleted job changes nothing.
+
+    Returns the outbox entries of the continuations the deletion enqueued (``finished`` ones),
+    for the caller to publish after commit."""
     row = await get_job(conn, job_id)
     if row.state == State.DELETED.value:
-        return State.DELETED.value
+        return []
     sources = [s for s in State if s is not State.DELETED]
     moved = await states.move(
         conn,
@@ -259,7 +262,7 @@ async def delete_job(
     )
     if not moved:
         raise ConflictError(f"job {job_id} changed state while being deleted; try again")
-    return State.DELETED.value
+    return moved.pending
 
 
 async def requeue_job(

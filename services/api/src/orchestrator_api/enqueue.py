@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator import store
 from orchestrator.catalog import Registration, validate_with_schema
-from orchestrator.db import db_now
+from orchestrator.db import db_now, is_postgres
 from orchestrator.errors import ConflictError, JobValidationError, UnknownJobError
 from orchestrator.jobs import DEFAULT_RETRIES
 from orchestrator.metrics import JOBS_ENQUEUED
@@ -156,7 +156,12 @@ async def _parent_states(
     if not ids:
         return {}
     table = store.jobs_table
-    rows = await conn.execute(sa.select(table.c.id, table.c.state).where(table.c.id.in_(ids)))
+    query = sa.select(table.c.id, table.c.state).where(table.c.id.in_(ids))
+    if is_postgres(conn):
+        # Hold the parents' state until this transaction commits: a parent ending meanwhile
+        # waits for us, then finds the new child among its Awaiting children.
+        query = query.with_for_update(read=True)
+    rows = await conn.execute(query)
     return {row.id: row.state for row in rows}
 
 
@@ -203,6 +208,7 @@ def new_job(
 
 
 def _continuation(job: store.NewJob, item: Prepared, parents: Mapping[uuid.UUID, str]) -> None:
+    """Awaiting, or handled at once when the parent has already ended (see ``endings``)."""
     parent_id = item.request.continue_after
     assert parent_id is not None
     parent_state = parents.get(parent_id)
@@ -210,15 +216,17 @@ def _continuation(job: store.NewJob, item: Prepared, parents: Mapping[uuid.UUID,
         raise JobValidationError(
             f"{item.where}continue_after: no job with id {parent_id}", field="continue_after"
         )
-    if parent_state == State.DELETED.value:
+    continue_on = item.request.continue_on or "succeeded"
+    job.parent_id = parent_id
+    job.continue_on = continue_on
+    if parent_state == State.DELETED.value and continue_on == "succeeded":
         raise ConflictError(
             f"{item.where}continue_after: job {parent_id} is Deleted, so a continuation of it "
             "would never run; requeue it first"
         )
-    job.parent_id = parent_id
-    job.continue_on = "succeeded"
-    if parent_state == State.SUCCEEDED.value:
-        job.reason = f"Created; parent {parent_id} already Succeeded"
+    ended = parent_state in (State.SUCCEEDED.value, State.FAILED.value, State.DELETED.value)
+    if parent_state == State.SUCCEEDED.value or (ended and continue_on == "finished"):
+        job.reason = f"Created; parent {parent_id} already {parent_state}"
     else:
         job.state = State.AWAITING
         job.reason = f"Awaiting job {parent_id}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -31,7 +31,11 @@ class EnqueueRequest(BaseModel):
     delay_seconds: float | None = Field(default=None, ge=0, le=10 * 365 * 24 * 3600)
     run_at: AwareDatetime | None = Field(default=None, description="ISO-8601 with a time zone")
     continue_after: uuid.UUID | None = Field(
-        default=None, description="run once this job has Succeeded"
+        default=None, description="run once this job has Succeeded (or ended: continue_on)"
+    )
+    continue_on: Literal["succeeded", "finished"] | None = Field(
+        default=None,
+        description='with continue_after: "succeeded" (default) or "finished" (any ending)',
     )
     retries: int | None = Field(default=None, ge=0, le=100)
     timeout_seconds: float | None = Field(default=None, gt=0)
@@ -46,6 +50,8 @@ class EnqueueRequest(BaseModel):
             self.delay_seconds is not None or self.run_at is not None
         ):
             raise ValueError("continue_after cannot be combined with delay_seconds or run_at")
+        if self.continue_on is not None and self.continue_after is None:
+            raise ValueError("continue_on needs continue_after")
         return self
 
     def request_hash(self) -> str:
