@@ -8,7 +8,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from orchestrator.settings import Settings
-from orchestrator_api import dashboard, errors, routes_info, routes_jobs, routes_ops
+from orchestrator_api import (
+    dashboard,
+    errors,
+    routes_info,
+    routes_jobs,
+    routes_ops,
+    routes_recurring,
+)
 from orchestrator_api.auth import AuthMiddleware
 from orchestrator_api.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
 from orchestrator_api.runtime import Runtime
@@ -33,7 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
-    for module in (routes_jobs, routes_info, routes_ops, dashboard):
+    for module in (routes_jobs, routes_recurring, routes_info, routes_ops, dashboard):
         app.include_router(module.router)
     # Added last = outermost: metrics see every answer, auth runs before a body is read.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)

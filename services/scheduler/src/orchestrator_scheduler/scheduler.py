@@ -20,6 +20,7 @@ from orchestrator.db import create_engine
 from orchestrator.loops import Loop, run_role
 from orchestrator.settings import Settings
 from orchestrator.topology import Topology
+from orchestrator_scheduler.recurring import RecurringLoop
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,10 @@ class Scheduler:
                 metrics.OUTBOX_BACKLOG.set(await outbox.backlog(conn))
             return sent >= 500
 
-        return [Loop("outbox-relay", self.settings.outbox_relay_interval_seconds, relay)]
+        return [
+            Loop("outbox-relay", self.settings.outbox_relay_interval_seconds, relay),
+            RecurringLoop(engine, self._ensure_publisher).loop(),
+        ]
 
     async def _ensure_publisher(self) -> Publisher | None:
         if self._publisher is not None:

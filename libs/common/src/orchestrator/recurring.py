@@ -1,0 +1,217 @@
+"""Recurring job definitions in the store (Hangfire's ``AddOrUpdate`` by id) and their runs.
+
+The API saves, reads, pauses and triggers definitions; the scheduler fires the due ones. Each run
+is an ordinary job carrying ``recurring_id`` and ``scheduled_for`` (the occurrence it stands for);
+the unique index on those two columns makes an occurrence produce one job at most.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestrator import store
+from orchestrator.catalog import Registration
+from orchestrator.db import is_postgres
+from orchestrator.errors import JobNotFoundError
+from orchestrator.jobs import DEFAULT_RETRIES
+from orchestrator.models import RecurringJob
+from orchestrator.schedule import parse
+from orchestrator.states import State
+
+recurring_table = RecurringJob.__table__  # type: ignore[attr-defined]
+Misfire = Literal["relaxed", "strict", "ignore"]
+Overlap = Literal["allow", "skip"]
+#: A run in one of these states has not ended: ``overlap="skip"`` waits for it.
+NOT_ENDED = frozenset({State.ENQUEUED, State.SCHEDULED, State.AWAITING, State.PROCESSING})
+
+
+class RecurringNotFoundError(JobNotFoundError):
+    """No recurring job with that id (HTTP 404)."""
+
+    def __init__(self, recurring_id: str) -> None:
+        super().__init__(f"no recurring job with id {recurring_id!r}")
+
+
+@dataclass(frozen=True)
+class Definition:
+    """What a recurring job runs and when; validated by the caller against the catalog."""
+
+    id: str
+    job: str
+    cron: str
+    timezone: str = "UTC"
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    misfire: Misfire = "relaxed"
+    overlap: Overlap = "allow"
+    options: dict[str, Any] = field(default_factory=dict)  #: retries, timeout_seconds
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "name": self.job,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "cron": self.cron,
+            "timezone": self.timezone,
+            "queue": self.queue,
+            "options": self.options,
+            "misfire": self.misfire,
+            "overlap": self.overlap,
+        }
+
+
+async def get(conn: AsyncConnection, recurring_id: str, *, lock: bool = False) -> sa.Row[Any]:
+    query = sa.select(recurring_table).where(recurring_table.c.id == recurring_id)
+    if lock and is_postgres(conn):
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise RecurringNotFoundError(recurring_id)
+    return row
+
+
+async def save(conn: AsyncConnection, definition: Definition, now: datetime) -> bool:
+    """Create or update by id; True when created. The next run moves only if the schedule did."""
+    table = recurring_table
+    existing = (
+        await conn.execute(
+            sa.select(table.c.cron, table.c.timezone, table.c.next_run_at)
+            .where(table.c.id == definition.id)
+            .with_for_update()
+        )
+    ).first()
+    values = {**definition.values(), "updated_at": now, "error": None}
+    schedule_changed = existing is None or (existing.cron, existing.timezone) != (
+        definition.cron,
+        definition.timezone,
+    )
+    if existing is None or schedule_changed or existing.next_run_at is None:
+        values["next_run_at"] = parse(definition.cron, definition.timezone).next_after(now)
+    if existing is not None:
+        await conn.execute(sa.update(table).where(table.c.id == definition.id).values(values))
+        return False
+    await conn.execute(
+        sa.insert(table).values(id=definition.id, paused=False, created_at=now, **values)
+    )
+    return True
+
+
+async def remove(conn: AsyncConnection, recurring_id: str) -> None:
+    result = await conn.execute(
+        sa.delete(recurring_table).where(recurring_table.c.id == recurring_id)
+    )
+    if result.rowcount == 0:
+        raise RecurringNotFoundError(recurring_id)
+
+
+async def set_paused(conn: AsyncConnection, recurring_id: str, paused: bool, now: datetime) -> None:
+    """Pause, or resume counting from ``now``: what was missed while paused never runs."""
+    row = await get(conn, recurring_id, lock=True)
+    values: dict[str, Any] = {"paused": paused, "updated_at": now}
+    if not paused and row.paused:
+        values["next_run_at"] = parse(row.cron, row.timezone).next_after(now)
+    await conn.execute(
+        sa.update(recurring_table).where(recurring_table.c.id == recurring_id).values(values)
+    )
+
+
+def _with_last_state() -> sa.Select[Any]:
+    jobs = store.jobs_table
+    return sa.select(recurring_table, jobs.c.state.label("last_job_state")).outerjoin(
+        jobs, jobs.c.id == recurring_table.c.last_job_id
+    )
+
+
+async def read(conn: AsyncConnection, recurring_id: str) -> dict[str, Any]:
+    query = _with_last_state().where(recurring_table.c.id == recurring_id)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise RecurringNotFoundError(recurring_id)
+    return public(row)
+
+
+async def read_all(conn: AsyncConnection) -> list[dict[str, Any]]:
+    rows = await conn.execute(_with_last_state().order_by(recurring_table.c.id))
+    return [public(row) for row in rows]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def public(row: sa.Row[Any]) -> dict[str, Any]:
+    """The definition as the HTTP API shows it."""
+    return {
+        "id": row.id,
+        "job": row.name,
+        "args": row.args,
+        "kwargs": row.kwargs,
+        "cron": row.cron,
+        "timezone": row.timezone,
+        "queue": row.queue,
+        "misfire": row.misfire,
+        "overlap": row.overlap,
+        "retries": row.options.get("retries"),
+        "timeout_seconds": row.options.get("timeout_seconds"),
+        "next_run_at": None if row.paused else _iso(row.next_run_at),
+        "last_run_at": _iso(row.last_run_at),
+        "last_job_id": str(row.last_job_id) if row.last_job_id else None,
+        "last_job_state": getattr(row, "last_job_state", None),
+        "paused": row.paused,
+        "error": row.error,
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+    }
+
+
+def new_run(
+    row: sa.Row[Any], registration: Registration, scheduled_for: datetime, reason: str
+) -> store.NewJob:
+    """One run of a definition: an ordinary Enqueued job that records its occurrence."""
+    options = row.options
+    retries = options.get("retries")
+    if retries is None:
+        retries = int(registration.options.get("retries", DEFAULT_RETRIES))
+    timeout = options.get("timeout_seconds")
+    if timeout is None and registration.options.get("timeout") is not None:
+        timeout = float(registration.options["timeout"])
+    return store.NewJob(
+        name=row.name,
+        queue=row.queue or registration.queue,
+        args=list(row.args),
+        kwargs=dict(row.kwargs),
+        retries=int(retries),
+        timeout_seconds=timeout,
+        recurring_id=row.id,
+        scheduled_for=scheduled_for,
+        reason=reason,
+    )
+
+
+async def record_runs(
+    conn: AsyncConnection, recurring_id: str, runs: Sequence[store.NewJob], now: datetime
+) -> None:
+    """Remember the newest run of a definition (for ``last_job_id`` and the overlap check)."""
+    if not runs:
+        return
+    await conn.execute(
+        sa.update(recurring_table)
+        .where(recurring_table.c.id == recurring_id)
+        .values(last_run_at=now, last_job_id=runs[-1].id, error=None)
+    )
+
+
+async def job_states(conn: AsyncConnection, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    if not job_ids:
+        return {}
+    jobs = store.jobs_table
+    rows = await conn.execute(sa.select(jobs.c.id, jobs.c.state).where(jobs.c.id.in_(job_ids)))
+    return {row.id: row.state for row in rows}
