@@ -42,7 +42,7 @@ async def test_waiting_critical_work_runs_before_default_work(
     stop, task, _ = await start_worker(settings)
     await wait_for_states(settings, ids, ended)
     stop.set()
-    await task
+    await asyncio.wait_for(task, 30)
     order = marks.read_text().splitlines()
     assert order[:6] == [f"critical-{i}" for i in range(6)], order
 
@@ -68,7 +68,7 @@ async def test_freed_slot_takes_critical_before_waiting_default(
     )
     await wait_for_states(settings, defaults + criticals, ended)
     stop.set()
-    await task
+    await asyncio.wait_for(task, 30)
     order = marks.read_text().splitlines()
     first_critical = order.index("critical-0")
     assert first_critical <= 2, order  # after at most the running and one racing default job
@@ -113,5 +113,5 @@ async def test_relay_publishes_entries_the_fast_path_never_sent(
         assert count == 5
     scheduler_stop.set()
     stop.set()
-    await asyncio.gather(task, scheduler)
+    await asyncio.wait_for(asyncio.gather(task, scheduler), 30)
     await engine.dispose()

@@ -66,7 +66,7 @@ async def test_trace_context_reaches_the_message_and_the_job_span(
     task = asyncio.create_task(worker.run(stop))
     await wait_for_states(settings, [new.id], ended)
     stop.set()
-    await task
+    await asyncio.wait_for(task, 30)
     await engine.dispose()
     run_spans = [s for s in spans.get_finished_spans() if s.name == "run tests.add"]
     assert run_spans, [s.name for s in spans.get_finished_spans()]

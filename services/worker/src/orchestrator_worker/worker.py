@@ -378,10 +378,12 @@ class Worker:
         if self._sender is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._sender.stop(), self.settings.publish_timeout_seconds)
+        # Every step is bounded: a broker or store that stopped answering must not keep a
+        # stopping worker alive.
         if self._connection is not None:
             with contextlib.suppress(Exception):
-                await self._connection.close()
+                await asyncio.wait_for(self._connection.close(), 5)
         with contextlib.suppress(Exception):
-            await servers.withdraw(self.engine, self.info)
+            await asyncio.wait_for(servers.withdraw(self.engine, self.info), 5)
         self._threads.shutdown(wait=False, cancel_futures=True)
         await self.engine.dispose()
