@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 import httpx
 
+from orchestrator.client_recurring import AsyncRecurringMethods, RecurringMethods
 from orchestrator.errors import ApiError, JobFailedError
 from orchestrator.jobs import JobCall, JobFunction
 
@@ -197,7 +198,7 @@ def _headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
-class Client:
+class Client(RecurringMethods):
     """Blocking client (``httpx.Client``); use as a context manager or call :meth:`close`."""
 
     def __init__(
@@ -299,7 +300,7 @@ class Client:
             time.sleep(min(poll_interval, remaining))
 
 
-class AsyncClient:
+class AsyncClient(AsyncRecurringMethods):
     """The same methods as :class:`Client`, awaitable (``httpx.AsyncClient``)."""
 
     def __init__(
