@@ -157,7 +157,12 @@ async def delete_namespace(
             channel = await connection.channel()
             with contextlib.suppress(Exception):
                 await channel.queue_delete(queue)
-        for exchange in (f"{namespace}.jobs", f"{namespace}.dlx"):
+        for exchange in (
+            f"{namespace}.jobs",
+            f"{namespace}.dlx",
+            f"{namespace}.control",
+            f"{namespace}.scheduler.wake",
+        ):
             channel = await connection.channel()
             with contextlib.suppress(Exception):
                 await channel.exchange_delete(exchange)

@@ -17,7 +17,13 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
-from orchestrator.topology import Topology, declare_base, declare_exchange, declare_work_queue
+from orchestrator.topology import (
+    ExchangeSpec,
+    Topology,
+    declare_base,
+    declare_exchange,
+    declare_work_queue,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +113,11 @@ class Publisher:
             log.warning("%d of %d publishes failed: %r", len(failures), len(sent), failures[0])
         return sent
 
-    async def signal(self, payload: Mapping[str, Any]) -> bool:
-        """Send a signal to every worker; True when the broker took it.
+    async def signal(
+        self, payload: Mapping[str, Any], exchange_spec: ExchangeSpec | None = None
+    ) -> bool:
+        """Send a signal to every worker (or to another fanout: ``exchange_spec``); True when
+        the broker took it.
 
         Not ``mandatory``: with no worker running nobody needs the signal, and a returned
         message is not an error here.
@@ -117,7 +126,8 @@ class Publisher:
             async with self._lock:
                 await asyncio.wait_for(self._ready(), self._timeout)
                 assert self._channel is not None
-                exchange = await declare_exchange(self._channel, self._topology.control_exchange)
+                spec = exchange_spec or self._topology.control_exchange
+                exchange = await declare_exchange(self._channel, spec)
             await exchange.publish(
                 aio_pika.Message(json.dumps(dict(payload)).encode()),
                 routing_key="",

@@ -7,6 +7,8 @@ Names follow one pattern under a namespace (``orchestrator`` by default, unique 
 - ``<ns>.dlx``     fanout exchange that work queues dead-letter into
 - ``<ns>.dead``    quorum queue holding dead letters until the janitor records them
 - ``<ns>.control`` fanout exchange of signals to workers, one exclusive queue per worker
+- ``<ns>.scheduler.wake`` fanout exchange of "an earlier delayed job exists" hints, one
+  exclusive queue per scheduler
 """
 
 from __future__ import annotations
@@ -62,6 +64,12 @@ class Topology:
     def control_exchange(self) -> ExchangeSpec:
         """Fanout of signals to every running worker (today: cancel a running job)."""
         return ExchangeSpec(f"{self.namespace}.control", aio_pika.ExchangeType.FANOUT)
+
+    @property
+    def scheduler_wake_exchange(self) -> ExchangeSpec:
+        """Fanout of wake-ups to every scheduler: a delayed job due at ``{"due_at": epoch}``
+        was stored. Hints only: each scheduler also wakes at least every few seconds."""
+        return ExchangeSpec(f"{self.namespace}.scheduler.wake", aio_pika.ExchangeType.FANOUT)
 
     def work_queue(self, queue: str) -> QueueSpec:
         if not QUEUE_NAME_PATTERN.match(queue):
@@ -132,3 +140,13 @@ async def queue_depth(channel: AbstractChannel, topology: Topology, queue: str) 
         return (0, 0)
     result = declared.declaration_result
     return (result.message_count or 0, result.consumer_count or 0)
+
+
+async def declare_scheduler_wake_queue(
+    channel: AbstractChannel, topology: Topology
+) -> AbstractQueue:
+    """A scheduler's own wake-up queue: exclusive, gone with its connection."""
+    exchange = await declare_exchange(channel, topology.scheduler_wake_exchange)
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(exchange)
+    return queue

@@ -6,7 +6,6 @@ A single enqueue is a bulk of one; either every job of a call is stored or none 
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +20,6 @@ from orchestrator.catalog import Registration, validate_with_schema
 from orchestrator.db import db_now, is_postgres
 from orchestrator.errors import ConflictError, JobValidationError, UnknownJobError
 from orchestrator.jobs import DEFAULT_RETRIES
-from orchestrator.metrics import JOBS_ENQUEUED
 from orchestrator.outbox import Pending
 from orchestrator.states import State
 from orchestrator.tracing import current_headers
@@ -90,14 +88,13 @@ async def enqueue(runtime: Runtime, prepared: Sequence[Prepared]) -> list[Outcom
         async with runtime.engine.begin() as conn:
             outcomes, pending, created = await _store(conn, prepared, trace)
     runtime.submit(pending)
-    for (queue, job, state), count in created.items():
-        JOBS_ENQUEUED.labels(queue, job, state).inc(count)
+    runtime.created(created)
     return outcomes
 
 
 async def _store(
     conn: AsyncConnection, prepared: Sequence[Prepared], trace: dict[str, str] | None
-) -> tuple[list[Outcome], list[Pending], Counter[tuple[str, str, str]]]:
+) -> tuple[list[Outcome], list[Pending], list[store.NewJob]]:
     now = await db_now(conn)
     keys = [p.request.idempotency_key for p in prepared if p.request.idempotency_key]
     existing = await store.find_by_idempotency_keys(conn, keys)
@@ -119,8 +116,7 @@ async def _store(
         if key is not None:
             claimed[key] = (item.request_hash, Outcome(created_job.id, outcome.state, True))
     pending = await store.create_jobs(conn, new_jobs, now)
-    created = Counter((j.queue, j.name, j.state.value) for j in new_jobs)
-    return outcomes, pending, created
+    return outcomes, pending, new_jobs
 
 
 def _replay(

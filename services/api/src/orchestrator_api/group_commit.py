@@ -8,7 +8,6 @@ table for many jobs instead of one of each per job.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -17,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from orchestrator import store
 from orchestrator.batching import Batcher
 from orchestrator.db import db_now
-from orchestrator.metrics import JOBS_ENQUEUED
 from orchestrator.outbox import Pending
 from orchestrator_api.enqueue import Outcome, Prepared, new_job
 
@@ -32,9 +30,15 @@ class _Request:
 
 
 class GroupCommit:
-    def __init__(self, engine: AsyncEngine, submit: Callable[[list[Pending]], None]) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        submit: Callable[[list[Pending]], None],
+        created: Callable[[list[store.NewJob]], None],
+    ) -> None:
         self._engine = engine
         self._submit = submit
+        self._created = created
         self._batcher: Batcher[_Request] = Batcher(self._write, name="enqueue-group-commit")
 
     def start(self) -> None:
@@ -67,10 +71,7 @@ class GroupCommit:
                     request.done.set_exception(exc)
             return
         self._submit(pending)
-        for (queue, name, state), count in Counter(
-            (j.queue, j.name, j.state.value) for j in jobs
-        ).items():
-            JOBS_ENQUEUED.labels(queue, name, state).inc(count)
+        self._created(jobs)
         for request, job in zip(requests, jobs, strict=True):
             if not request.done.done():
                 request.done.set_result(Outcome(job.id, job.state.value))

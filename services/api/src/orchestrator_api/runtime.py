@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from fastapi import Request
@@ -15,9 +16,11 @@ from orchestrator import servers
 from orchestrator.db import create_engine
 from orchestrator.outbox import OutboxSender, Pending
 from orchestrator.settings import Settings
+from orchestrator.store import NewJob
 from orchestrator_api.broker_link import BrokerLink
 from orchestrator_api.catalog_cache import CatalogCache
 from orchestrator_api.group_commit import GroupCommit
+from orchestrator_api.scheduler_wake import SchedulerWake
 
 log = logging.getLogger(__name__)
 _READY_TIMEOUT = 2.0
@@ -30,7 +33,8 @@ class Runtime:
         self.catalog = CatalogCache(self.engine, settings.jobs)
         self.sender = OutboxSender(self.engine, None)
         self.broker = BrokerLink(settings, self.sender)
-        self.group_commit = GroupCommit(self.engine, self.submit)
+        self.wake = SchedulerWake(self.sender, self.broker.topology)
+        self.group_commit = GroupCommit(self.engine, self.submit, self.created)
         self.info = servers.ServerInfo(role="api")
         self._presence: asyncio.Task[None] | None = None
 
@@ -76,6 +80,10 @@ class Runtime:
     def submit(self, pending: list[Pending]) -> None:
         """Fast path after commit; without a broker the scheduler's relay publishes later."""
         self.sender.submit(pending)
+
+    def created(self, jobs: Sequence[NewJob]) -> None:
+        """After commit: count the new jobs; wake the schedulers for an earlier delayed one."""
+        self.wake.created(jobs)
 
     async def store_reachable(self) -> bool:
         try:

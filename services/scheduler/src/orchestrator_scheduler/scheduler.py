@@ -1,7 +1,8 @@
 """The scheduler role: the only one that turns time into work.
 
-Today it runs the outbox relay: publications the fast path left behind (broker down, crash
-between commit and publish) are published here.
+It promotes due delayed jobs (``promotion``) on the replica holding the lease (``leadership``),
+and every replica runs the outbox relay: publications the fast path left behind (broker down,
+crash between commit and publish) are published here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from orchestrator.db import create_engine
 from orchestrator.loops import Loop, run_role
 from orchestrator.settings import Settings
 from orchestrator.topology import Topology
+from orchestrator_scheduler.delayed import DelayedJobs
 from orchestrator_scheduler.recurring import RecurringLoop
 
 log = logging.getLogger(__name__)
@@ -35,11 +37,20 @@ class Scheduler:
 
     async def run(self, stop: asyncio.Event) -> None:
         engine = create_engine(self.settings.database_url)
+        # Time loops run on the lease holder only; see orchestrator_scheduler.delayed.
+        delayed = DelayedJobs(
+            engine,
+            self.info.id,
+            self.settings,
+            self.topology,
+            self._ensure_publisher,
+            lambda: self._connection,
+        )
         try:
             await run_role(
                 engine,
                 self.info,
-                self.loops(engine),
+                delayed.loops(self.loops(engine), stop),
                 stop,
                 heartbeat_seconds=self.settings.heartbeat_seconds,
                 ops_host=self.settings.api_host,
@@ -47,6 +58,8 @@ class Scheduler:
                 readiness=self._broker_ready,
             )
         finally:
+            with contextlib.suppress(Exception):
+                await delayed.stop()
             if self._connection is not None:
                 with contextlib.suppress(Exception):
                     await self._connection.close()

@@ -1,0 +1,101 @@
+"""Wiring of the scheduler's time loops: the lease, the promoter and its wake-up queue.
+
+Only the lease holder runs the time loops (promotion, recurring jobs: every loop but the outbox
+relay, which is safe anywhere). Each scheduler listens on its own exclusive queue bound to the
+wake-up fanout, so whichever holds the lease hears that an earlier delayed job was stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator.broker import Publisher
+from orchestrator.loops import Loop
+from orchestrator.outbox import OutboxSender
+from orchestrator.settings import Settings
+from orchestrator.topology import Topology, declare_scheduler_wake_queue
+from orchestrator_scheduler.leadership import Leadership
+from orchestrator_scheduler.promotion import Promoter
+
+log = logging.getLogger(__name__)
+#: Loops every replica runs; all others are time loops, run by the lease holder only.
+UNGATED = frozenset({"outbox-relay"})
+
+
+class DelayedJobs:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        holder: str,
+        settings: Settings,
+        topology: Topology,
+        publisher: Callable[[], Awaitable[Publisher | None]],
+        connection: Callable[[], AbstractRobustConnection | None],
+    ) -> None:
+        self._topology = topology
+        self._publisher = publisher
+        self._connection = connection
+        self.sender = OutboxSender(engine, None)
+        self.sender.start()
+        self.leadership = Leadership(engine, holder, on_gain=lambda: self.promoter.wake())
+        self.promoter = Promoter(
+            engine, self.sender, retention=settings.job_retention, active=self.leadership.held
+        )
+        self._queue: AbstractQueue | None = None
+
+    def loops(self, loops: Sequence[Loop], stop: asyncio.Event) -> list[Loop]:
+        """``loops`` with the time loops gated on the lease, plus the lease, the promoter and
+        the wake-up listener."""
+        gated = [loop if loop.name in UNGATED else self._gate(loop) for loop in loops]
+
+        async def promote() -> bool:
+            return await self.promoter.tick(stop)
+
+        return [
+            *gated,
+            Loop("scheduler-lease", self.leadership.renew_every, self.leadership.tick),
+            Loop("promote-delayed", 0.0, promote),
+            Loop("wake-listener", 2.0, self._listen),
+        ]
+
+    def _gate(self, loop: Loop) -> Loop:
+        async def tick() -> bool:
+            return await loop.tick() if self.leadership.held() else False
+
+        return Loop(loop.name, loop.interval, tick)
+
+    async def _listen(self) -> bool:
+        """Start consuming wake-ups once the broker is reachable (then a robust connection
+        restores the queue and consumer by itself)."""
+        if self._queue is not None:
+            return False
+        publisher = await self._publisher()
+        connection = self._connection()
+        if publisher is None or connection is None:
+            return False
+        self.sender.publisher = publisher
+        channel = await connection.channel()
+        queue = await declare_scheduler_wake_queue(channel, self._topology)
+        await queue.consume(self._woken, no_ack=True)
+        self._queue = queue
+        return False
+
+    async def _woken(self, message: AbstractIncomingMessage) -> None:
+        try:
+            due_at = float(json.loads(message.body)["due_at"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed wake-up: %r", message.body[:200])
+            return
+        self.promoter.hint(due_at)
+
+    async def stop(self) -> None:
+        self.promoter.wake()
+        await self.sender.stop()
+        if self.leadership.held():
+            await self.leadership.release()

@@ -1,0 +1,94 @@
+"""One active scheduler at a time: a lease row in the store, by database time.
+
+Each replica tries every ``renew_every`` seconds to take or renew the row ``leases.scheduler``
+with one compare-and-set upsert (it succeeds when the row is free, expired, or already ours).
+A holder considers itself active only until ``ttl - margin`` seconds after the start of its last
+successful renewal, measured on its monotonic clock: a holder that loses its database session
+stops acting before its lease can have expired in the store, so before anyone else can take it.
+The lease is an optimisation, never the only guard: promotion is a compare-and-set and a
+recurring occurrence has a unique index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from orchestrator.db import db_now, insert_for
+from orchestrator.models import Lease
+
+log = logging.getLogger(__name__)
+_leases = Lease.__table__  # type: ignore[attr-defined]
+NAME = "scheduler"
+
+
+async def try_acquire(conn: AsyncConnection, name: str, holder: str, ttl: timedelta) -> bool:
+    """Take or renew the lease; True when ``holder`` has it until now + ``ttl``."""
+    now = await db_now(conn)
+    insert = insert_for(conn)(_leases).values(name=name, holder=holder, expires_at=now + ttl)
+    statement = insert.on_conflict_do_update(
+        index_elements=[_leases.c.name],
+        set_={"holder": insert.excluded.holder, "expires_at": insert.excluded.expires_at},
+        where=sa.or_(_leases.c.holder == holder, _leases.c.expires_at < now),
+    ).returning(_leases.c.holder)
+    return (await conn.execute(statement)).first() is not None
+
+
+async def release(conn: AsyncConnection, name: str, holder: str) -> None:
+    """Give the lease up (clean shutdown), so another replica takes over at its next try."""
+    await conn.execute(sa.delete(_leases).where(_leases.c.name == name, _leases.c.holder == holder))
+
+
+class Leadership:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        holder: str,
+        *,
+        ttl: float = 6.0,
+        renew_every: float = 2.0,
+        margin: float = 1.0,
+        on_gain: Callable[[], None] = lambda: None,
+        name: str = NAME,
+    ) -> None:
+        self._engine = engine
+        self.holder = holder
+        self.ttl = ttl
+        self.renew_every = renew_every
+        self._margin = margin
+        self._on_gain = on_gain
+        self.name = name
+        self._valid_until = 0.0
+
+    def held(self) -> bool:
+        return time.monotonic() < self._valid_until
+
+    async def tick(self) -> bool:
+        """One attempt to take or renew (a :class:`~orchestrator.loops.Loop` tick)."""
+        started = time.monotonic()
+        was_held = self.held()
+        try:
+            async with asyncio.timeout(self.renew_every), self._engine.begin() as conn:
+                won = await try_acquire(conn, self.name, self.holder, timedelta(seconds=self.ttl))
+        except Exception as exc:
+            # Nothing to do: ``held()`` lapses by itself before the lease can expire.
+            log.warning("could not renew the %s lease: %r", self.name, exc)
+            return False
+        self._valid_until = started + self.ttl - self._margin if won else 0.0
+        if won and not was_held:
+            log.info("%s is now the active %s", self.holder, self.name)
+            self._on_gain()
+        elif was_held and not won:
+            log.warning("%s lost the %s lease", self.holder, self.name)
+        return False
+
+    async def release(self) -> None:
+        self._valid_until = 0.0
+        async with self._engine.begin() as conn:
+            await release(conn, self.name, self.holder)

@@ -1,0 +1,159 @@
+"""Delayed jobs: due ``Scheduled`` jobs become ``Enqueued`` on time, each exactly once.
+
+The :class:`Promoter` promotes every due job in indexed batches (``ix_jobs_scheduled_due``),
+through the state machine and the outbox, publishes them at once (the outbox fast path), then
+sleeps until the next due time. Times come from the database clock; the sleep itself is measured
+on the monotonic clock, so a wall clock jumping backwards can never stretch it beyond
+``max_sleep``. An API that stores an earlier job wakes it through the wake-up exchange; the cap on
+the sleep is the safety net when a wake-up is lost.
+
+Several promoters may run at once: ``FOR UPDATE SKIP LOCKED`` (PostgreSQL) splits the due rows
+between them and the compare-and-set on ``Scheduled`` promotes each job once whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from orchestrator import outbox, states
+from orchestrator.db import db_now, is_postgres
+from orchestrator.outbox import OutboxSender, Pending
+from orchestrator.states import State
+from orchestrator.store import jobs_table
+
+log = logging.getLogger(__name__)
+Clock = Callable[[AsyncConnection], Awaitable[datetime]]
+DELAY = "delay"
+
+_scheduled = sa.and_(
+    jobs_table.c.state == State.SCHEDULED.value, jobs_table.c.scheduled_reason == DELAY
+)
+
+
+async def promote_due(
+    conn: AsyncConnection, now: datetime, *, limit: int, retention: timedelta
+) -> tuple[list[Pending], bool]:
+    """Promote up to ``limit`` jobs due by ``now``, oldest due first; returns their outbox
+    entries and whether more may be due."""
+    query = (
+        sa.select(jobs_table.c.id, jobs_table.c.due_at)
+        .where(_scheduled, jobs_table.c.due_at <= now)
+        .order_by(jobs_table.c.due_at)
+        .limit(limit)
+    )
+    if is_postgres(conn):
+        query = query.with_for_update(skip_locked=True)
+    due = (await conn.execute(query)).all()
+    if not due:
+        return [], False
+    items = [
+        states.RowChange(row.id, states.Change("Due", data={"due_at": row.due_at.isoformat()}))
+        for row in due
+    ]
+    moved = await states.move_each(
+        conn, items, expected={State.SCHEDULED}, target=State.ENQUEUED, now=now, retention=retention
+    )
+    rows = await conn.execute(
+        sa.select(jobs_table.c.id, jobs_table.c.queue, jobs_table.c.trace_context).where(
+            jobs_table.c.id.in_(list(moved))
+        )
+    )
+    publications = [outbox.Publication(r.id, r.queue, r.trace_context or {}) for r in rows]
+    return await outbox.add(conn, publications, now) + moved.pending, len(due) == limit
+
+
+async def next_due(conn: AsyncConnection) -> datetime | None:
+    """The earliest due time of a waiting delayed job (one probe of the partial index)."""
+    value = await conn.execute(sa.select(sa.func.min(jobs_table.c.due_at)).where(_scheduled))
+    result: Any = value.scalar_one()
+    return result if isinstance(result, datetime) else None
+
+
+def sleep_for(due: datetime | None, now: datetime, cap: float) -> float:
+    """Seconds until ``due`` by the database clock, within ``[0, cap]``."""
+    if due is None:
+        return cap
+    return max(0.0, min(cap, (due - now).total_seconds()))
+
+
+class Promoter:
+    """Promotes due jobs, then sleeps until the next due time, a wake-up, or ``max_sleep``."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sender: OutboxSender,
+        *,
+        retention: timedelta,
+        batch: int = 1000,
+        max_sleep: float = 5.0,
+        clock: Clock = db_now,
+        active: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._engine = engine
+        self._sender = sender
+        self._retention = retention
+        self.batch = batch
+        self.max_sleep = max_sleep
+        self._clock = clock
+        self._active = active
+        self._woken = asyncio.Event()
+        #: Epoch seconds of the next due time this promoter knows of (None: none).
+        self.next_due_at: float | None = None
+        self.promoted = 0
+
+    def wake(self) -> None:
+        """Look again now (leadership gained, shutting down)."""
+        self._woken.set()
+
+    def hint(self, due_at: float) -> None:
+        """A job due at ``due_at`` (epoch seconds) was stored: wake if it is earlier than
+        the next due time known."""
+        if self.next_due_at is None or due_at < self.next_due_at:
+            self.next_due_at = due_at
+            self._woken.set()
+
+    async def step(self) -> float:
+        """Promote what is due (one batch); returns how long to sleep before the next step."""
+        self._woken.clear()  # a wake-up arriving from here on cuts the coming sleep short
+        if not self._active():
+            return self.max_sleep
+        async with self._engine.begin() as conn:
+            now = await self._clock(conn)
+            read_at = time.monotonic()
+            pending, more = await promote_due(
+                conn, now, limit=self.batch, retention=self._retention
+            )
+            upcoming = None if more else await next_due(conn)
+        self._sender.submit(pending)
+        self.promoted += len(pending)
+        if more:
+            return 0.0
+        self.next_due_at = upcoming.timestamp() if upcoming is not None else None
+        # Sleep until the due time measured from when ``now`` was read, not from commit.
+        return max(0.0, sleep_for(upcoming, now, self.max_sleep) - (time.monotonic() - read_at))
+
+    async def tick(self, stop: asyncio.Event) -> bool:
+        """One step and the sleep after it (a :class:`~orchestrator.loops.Loop` tick that always
+        asks to run again; the sleep ends early on a wake-up or on ``stop``)."""
+        try:
+            delay = await self.step()
+        except Exception:
+            log.exception("promoting due jobs failed; retrying in 1 s")
+            delay = 1.0
+        if delay > 0 and not stop.is_set():
+            waits = [asyncio.ensure_future(self._woken.wait()), asyncio.ensure_future(stop.wait())]
+            try:
+                await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+        return True
