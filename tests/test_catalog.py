@@ -1,0 +1,43 @@
+"""The catalog in the store: the newest registration of a name wins."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from orchestrator import catalog, job
+from orchestrator.catalog import Catalog, Registration
+from orchestrator.db import db_now
+
+
+@job(name="shop.ship")
+def ship_v1(order_id: int) -> None:
+    """The first version of a job."""
+
+
+@job(name="shop.ship")
+def ship_v2(order_id: int, express: bool = False) -> None:
+    """A newer deployment of the same job, with a new parameter."""
+
+
+async def test_newest_registration_of_a_name_wins(engine) -> None:  # type: ignore[no-untyped-def]
+    old, new = Registration.of(ship_v1), Registration.of(ship_v2)
+    assert old.schema_hash != new.schema_hash
+    async with engine.begin() as conn:
+        now = await db_now(conn)
+        await catalog.register(conn, [old], now - timedelta(minutes=5))
+        await catalog.register(conn, [new], now)
+        assert (await catalog.load_registrations(conn))["shop.ship"].parameters == [
+            "order_id",
+            "express",
+        ]
+        # The old deployment restarting later makes it the newest again.
+        await catalog.register(conn, [old], now + timedelta(minutes=1))
+        assert (await catalog.load_registrations(conn))["shop.ship"].parameters == ["order_id"]
+
+
+def test_catalog_refuses_two_functions_with_one_name() -> None:
+    only = Catalog([ship_v1])
+    with pytest.raises(ValueError, match=r"shop\.ship"):
+        only.add(ship_v2)
