@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Batcher(Generic[T]):
@@ -56,6 +58,10 @@ class Batcher(Generic[T]):
             while self._items:
                 batch = self._items[: self._max_batch]
                 del self._items[: self._max_batch]
-                # The handler owns errors (retry, give back); it must not raise.
-                await self._handle(batch)
+                try:
+                    await self._handle(batch)
+                except Exception:
+                    # Handlers own their errors (retry, give back); this only keeps one bug
+                    # from stopping every later batch.
+                    log.exception("%s: a batch handler failed", self._name)
             self._idle.set()

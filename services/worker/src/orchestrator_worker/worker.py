@@ -194,7 +194,11 @@ class Worker:
         """
         highest: dict[int, Delivery] = {}
         for delivery in deliveries:
-            key = id(delivery.message.channel)
+            try:
+                key = id(delivery.message.channel)
+            except Exception:
+                log.warning("delivery of a closed channel not acked; its copy loses the claim")
+                continue
             current = highest.get(key)
             tag = delivery.message.delivery_tag or 0
             if current is None or tag > (current.message.delivery_tag or 0):

@@ -1,0 +1,38 @@
+"""An ack whose channel is gone (a reconnect happened) does not crash the worker."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import aio_pika
+
+from orchestrator.broker import JobMessage, Publisher, connect
+from orchestrator.settings import Settings
+from orchestrator.topology import Topology, declare_base, declare_work_queue
+from orchestrator_worker.intake import Delivery
+from orchestrator_worker.worker import Worker
+from tests.worker.test_worker import CATALOG
+
+
+async def test_stale_ack_is_logged_and_the_delivery_comes_back(
+    make_settings: Callable[..., Settings], sqlite_url: str
+) -> None:
+    settings = make_settings(sqlite_url)
+    topology = Topology(settings.broker_namespace)
+    connection = await connect(settings.amqp_url, name="stale-ack")
+    channel = await connection.channel()
+    await declare_base(channel, topology)
+    queue = await declare_work_queue(channel, topology, "default")
+    assert await Publisher(connection, topology, 5).publish([JobMessage(uuid.uuid4(), "default")])
+    message = await queue.get(timeout=5)
+    await channel.close()  # what a dropped connection does to every unacked delivery
+
+    worker = Worker(settings, CATALOG)
+    await worker._ack_all([Delivery("default", message)])  # must not raise
+
+    check = await connection.channel()
+    declared = await check.declare_queue(topology.work_queue("default").name, passive=True)
+    assert declared.declaration_result.message_count == 1  # requeued, to lose its claim later
+    await connection.close()
+    assert isinstance(message, aio_pika.abc.AbstractIncomingMessage)
