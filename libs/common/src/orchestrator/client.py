@@ -161,6 +161,15 @@ def bulk_body(items: Iterable[BulkItem]) -> JobDict:
     return {"jobs": jobs}
 
 
+def batch_body(items: Iterable[BulkItem], on_complete: BulkItem | None) -> JobDict:
+    """``POST /api/v1/batches``: the members, and the job to run once every one has ended."""
+    body = {"jobs": bulk_body(items)["jobs"]}
+    if on_complete is not None:
+        call, options = on_complete if isinstance(on_complete, tuple) else (on_complete, {})
+        body["on_complete"] = job_body(call, options, "batch")
+    return body
+
+
 def list_params(
     state: str | None, queue: str | None, job: str | None, limit: int, cursor: str | None
 ) -> dict[str, Any]:
@@ -248,6 +257,17 @@ class Client(RecurringMethods):
     def enqueue_many(self, items: Iterable[BulkItem], /) -> IdList:
         """Create every job or none; each item is a call or ``(call, {"queue": "low", ...})``."""
         return [str(i) for i in self._call("POST", "/jobs/bulk", json=bulk_body(items))["ids"]]
+
+    def batch(
+        self, items: Iterable[BulkItem], /, *, on_complete: BulkItem | None = None
+    ) -> JobDict:
+        """Create the jobs (all or none) and ``on_complete``, run once after every one has ended:
+        ``{"id", "job_ids", "continuation_id"}``."""
+        return dict(self._call("POST", "/batches", json=batch_body(items, on_complete)))
+
+    def get_batch(self, batch_id: JobId) -> JobDict:
+        """``{"id", "total", "succeeded", "failed", "deleted", "pending", "state"}``."""
+        return dict(self._call("GET", f"/batches/{quote(str(batch_id), safe='')}"))
 
     def get(self, job_id: JobId) -> JobDict:
         return dict(self._call("GET", job_path(job_id)))
@@ -347,6 +367,14 @@ class AsyncClient(AsyncRecurringMethods):
     async def enqueue_many(self, items: Iterable[BulkItem], /) -> IdList:
         answer = await self._call("POST", "/jobs/bulk", json=bulk_body(items))
         return [str(i) for i in answer["ids"]]
+
+    async def batch(
+        self, items: Iterable[BulkItem], /, *, on_complete: BulkItem | None = None
+    ) -> JobDict:
+        return dict(await self._call("POST", "/batches", json=batch_body(items, on_complete)))
+
+    async def get_batch(self, batch_id: JobId) -> JobDict:
+        return dict(await self._call("GET", f"/batches/{quote(str(batch_id), safe='')}"))
 
     async def get(self, job_id: JobId) -> JobDict:
         return dict(await self._call("GET", job_path(job_id)))

@@ -69,6 +69,7 @@ class InlineJob:
     due_at: datetime | None = None
     parent_id: str | None = None
     continue_on: str = "succeeded"
+    batch_id: str | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def move(self, state: str, reason: str) -> None:
@@ -93,6 +94,8 @@ class InlineClient:
         self.catalog = jobs if isinstance(jobs, Catalog) else Catalog(jobs)
         self.jobs: dict[str, InlineJob] = {}
         self._keys: dict[str, tuple[str, str]] = {}  # idempotency key -> (job id, body hash)
+        #: batch id -> (members, members ended at least once, continuation id)
+        self._batches: dict[str, tuple[int, set[str], str | None]] = {}
 
     # -- enqueueing: the same signatures and option checks as Client --------------------------
     def enqueue(self, call: JobCall, /, **options: Unpack[shape.EnqueueOptions]) -> str:
@@ -113,6 +116,20 @@ class InlineClient:
     def enqueue_many(self, items: Iterable[shape.BulkItem], /) -> Ids:
         """All or nothing, like the API: every job is validated before any is created."""
         return self._create(shape.bulk_body(items)["jobs"], bulk=True)
+
+    def batch(
+        self, items: Iterable[shape.BulkItem], /, *, on_complete: shape.BulkItem | None = None
+    ) -> dict[str, Any]:
+        """Like the API: ``on_complete`` runs once, when every member has ended the first time."""
+        body = shape.batch_body(items, on_complete)
+        batch_id, continuation = str(uuid.uuid4()), None
+        if "on_complete" in body:
+            # Validated now, started at completion.
+            continuation = self._create([body["on_complete"]], hold=True)[0]
+            self.jobs[continuation].move("Awaiting", f"Awaiting batch {batch_id}")
+        self._batches[batch_id] = (len(body["jobs"]), set(), continuation)
+        ids = self._create(body["jobs"], bulk=True, batch_id=batch_id)
+        return {"id": batch_id, "job_ids": ids, "continuation_id": continuation}
 
     # -- reading and acting ---------------------------------------------------------------------
     def get(self, job_id: shape.JobId) -> dict[str, Any]:
@@ -174,7 +191,10 @@ class InlineClient:
             raise JobNotFoundError(f"no job with id {job_id}")
         return job
 
-    def _create(self, bodies: Sequence[Body], *, bulk: bool = False) -> Ids:
+    def _create(
+        self, bodies: Sequence[Body], *, bulk: bool = False, hold: bool = False,
+        batch_id: str | None = None,
+    ) -> Ids:
         for index, body in enumerate(bodies):  # the API's checks first, then the worker's
             where = f"jobs[{index}]: " if bulk else ""
             try:
@@ -189,8 +209,10 @@ class InlineClient:
                                          field="continue_after")
             self._replayed(body)  # a conflicting idempotency key refuses the whole request
         created = [self._insert(body) for body in bodies]
+        for job_id, _ in created:
+            self.jobs[job_id].batch_id = batch_id
         for job_id, fresh in created:
-            if fresh:
+            if fresh and not hold:
                 self._start(self.jobs[job_id])
         return [job_id for job_id, _ in created]
 
@@ -269,6 +291,14 @@ class InlineClient:
         self._parent_ended(job)
 
     def _parent_ended(self, parent: InlineJob) -> None:
+        if parent.batch_id is not None and parent.state in ENDED:
+            total, ended, continuation = self._batches[parent.batch_id]
+            if parent.id not in ended:
+                ended.add(parent.id)
+                job = self.jobs.get(continuation or "")
+                if len(ended) == total and job is not None and job.state == "Awaiting":
+                    job.move("Enqueued", f"Batch {parent.batch_id} completed")
+                    self._run(job)
         for child in list(self.jobs.values()):
             if child.parent_id == parent.id and child.state == "Awaiting":
                 self._release(child, parent)

@@ -11,6 +11,7 @@ from orchestrator.settings import Settings
 from orchestrator_api import (
     dashboard,
     errors,
+    routes_batches,
     routes_info,
     routes_jobs,
     routes_ops,
@@ -40,7 +41,14 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     errors.install(app)
-    for module in (routes_jobs, routes_recurring, routes_info, routes_ops, dashboard):
+    for module in (
+        routes_jobs,
+        routes_batches,
+        routes_recurring,
+        routes_info,
+        routes_ops,
+        dashboard,
+    ):
         app.include_router(module.router)
     # Added last = outermost: metrics see every answer, auth runs before a body is read.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)

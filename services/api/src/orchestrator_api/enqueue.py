@@ -98,7 +98,7 @@ async def _store(
     now = await db_now(conn)
     keys = [p.request.idempotency_key for p in prepared if p.request.idempotency_key]
     existing = await store.find_by_idempotency_keys(conn, keys)
-    parents = await _parent_states(conn, prepared)
+    parents = await parent_states(conn, prepared)
     outcomes: list[Outcome] = []
     new_jobs: list[store.NewJob] = []
     claimed: dict[str, tuple[str | None, Outcome]] = {}
@@ -145,7 +145,7 @@ def _replay(
     return None
 
 
-async def _parent_states(
+async def parent_states(
     conn: AsyncConnection, prepared: Sequence[Prepared]
 ) -> dict[uuid.UUID, str]:
     ids = {p.request.continue_after for p in prepared if p.request.continue_after is not None}
