@@ -93,9 +93,8 @@ _T = TypeVar("_T")
 
 
 class Moved(list[_T]):
-    """What a move returns: the jobs moved, plus ``pending``, the outbox entries of the jobs
-    that their ending enqueued in the same transaction (continuations, a batch's completion).
-    The caller publishes ``pending`` after commit, as for any other outbox entry."""
+    """The jobs moved, and in ``pending`` the outbox entries of jobs their ending enqueued
+    (continuations, batch completion); the caller publishes those after commit."""
 
     def __init__(self, items: Iterable[_T] = (), pending: Sequence[Pending] = ()) -> None:
         super().__init__(items)
@@ -141,8 +140,8 @@ async def move(
         .returning(_jobs.c.id, _jobs.c.expire_after_seconds, _jobs.c.batch_id, *returning)
     )
     rows = list((await conn.execute(stmt)).all())
-    changes = [(row.id, change) for row in rows]
-    return Moved(rows, await _after_move(conn, rows, target, now, changes, retention))
+    pending = await _after_move(conn, rows, target, now, [(r.id, change) for r in rows], retention)
+    return Moved(rows, pending)
 
 
 async def move_each(
@@ -270,15 +269,11 @@ async def _after_move(
     )
     custom = [row for row in rows if row.expire_after_seconds is not None]
     if target in FINAL and custom:
-        await conn.execute(
-            sa.update(_jobs)
-            .where(_jobs.c.id == sa.bindparam("jid"))
-            .values(expires_at=sa.bindparam("exp")),
-            [
-                {"jid": row.id, "exp": now + timedelta(seconds=row.expire_after_seconds)}
-                for row in custom
-            ],
-        )
+        expiry = [
+            {"jid": r.id, "exp": now + timedelta(seconds=r.expire_after_seconds)} for r in custom
+        ]
+        update = sa.update(_jobs).where(_jobs.c.id == sa.bindparam("jid"))
+        await conn.execute(update.values(expires_at=sa.bindparam("exp")), expiry)
     if target in COUNTED:
         await count_states(conn, now, Counter({target: len(rows)}))
     # Continuations and batch progress: in this transaction, so no ending is ever missed.
