@@ -10,9 +10,7 @@ import aio_pika
 from orchestrator.broker import JobMessage, Publisher, connect
 from orchestrator.settings import Settings
 from orchestrator.topology import Topology, declare_base, declare_work_queue
-from orchestrator_worker.intake import Delivery
-from orchestrator_worker.worker import Worker
-from tests.worker.test_worker import CATALOG
+from orchestrator_worker.intake import Delivery, ack_batch
 
 
 async def test_stale_ack_is_logged_and_the_delivery_comes_back(
@@ -28,8 +26,7 @@ async def test_stale_ack_is_logged_and_the_delivery_comes_back(
     message = await queue.get(timeout=5)
     await channel.close()  # what a dropped connection does to every unacked delivery
 
-    worker = Worker(settings, CATALOG)
-    await worker._ack_all([Delivery("default", message)])  # must not raise
+    await ack_batch([Delivery("default", message)])  # must not raise
 
     check = await connection.channel()
     declared = await check.declare_queue(topology.work_queue("default").name, passive=True)

@@ -194,3 +194,29 @@ class Intake:
     async def _switch_to_pulling(self) -> None:
         await self._stop_consuming()
         self._wake.set()
+
+
+async def ack_batch(deliveries: list[Delivery]) -> None:
+    """Ack claimed deliveries with one ``multiple`` ack per channel.
+
+    Batches are claimed in arrival order, so on each channel every delivery with a lower tag than
+    this batch's highest was in this batch or was already acked, returned or rejected.
+    """
+    highest: dict[int, Delivery] = {}
+    for delivery in deliveries:
+        try:
+            key = id(delivery.message.channel)
+        except Exception:  # its channel closed: RabbitMQ requeued it already
+            log.warning("delivery of a closed channel not acked; its copy loses the claim")
+            continue
+        current = highest.get(key)
+        tag = delivery.message.delivery_tag or 0
+        if current is None or tag > (current.message.delivery_tag or 0):
+            highest[key] = delivery
+    for delivery in highest.values():
+        try:
+            await delivery.message.ack(multiple=True)
+        except Exception as exc:
+            # RabbitMQ already requeued these deliveries when the old channel closed; their
+            # copies will lose the claim, so each job still runs once.
+            log.warning("ack after claim failed (%r); redeliveries will be dropped", exc)

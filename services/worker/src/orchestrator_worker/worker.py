@@ -14,20 +14,19 @@ from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import catalog as catalog_store
-from orchestrator import metrics, ops_server, outbox, servers, states
+from orchestrator import metrics, ops_server, outbox, servers
 from orchestrator.batching import Batcher
 from orchestrator.broker import Publisher, connect
 from orchestrator.catalog import Catalog
 from orchestrator.db import create_engine, db_now
 from orchestrator.jobs import JobContext
 from orchestrator.settings import Settings
-from orchestrator.states import State
-from orchestrator.store import jobs_table
 from orchestrator.topology import Topology
 from orchestrator_worker import cancellation
 from orchestrator_worker.claims import ClaimedJob, ClaimResult, claim, decode, observe_started
 from orchestrator_worker.execution import Outcome, execute, new_context
-from orchestrator_worker.intake import Delivery, Intake
+from orchestrator_worker.intake import Delivery, Intake, ack_batch
+from orchestrator_worker.ownership import hand_back, renew_leases
 from orchestrator_worker.recorder import record
 
 log = logging.getLogger(__name__)
@@ -175,7 +174,7 @@ class Worker:
 
     async def _claimed(self, batch: ClaimResult) -> None:
         await self._reject_undecodable(batch)
-        await self._ack_all([delivery for delivery, _ in batch.decoded])
+        await ack_batch([delivery for delivery, _ in batch.decoded])
         started: set[uuid.UUID] = set()
         for delivery, job_id in batch.decoded:
             job = batch.claimed.get(job_id)
@@ -185,31 +184,6 @@ class Worker:
                 continue
             started.add(job_id)
             self._start(job)
-
-    async def _ack_all(self, deliveries: list[Delivery]) -> None:
-        """Ack a claimed batch with one ``multiple`` ack per channel.
-
-        Batches are claimed in arrival order, so on each channel every delivery with a lower tag
-        than this batch's highest was in this batch or was already acked, returned or rejected.
-        """
-        highest: dict[int, Delivery] = {}
-        for delivery in deliveries:
-            try:
-                key = id(delivery.message.channel)
-            except Exception:
-                log.warning("delivery of a closed channel not acked; its copy loses the claim")
-                continue
-            current = highest.get(key)
-            tag = delivery.message.delivery_tag or 0
-            if current is None or tag > (current.message.delivery_tag or 0):
-                highest[key] = delivery
-        for delivery in highest.values():
-            try:
-                await delivery.message.ack(multiple=True)
-            except Exception as exc:
-                # RabbitMQ already requeued these deliveries when the old channel closed; their
-                # copies will lose the claim, so each job still runs once.
-                log.warning("ack after claim failed (%r); redeliveries will be dropped", exc)
 
     def _start(self, job: ClaimedJob) -> None:
         running = Running(job, new_context(job))
@@ -299,19 +273,7 @@ class Worker:
         if not self.running:
             return
         mine = list(self.running)
-        async with self.engine.begin() as conn:
-            now = await db_now(conn)
-            renewed = await conn.execute(
-                sa.update(jobs_table)
-                .where(
-                    jobs_table.c.worker_id == self.info.id,
-                    jobs_table.c.state == State.PROCESSING.value,
-                    jobs_table.c.id.in_(mine),
-                )
-                .values(lease_until=now + self.settings.lease)
-                .returning(jobs_table.c.id)
-            )
-            still_mine = set(renewed.scalars())
+        still_mine = await renew_leases(self.engine, self.info.id, mine, self.settings.lease)
         # A job no longer Processing under this worker was deleted or taken over; a missed
         # cancel signal is caught up here.
         for job_id in mine:
@@ -339,32 +301,14 @@ class Worker:
             await self._hand_back([r.job for r in leftover])
 
     async def _hand_back(self, jobs: list[ClaimedJob]) -> None:
-        """Put unfinished jobs back to Enqueued without spending their retry budget."""
-        async with self.engine.begin() as conn:
-            now = await db_now(conn)
-            moved = await states.move(
-                conn,
-                [j.job_id for j in jobs],
-                expected={State.PROCESSING},
-                target=State.ENQUEUED,
-                change=states.Change("Worker shut down before the job finished"),
-                where=jobs_table.c.worker_id == self.info.id,
-                now=now,
-                retention=self.settings.job_retention,
-                returning=[jobs_table.c.queue, jobs_table.c.trace_context],
-            )
-            pending = await outbox.add(
-                conn,
-                [outbox.Publication(r.id, r.queue, r.trace_context or {}) for r in moved],
-                now,
-            )
-        if self._connection is not None and pending:
-            publisher = Publisher(
-                self._connection, self.topology, self.settings.publish_timeout_seconds
-            )
-            async with self.engine.begin() as conn:
-                await outbox.publish_pending(conn, publisher, pending)
-        log.info("handed %d unfinished jobs back to their queues", len(moved))
+        pending = await hand_back(
+            self.engine, self.info.id, [j.job_id for j in jobs], self.settings.job_retention
+        )
+        if self._sender is not None:
+            self._sender.submit(pending)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._sender.flush(), self.settings.publish_timeout_seconds)
+        log.info("handed %d unfinished jobs back to their queues", len(pending))
 
     async def _readiness(self) -> dict[str, bool]:
         store_ok = True

@@ -1,0 +1,61 @@
+"""The store side of owning a job: renewing its lease, and handing it back at shutdown."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator import outbox, states
+from orchestrator.db import db_now
+from orchestrator.states import State
+from orchestrator.store import jobs_table
+
+
+async def renew_leases(
+    engine: AsyncEngine, worker_id: str, job_ids: Sequence[uuid.UUID], lease: timedelta
+) -> set[uuid.UUID]:
+    """Extend the leases of the jobs still Processing under this worker; returns those ids.
+
+    A job missing from the answer was deleted or taken over by another worker.
+    """
+    async with engine.begin() as conn:
+        now = await db_now(conn)
+        renewed = await conn.execute(
+            sa.update(jobs_table)
+            .where(
+                jobs_table.c.worker_id == worker_id,
+                jobs_table.c.state == State.PROCESSING.value,
+                jobs_table.c.id.in_(list(job_ids)),
+            )
+            .values(lease_until=now + lease)
+            .returning(jobs_table.c.id)
+        )
+        return set(renewed.scalars())
+
+
+async def hand_back(
+    engine: AsyncEngine, worker_id: str, job_ids: Sequence[uuid.UUID], retention: timedelta
+) -> list[outbox.Pending]:
+    """Put unfinished jobs back to Enqueued without spending their retry budget."""
+    async with engine.begin() as conn:
+        now = await db_now(conn)
+        moved = await states.move(
+            conn,
+            list(job_ids),
+            expected={State.PROCESSING},
+            target=State.ENQUEUED,
+            change=states.Change("Worker shut down before the job finished"),
+            where=jobs_table.c.worker_id == worker_id,
+            now=now,
+            retention=retention,
+            returning=[jobs_table.c.queue, jobs_table.c.trace_context],
+        )
+        return await outbox.add(
+            conn,
+            [outbox.Publication(r.id, r.queue, r.trace_context or {}) for r in moved],
+            now,
+        )
