@@ -74,6 +74,9 @@ class Job(SQLModel, table=True):
     timeout_seconds: float | None = _col(sa.Float)
     lease_until: datetime | None = _col(UTCDateTime())
     worker_id: str | None = _col(sa.String(200))
+    #: Runs whose worker stopped renewing the lease (crashed); the scheduler fails the job
+    #: ("worker lost") once this reaches the configured limit.
+    lost_count: int = _col(sa.Integer, nullable=False, server_default="0")
     result: Any = _col(JsonType)
     error_type: str | None = _col(sa.String(300))
     error_message: str | None = _col(sa.Text)
@@ -221,6 +224,7 @@ class Batch(SQLModel, table=True):
     """Jobs created together; the continuation runs once every member has ended once."""
 
     __tablename__ = "batches"
+    __table_args__ = (_partial_index("ix_batches_completed", "completed_at"),)
 
     id: uuid.UUID = Field(sa_column=sa.Column(sa.Uuid(), primary_key=True))
     total: int = _col(sa.Integer, nullable=False)
@@ -229,6 +233,38 @@ class Batch(SQLModel, table=True):
     continuation_id: uuid.UUID | None = _col(sa.Uuid())
     created_at: datetime = _col(UTCDateTime(), nullable=False)
     completed_at: datetime | None = _col(UTCDateTime())
+
+
+class DeadLetter(SQLModel, table=True):
+    """A message RabbitMQ dead-lettered, drained from ``<ns>.dead`` by the janitor."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        sa.Index("ix_dead_letters_first_seen", "first_seen_at"),
+        sa.Index("ux_dead_letters_fingerprint", "fingerprint", unique=True),
+    )
+
+    id: int | None = Field(
+        default=None, sa_column=sa.Column(BigIdType, primary_key=True, autoincrement=True)
+    )
+    #: Hash of the message id, its x-death entries and its body: a redelivered copy of the same
+    #: dead letter (the janitor stopped before its ack) is recorded once.
+    fingerprint: str = _col(sa.String(64), nullable=False)
+    message_id: str | None = _col(sa.String(200))
+    job_id: uuid.UUID | None = _col(sa.Uuid())
+    #: The job queue it was dead-lettered from (None: not one of the work queues).
+    queue: str | None = _col(sa.String(63))
+    source_queue: str | None = _col(sa.String(300))
+    #: RabbitMQ's x-death reason: rejected, delivery_limit, expired or maxlen.
+    reason: str = _col(sa.String(40), nullable=False)
+    #: In words, as recorded in the job's history ("Dead-lettered: <why>").
+    why: str = _col(sa.Text, nullable=False)
+    death_count: int = _col(sa.Integer, nullable=False)
+    #: The body, cut at a bound; ``body_size`` is the original length.
+    body: bytes = _col(sa.LargeBinary, nullable=False)
+    body_size: int = _col(sa.Integer, nullable=False)
+    headers: dict[str, Any] = _col(JsonType, nullable=False)
+    first_seen_at: datetime = _col(UTCDateTime(), nullable=False)
 
 
 class Lease(SQLModel, table=True):
