@@ -6,10 +6,27 @@ import re
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 QUEUE_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> object:
+    """``"90"`` or ``"90s"``, ``"15m"``, ``"24h"``, ``"30d"`` → a timedelta (numbers: seconds)."""
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _DURATION.match(value.lower())
+        if match is None:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 90, 90s, 15m, 24h, 30d)")
+        return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
 def _split_csv(value: object) -> object:
@@ -64,6 +81,22 @@ class Settings(BaseSettings):
     outbox_relay_after_seconds: float = 2.0
     outbox_relay_interval_seconds: float = 1.0
     job_retention_seconds: float = 24 * 3600.0
+    #: ``ORCHESTRATOR_JOB_RETENTION`` (e.g. ``24h``); wins over ``_JOB_RETENTION_SECONDS``.
+    job_retention_duration: Duration | None = Field(
+        default=None, validation_alias="orchestrator_job_retention"
+    )
+    #: When set, the janitor also deletes Failed jobs this long after they failed (Hangfire's
+    #: delete-on-exhaustion); by default Failed jobs stay until a person acts.
+    failed_job_retention: Duration | None = None
+    #: Per-hour state counters older than this are removed (at least 7 days).
+    counter_retention: Duration = timedelta(days=30)
+    dead_letter_retention: Duration = timedelta(days=7)
+    #: Bytes of a dead letter's body kept in the store.
+    dead_letter_body_max_bytes: int = Field(default=64 * 1024, ge=0)
+    #: Runs whose worker was lost (lease expired) before the job is Failed ("worker lost").
+    worker_lost_limit: int = Field(default=3, ge=1)
+    #: How often the active scheduler looks for expired leases.
+    lease_expiry_interval_seconds: float = 1.0
     traceback_max_chars: int = 16_000
     #: Port of /healthz, /readyz and /metrics for the roles without an HTTP API (0: none).
     worker_ops_port: int = 9101
@@ -91,6 +124,13 @@ class Settings(BaseSettings):
             ApiKey.parse(text)
         return value
 
+    @field_validator("counter_retention")
+    @classmethod
+    def _counter_retention(cls, value: timedelta) -> timedelta:
+        if value < timedelta(days=7):
+            raise ValueError("ORCHESTRATOR_COUNTER_RETENTION must be at least 7 days")
+        return value
+
     @property
     def parsed_api_keys(self) -> list[ApiKey]:
         return [ApiKey.parse(text) for text in self.api_keys]
@@ -101,6 +141,8 @@ class Settings(BaseSettings):
 
     @property
     def job_retention(self) -> timedelta:
+        if self.job_retention_duration is not None:
+            return self.job_retention_duration
         return timedelta(seconds=self.job_retention_seconds)
 
 
