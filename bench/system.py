@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from orchestrator.db import create_engine
 from orchestrator.migrate import upgrade
+from orchestrator.topology import DELAY_LEVELS
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -152,7 +153,8 @@ async def delete_namespace(
 ) -> None:
     connection = await aio_pika.connect(url)
     try:
-        names = [f"{namespace}.q.{q}" for q in queues] + [f"{namespace}.dead"]
+        delays = [f"{namespace}.delay.{level}" for level in range(DELAY_LEVELS)]
+        names = [f"{namespace}.q.{q}" for q in queues] + [f"{namespace}.dead", *delays]
         for queue in names:
             channel = await connection.channel()
             with contextlib.suppress(Exception):
@@ -162,6 +164,8 @@ async def delete_namespace(
             f"{namespace}.dlx",
             f"{namespace}.control",
             f"{namespace}.scheduler.wake",
+            f"{namespace}.delay.out",
+            *delays,
         ):
             channel = await connection.channel()
             with contextlib.suppress(Exception):

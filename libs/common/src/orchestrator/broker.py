@@ -21,8 +21,10 @@ from orchestrator.topology import (
     ExchangeSpec,
     Topology,
     declare_base,
+    declare_delays,
     declare_exchange,
     declare_work_queue,
+    delay_routing_key,
 )
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,8 @@ class JobMessage:
     headers: Mapping[str, Any] = field(default_factory=dict)
     #: When the job entered Enqueued (epoch seconds), for the enqueue→start latency metric.
     enqueued_at: float | None = None
+    #: Whole seconds to wait in the broker's delay levels before reaching the queue.
+    delay_seconds: int = 0
 
     def body(self) -> bytes:
         return json.dumps({"job_id": str(self.job_id)}).encode()
@@ -73,6 +77,8 @@ class Publisher:
         self._timeout = timeout
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
+        #: The top delay level's exchange, declared on the first delayed message.
+        self._delays: AbstractExchange | None = None
         self._declared: set[str] = set()
         self._lock = asyncio.Lock()
 
@@ -82,8 +88,14 @@ class Publisher:
                 publisher_confirms=True, on_return_raises=True
             )
             self._exchange = await declare_base(self._channel, self._topology)
+            self._delays = None
             self._declared.clear()
         return self._exchange
+
+    async def _ensure_delays(self) -> None:
+        if self._delays is None:
+            assert self._channel is not None
+            self._delays = await declare_delays(self._channel, self._topology)
 
     async def _ensure_queue(self, queue: str) -> None:
         if queue not in self._declared:
@@ -100,6 +112,8 @@ class Publisher:
                 exchange = await asyncio.wait_for(self._ready(), self._timeout)
                 for queue in {m.queue for m in messages}:
                     await asyncio.wait_for(self._ensure_queue(queue), self._timeout)
+                if any(m.delay_seconds > 0 for m in messages):
+                    await asyncio.wait_for(self._ensure_delays(), self._timeout)
         except Exception as exc:
             log.warning("broker not ready for publishing: %r", exc)
             self._exchange = None
@@ -147,7 +161,11 @@ class Publisher:
             message_id=str(message.job_id),
             headers={**message.headers, **_enqueued_header(message)},
         )
+        routing_key = message.queue
+        if message.delay_seconds > 0 and self._delays is not None:
+            exchange = self._delays
+            routing_key = delay_routing_key(message.delay_seconds, message.queue)
         await exchange.publish(
-            amqp_message, routing_key=message.queue, mandatory=True, timeout=self._timeout
+            amqp_message, routing_key=routing_key, mandatory=True, timeout=self._timeout
         )
         return True

@@ -8,6 +8,7 @@ After commit the :class:`OutboxSender` publishes at once (the fast path); the sc
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ class Publication:
     job_id: uuid.UUID
     queue: str
     headers: Mapping[str, Any] = field(default_factory=dict)
+    #: Whole seconds the message waits in the broker's delay levels (retries); 0: none.
+    delay_seconds: int = 0
 
 
 async def add(
@@ -52,7 +55,7 @@ async def add(
         {
             "job_id": p.job_id,
             "queue": p.queue,
-            "delay_seconds": 0,
+            "delay_seconds": p.delay_seconds,
             "headers": dict(p.headers),
             "created_at": now,
             "attempts": 0,
@@ -64,7 +67,10 @@ async def add(
     )
     ids = [row.id for row in result.all()]
     return [
-        Pending(entry_id, JobMessage(p.job_id, p.queue, p.headers, now.timestamp()))
+        Pending(
+            entry_id,
+            JobMessage(p.job_id, p.queue, p.headers, now.timestamp(), p.delay_seconds),
+        )
         for entry_id, p in zip(ids, publications, strict=True)
     ]
 
@@ -193,10 +199,21 @@ async def _due_entries(
     return [
         Pending(
             row.id,
-            JobMessage(row.job_id, row.queue, dict(row.headers), row.created_at.timestamp()),
+            JobMessage(
+                row.job_id,
+                row.queue,
+                dict(row.headers),
+                row.created_at.timestamp(),
+                _remaining(row.delay_seconds, (now - row.created_at).total_seconds()),
+            ),
         )
         for row in rows
     ]
+
+
+def _remaining(delay_seconds: int, waited: float) -> int:
+    """What is left of a delay counted from the entry's commit (the relay sends late)."""
+    return max(0, math.ceil(delay_seconds - waited))
 
 
 async def backlog(conn: AsyncConnection) -> int:

@@ -9,17 +9,59 @@ Names follow one pattern under a namespace (``orchestrator`` by default, unique 
 - ``<ns>.control`` fanout exchange of signals to workers, one exclusive queue per worker
 - ``<ns>.scheduler.wake`` fanout exchange of "an earlier delayed job exists" hints, one
   exclusive queue per scheduler
+- ``<ns>.delay.<k>`` (k = 0 … 17) topic exchange and quorum queue of delay level k, whose fixed
+  TTL is 2**k seconds; ``<ns>.delay.out`` topic exchange that every work queue is bound to
+
+Delays (retries) pass through the broker by binary decomposition, as NServiceBus does it: a
+delayed message's routing key spells its delay in 18 binary digits, most significant first, then
+the job queue: 37 s to queue ``default`` is ``0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.1.0.1.default``.
+Exchange ``delay.k`` routes a key whose digit for 2**k is 1 into queue ``delay.k`` and a key
+whose digit is 0 on to exchange ``delay.(k-1)`` (``delay.0`` on to ``delay.out``). Queue
+``delay.k`` holds every message for the same 2**k seconds (a per-queue TTL, so messages expire
+in arrival order, never behind a longer one) and dead-letters it, keeping its routing key, to
+exchange ``delay.(k-1)``. ``delay.out`` routes ``#.<queue>`` to the work queue. So a message
+waits in exactly the levels of its delay's set bits (37 = 32 + 4 + 1). Levels are quorum queues
+with at-least-once dead-lettering and ``reject-publish`` overflow, so no hop can lose a message.
+One pass covers up to 2**18 - 1 s (about 72 h); a longer delay takes that much, and the worker
+that receives the message before the job's due time (database clock) sends it round again for
+the rest.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from orchestrator.settings import QUEUE_NAME_PATTERN
+
+#: Delay levels 0 … 17: queue ``delay.k`` holds messages for 2**k seconds.
+DELAY_LEVELS: Final = 18
+#: The longest delay one pass through the levels gives.
+MAX_DELAY_PASS: Final = 2**DELAY_LEVELS - 1
+
+
+def delay_levels(seconds: float) -> list[int]:
+    """The levels (highest first) a delay of ``seconds`` (rounded up, capped at one pass)
+    waits in: the set bits of its whole seconds."""
+    whole = min(MAX_DELAY_PASS, max(0, math.ceil(seconds)))
+    return [k for k in reversed(range(DELAY_LEVELS)) if whole >> k & 1]
+
+
+def delay_routing_key(seconds: float, queue: str) -> str:
+    """The routing key of a delayed message: 18 binary digits, most significant first, then
+    the job queue (queue names hold no dots)."""
+    levels = set(delay_levels(seconds))
+    digits = ["1" if k in levels else "0" for k in reversed(range(DELAY_LEVELS))]
+    return ".".join([*digits, queue])
+
+
+def _digit_pattern(level: int, digit: str) -> str:
+    """A topic pattern matching keys whose digit for 2**level is ``digit``."""
+    return ".".join(["*"] * (DELAY_LEVELS - 1 - level) + [digit, "#"])
 
 
 @dataclass(frozen=True)
@@ -71,6 +113,34 @@ class Topology:
         was stored. Hints only: each scheduler also wakes at least every few seconds."""
         return ExchangeSpec(f"{self.namespace}.scheduler.wake", aio_pika.ExchangeType.FANOUT)
 
+    @property
+    def delay_out_exchange(self) -> ExchangeSpec:
+        """Where delayed messages leave the levels: routes ``#.<queue>`` to the work queue."""
+        return ExchangeSpec(f"{self.namespace}.delay.out", aio_pika.ExchangeType.TOPIC)
+
+    def delay_exchange(self, level: int) -> ExchangeSpec:
+        """The entry of level ``level``; a delayed message is published to the top level's."""
+        return ExchangeSpec(f"{self.namespace}.delay.{level}", aio_pika.ExchangeType.TOPIC)
+
+    def delay_below(self, level: int) -> ExchangeSpec:
+        """Where level ``level`` hands messages on: the next lower level, or out."""
+        return self.delay_exchange(level - 1) if level > 0 else self.delay_out_exchange
+
+    def delay_queue(self, level: int) -> QueueSpec:
+        return QueueSpec(
+            name=f"{self.namespace}.delay.{level}",
+            arguments=(
+                ("x-queue-type", "quorum"),
+                # One TTL for the whole queue: messages expire in order, head first.
+                ("x-message-ttl", 2**level * 1000),
+                # No routing key of its own: the message keeps its digits for the next level.
+                ("x-dead-letter-exchange", self.delay_below(level).name),
+                ("x-dead-letter-strategy", "at-least-once"),
+                ("x-overflow", "reject-publish"),
+            ),
+            bindings=((self.delay_exchange(level).name, _digit_pattern(level, "1")),),
+        )
+
     def work_queue(self, queue: str) -> QueueSpec:
         if not QUEUE_NAME_PATTERN.match(queue):
             raise ValueError(f"invalid queue name {queue!r}")
@@ -87,7 +157,10 @@ class Topology:
                 ("x-dead-letter-strategy", "at-least-once"),
                 ("x-overflow", "reject-publish"),
             ),
-            bindings=((self.jobs_exchange.name, queue),),
+            bindings=(
+                (self.jobs_exchange.name, queue),
+                (self.delay_out_exchange.name, f"#.{queue}"),
+            ),
         )
 
     def queue_of(self, work_queue_name: str) -> str | None:
@@ -111,7 +184,20 @@ async def declare_base(channel: AbstractChannel, topology: Topology) -> Abstract
     """Declare the exchanges and the dead-letter queue; returns the jobs exchange."""
     await declare_exchange(channel, topology.dead_letter_exchange)
     await declare_queue(channel, topology.dead_letter_queue)
+    await declare_exchange(channel, topology.delay_out_exchange)
     return await declare_exchange(channel, topology.jobs_exchange)
+
+
+async def declare_delays(channel: AbstractChannel, topology: Topology) -> AbstractExchange:
+    """Declare the delay levels, lowest first (each dead-letters into the one below, which
+    must exist); returns the top level's exchange, where delayed messages are published."""
+    below = await declare_exchange(channel, topology.delay_out_exchange)
+    for level in range(DELAY_LEVELS):
+        exchange = await declare_exchange(channel, topology.delay_exchange(level))
+        await declare_queue(channel, topology.delay_queue(level))
+        await below.bind(exchange, _digit_pattern(level, "0"))
+        below = exchange
+    return below
 
 
 async def declare_work_queue(
