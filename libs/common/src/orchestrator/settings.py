@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     publish_timeout_seconds: float = 5.0
     worker_concurrency: int = 16
     worker_queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["default"])
+    #: On SIGTERM a worker lets running jobs finish this long, then hands the rest back.
+    worker_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     lease_seconds: float = 30.0
     heartbeat_seconds: float = 5.0
     #: The relay leaves a pending publication alone for this long so the fast path can send it.

@@ -13,8 +13,9 @@ from orchestrator.settings import Settings, load_settings
 from orchestrator_worker.worker import Worker
 
 
-async def run(settings: Settings, *, shutdown_grace: float = 30.0) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+async def run(settings: Settings, *, shutdown_grace: float | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully (``worker_shutdown_grace_seconds``
+    unless ``shutdown_grace`` is given)."""
     catalog = Catalog.from_modules(settings.jobs)
     if not len(catalog):
         logging.getLogger(__name__).warning(
@@ -24,7 +25,8 @@ async def run(settings: Settings, *, shutdown_grace: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await Worker(settings, catalog, shutdown_grace=shutdown_grace).run(stop)
+    grace = settings.worker_shutdown_grace_seconds if shutdown_grace is None else shutdown_grace
+    await Worker(settings, catalog, shutdown_grace=grace).run(stop)
 
 
 def main() -> None:
