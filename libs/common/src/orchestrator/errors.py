@@ -64,3 +64,11 @@ class ApiError(OrchestratorError):
 
 class BrokerUnavailableError(OrchestratorError):
     """RabbitMQ could not be reached."""
+
+
+class JobTimeoutError(OrchestratorError):
+    """A job ran past its timeout: an ordinary failure, retried under the job's retry policy."""
+
+
+class JobRefusedError(JobValidationError):
+    """A client-side filter refused to create the job (HTTP 422); nothing was stored."""

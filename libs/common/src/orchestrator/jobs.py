@@ -11,7 +11,7 @@ import types
 import typing
 import uuid
 from collections import abc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Generic, ParamSpec, TypeVar, overload
@@ -22,6 +22,7 @@ import typing_extensions
 from pydantic_core import to_jsonable_python
 
 from orchestrator.errors import JobValidationError
+from orchestrator.retries import Backoff, ExceptionTypes, RetryPolicy, parse_backoff
 from orchestrator.settings import QUEUE_NAME_PATTERN
 
 P = ParamSpec("P")
@@ -62,6 +63,8 @@ class JobSpec:
     queue: str = "default"
     retries: int = DEFAULT_RETRIES
     timeout: float | None = None
+    #: Delays and which failures to retry (see ``orchestrator.retries``).
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 class JobFunction(Generic[P, R]):
@@ -125,6 +128,10 @@ def job(
     queue: str = "default",
     retries: int = DEFAULT_RETRIES,
     timeout: float | None = None,
+    retry_delays: Sequence[float] | None = None,
+    backoff: str | Backoff | None = None,
+    retry_on: ExceptionTypes = (Exception,),
+    no_retry_on: ExceptionTypes = (),
 ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
 
@@ -136,8 +143,17 @@ def job(
     queue: str = "default",
     retries: int = DEFAULT_RETRIES,
     timeout: float | None = None,
+    retry_delays: Sequence[float] | None = None,
+    backoff: str | Backoff | None = None,
+    retry_on: ExceptionTypes = (Exception,),
+    no_retry_on: ExceptionTypes = (),
 ) -> JobFunction[P, R] | Callable[[Callable[P, R]], JobFunction[P, R]]:
-    """Declare a sync or async function as a job; the default name is ``"<module>.<function>"``."""
+    """Declare a sync or async function as a job; the default name is ``"<module>.<function>"``.
+
+    ``retries`` re-runs are allowed after the first failure, ``retry_delays`` (seconds, the last
+    repeating) or ``backoff`` space them (default: Hangfire's), and only failures of a
+    ``retry_on`` type that is not a ``no_retry_on`` type are retried (``orchestrator.retries``).
+    """
     if not QUEUE_NAME_PATTERN.match(queue):
         raise ValueError(f"invalid queue name {queue!r}")
     if retries < 0:
@@ -145,9 +161,16 @@ def job(
     if timeout is not None and timeout <= 0:
         raise ValueError("timeout must be positive")
 
+    policy = RetryPolicy(
+        tuple(retry_delays) if retry_delays is not None else None,
+        parse_backoff(backoff) if backoff is not None else None,
+        tuple(retry_on),
+        tuple(no_retry_on),
+    )
+
     def decorate(target: Callable[P, R]) -> JobFunction[P, R]:
         job_name = name or f"{target.__module__}.{target.__qualname__}"
-        return JobFunction(target, JobSpec(job_name, queue, retries, timeout))
+        return JobFunction(target, JobSpec(job_name, queue, retries, timeout, policy))
 
     return decorate(fn) if fn is not None else decorate
 
@@ -188,15 +211,17 @@ def _arguments_model(
     )
 
 
-
-
 # The API checks arguments against the JSON Schema (formats included); the worker's pydantic model
 # must be exactly as strict. Pydantic parses some formats leniently (naive or space-separated
 # datetimes, UUIDs without dashes, "HH:MM:SS" durations), lets set duplicates collapse, and applies
 # a nested model's own (lax) config. So format-bearing leaves are checked by the very format checker
 # the API uses, sets reject duplicates, and nested models are made strict. No JSON Schema changes.
 _FORMATS: dict[Any, str] = {
-    datetime: "date-time", date: "date", time: "time", timedelta: "duration", uuid.UUID: "uuid"
+    datetime: "date-time",
+    date: "date",
+    time: "time",
+    timedelta: "duration",
+    uuid.UUID: "uuid",
 }
 _FORMAT_CHECKER = jsonschema.Draft202012Validator.FORMAT_CHECKER
 _UNIONS = (typing.Union, types.UnionType)

@@ -105,8 +105,15 @@ class Settings(BaseSettings):
     scheduler_ops_port: int = 9102
     janitor_ops_port: int = 9103
     log_level: str = "INFO"
+    #: Job filters, ``module:factory`` each, in order (``orchestrator.filters``).
+    filters: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: The scheduler re-promotes a retry whose message is this late (a safety net: the message
+    #: through the delay levels normally brings it back on time).
+    retry_grace_seconds: float = 60.0
+    #: A sync job past its timeout by this much is flagged as overrunning (it keeps its slot).
+    timeout_grace_seconds: float = 5.0
 
-    @field_validator("jobs", "api_keys", "worker_queues", mode="before")
+    @field_validator("jobs", "api_keys", "worker_queues", "filters", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
