@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -51,6 +52,17 @@ async def _runs(url: str, recurring_id: str) -> list[Any]:
         await engine.dispose()
 
 
+def wait_for_schedulers(system: System, count: int, timeout: float = 60) -> None:
+    """Until ``count`` schedulers announced themselves, so the clock starts with them running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items = httpx.get(f"{system.api_url}/api/v1/servers", timeout=5).json()["items"]
+        if sum(1 for item in items if item["role"] == "scheduler") >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {count} schedulers started")
+
+
 def run_for(system: System, seconds: float) -> list[Any]:
     with Client(system.api_url) as client:
         client.add_or_update("tick", worker_jobs.add.call(1, 1), EVERY_SECOND)
@@ -73,6 +85,7 @@ def assert_one_run_per_second(runs: list[Any], at_least: int) -> None:
 
 def test_every_second_schedule_runs_once_per_occurrence(system: System) -> None:
     system.start("scheduler", "scheduler")
+    wait_for_schedulers(system, 1)
     runs = run_for(system, 5.0)
     assert_one_run_per_second(runs, at_least=3)
     late = [(r.started - r.scheduled_for).total_seconds() for r in runs]
@@ -83,6 +96,7 @@ def test_every_second_schedule_runs_once_per_occurrence(system: System) -> None:
 def test_two_schedulers_produce_one_job_per_occurrence(system: System) -> None:
     system.start("scheduler-a", "scheduler")
     system.start("scheduler-b", "scheduler")
+    wait_for_schedulers(system, 2)
     runs = run_for(system, 6.0)
     assert_one_run_per_second(runs, at_least=4)
     for name in ("scheduler-a", "scheduler-b"):
