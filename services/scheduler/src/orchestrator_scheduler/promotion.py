@@ -7,6 +7,10 @@ on the monotonic clock, so a wall clock jumping backwards can never stretch it b
 ``max_sleep``. An API that stores an earlier job wakes it through the wake-up exchange; the cap on
 the sleep is the safety net when a wake-up is lost.
 
+Retries come back through the broker's delay levels on their own; a ``Scheduled`` job waiting
+for a ``retry`` is promoted here only once it is overdue by ``retry_grace`` (its message was
+lost: a safety net). If the message comes after all, the claim's compare-and-set drops it.
+
 Several promoters may run at once: ``FOR UPDATE SKIP LOCKED`` (PostgreSQL) splits the due rows
 between them and the compare-and-set on ``Scheduled`` promotes each job once whatever happens.
 """
@@ -32,20 +36,37 @@ from orchestrator.store import jobs_table
 log = logging.getLogger(__name__)
 Clock = Callable[[AsyncConnection], Awaitable[datetime]]
 DELAY = "delay"
+RETRY = "retry"
 
 _scheduled = sa.and_(
     jobs_table.c.state == State.SCHEDULED.value, jobs_table.c.scheduled_reason == DELAY
 )
+_retrying = sa.and_(
+    jobs_table.c.state == State.SCHEDULED.value, jobs_table.c.scheduled_reason == RETRY
+)
+
+
+def _due(now: datetime, retry_grace: timedelta) -> sa.ColumnElement[bool]:
+    """Delayed jobs due by ``now``; retries overdue by the grace period."""
+    return sa.or_(
+        sa.and_(_scheduled, jobs_table.c.due_at <= now),
+        sa.and_(_retrying, jobs_table.c.due_at <= now - retry_grace),
+    )
 
 
 async def promote_due(
-    conn: AsyncConnection, now: datetime, *, limit: int, retention: timedelta
+    conn: AsyncConnection,
+    now: datetime,
+    *,
+    limit: int,
+    retention: timedelta,
+    retry_grace: timedelta = timedelta(seconds=60),
 ) -> tuple[list[Pending], bool]:
     """Promote up to ``limit`` jobs due by ``now``, oldest due first; returns their outbox
     entries and whether more may be due."""
     query = (
         sa.select(jobs_table.c.id, jobs_table.c.due_at)
-        .where(_scheduled, jobs_table.c.due_at <= now)
+        .where(_due(now, retry_grace))
         .order_by(jobs_table.c.due_at)
         .limit(limit)
     )
@@ -55,7 +76,13 @@ async def promote_due(
     if not due:
         return [], False
     items = [
-        states.RowChange(row.id, states.Change("Due", data={"due_at": row.due_at.isoformat()}))
+        states.RowChange(
+            row.id,
+            states.Change(
+                "Due" if row.due_at > now - retry_grace else "Retry overdue",
+                data={"due_at": row.due_at.isoformat()},
+            ),
+        )
         for row in due
     ]
     moved = await states.move_each(
@@ -70,11 +97,19 @@ async def promote_due(
     return await outbox.add(conn, publications, now) + moved.pending, len(due) == limit
 
 
-async def next_due(conn: AsyncConnection) -> datetime | None:
-    """The earliest due time of a waiting delayed job (one probe of the partial index)."""
-    value = await conn.execute(sa.select(sa.func.min(jobs_table.c.due_at)).where(_scheduled))
-    result: Any = value.scalar_one()
-    return result if isinstance(result, datetime) else None
+async def next_due(
+    conn: AsyncConnection, retry_grace: timedelta = timedelta(seconds=60)
+) -> datetime | None:
+    """When the next job becomes due for promotion: a delayed job at its due time, a retry
+    one grace period after it (probes of the partial index)."""
+    times = []
+    for condition, offset in ((_scheduled, timedelta(0)), (_retrying, retry_grace)):
+        value: Any = (
+            await conn.execute(sa.select(sa.func.min(jobs_table.c.due_at)).where(condition))
+        ).scalar_one()
+        if isinstance(value, datetime):
+            times.append(value + offset)
+    return min(times, default=None)
 
 
 def sleep_for(due: datetime | None, now: datetime, cap: float) -> float:
@@ -97,6 +132,7 @@ class Promoter:
         max_sleep: float = 5.0,
         clock: Clock = db_now,
         active: Callable[[], bool] = lambda: True,
+        retry_grace: float = 60.0,
     ) -> None:
         self._engine = engine
         self._sender = sender
@@ -105,6 +141,7 @@ class Promoter:
         self.max_sleep = max_sleep
         self._clock = clock
         self._active = active
+        self._retry_grace = timedelta(seconds=retry_grace)
         self._woken = asyncio.Event()
         #: Epoch seconds of the next due time this promoter knows of (None: none).
         self.next_due_at: float | None = None
@@ -130,9 +167,13 @@ class Promoter:
             now = await self._clock(conn)
             read_at = time.monotonic()
             pending, more = await promote_due(
-                conn, now, limit=self.batch, retention=self._retention
+                conn,
+                now,
+                limit=self.batch,
+                retention=self._retention,
+                retry_grace=self._retry_grace,
             )
-            upcoming = None if more else await next_due(conn)
+            upcoming = None if more else await next_due(conn, self._retry_grace)
         self._sender.submit(pending)
         self.promoted += len(pending)
         if more:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator import metrics, states
+from orchestrator import metrics, outbox, states
 from orchestrator.broker import ENQUEUED_AT_HEADER, decode_job_id
+from orchestrator.outbox import Pending
 from orchestrator.states import State
 from orchestrator.store import jobs_table
 from orchestrator_worker.intake import Delivery
@@ -34,6 +36,9 @@ class ClaimedJob:
     timeout_seconds: float | None
     trace_context: dict[str, str] | None
     claimed_at: datetime
+    retries: int = 0
+    retries_used: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,8 @@ class ClaimResult:
     decoded: list[tuple[Delivery, uuid.UUID]]
     #: Deliveries whose body named no job; they go to the dead-letter queue.
     undecodable: list[Delivery]
+    #: Outbox entries sending early retry messages round the delay levels again.
+    redelayed: list[Pending] = field(default_factory=list)
 
 
 def decode(deliveries: Sequence[Delivery]) -> ClaimResult:
@@ -92,6 +99,9 @@ async def claim(
             jobs_table.c.attempt,
             jobs_table.c.timeout_seconds,
             jobs_table.c.trace_context,
+            jobs_table.c.retries,
+            jobs_table.c.retries_used,
+            jobs_table.c.options,
         ],
     )
     batch.claimed.update(
@@ -106,10 +116,50 @@ async def claim(
                 timeout_seconds=row.timeout_seconds,
                 trace_context=row.trace_context,
                 claimed_at=now,
+                retries=row.retries,
+                retries_used=row.retries_used,
+                options=dict(row.options or {}),
             )
             for row in rows
         }
     )
+    early = [job_id for job_id in ids if job_id not in batch.claimed]
+    batch.redelayed.extend(await redelay_early(conn, early, now))
+
+
+async def redelay_early(
+    conn: AsyncConnection, job_ids: Sequence[uuid.UUID], now: datetime
+) -> list[Pending]:
+    """Send retry messages that arrived before their job's due time (database clock) round the
+    delay levels again for the rest of the wait, rounded up: an early message is never dropped.
+
+    Its delivery is then acked like any lost claim; the new message is committed here, with the
+    claim, so the wake-up cannot be lost in between.
+    """
+    if not job_ids:
+        return []
+    rows = await conn.execute(
+        sa.select(
+            jobs_table.c.id, jobs_table.c.queue, jobs_table.c.due_at, jobs_table.c.trace_context
+        ).where(
+            jobs_table.c.id.in_(list(job_ids)),
+            jobs_table.c.state == State.SCHEDULED.value,
+            jobs_table.c.scheduled_reason == "retry",
+            jobs_table.c.due_at > now,
+        )
+    )
+    publications = [
+        outbox.Publication(
+            row.id,
+            row.queue,
+            row.trace_context or {},
+            max(1, math.ceil((row.due_at - now).total_seconds())),
+        )
+        for row in rows
+    ]
+    if publications:
+        log.info("%d retry messages arrived early; delaying them again", len(publications))
+    return await outbox.add(conn, publications, now)
 
 
 def observe_started(batch: ClaimResult, now: datetime) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import traceback
 import uuid
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
@@ -14,6 +15,8 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from orchestrator import tracing
 from orchestrator.catalog import Catalog, validate_with_model
+from orchestrator.errors import JobTimeoutError, JobValidationError
+from orchestrator.filters import Filters, Performing
 from orchestrator.jobs import JobContext
 from orchestrator_worker.claims import ClaimedJob
 
@@ -27,9 +30,20 @@ class Outcome:
     error_message: str | None = None
     error_traceback: str | None = None
     duration: float = 0.0
+    #: The failure itself, for the election filters (never stored).
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
 
 
-class UnknownJobNameError(Exception):
+@dataclass(frozen=True)
+class Limits:
+    """How a run is bounded: the grace after a sync job's deadline before it is flagged as
+    overrunning, and what flags it."""
+
+    grace: float = 5.0
+    on_overrun: Callable[[ClaimedJob], Awaitable[None]] | None = None
+
+
+class UnknownJobNameError(JobValidationError):
     """The job's name is not in this worker's catalog."""
 
 
@@ -49,6 +63,7 @@ def failure(job: ClaimedJob, exc: BaseException, max_chars: int, duration: float
         error_message=str(exc)[:4000],
         error_traceback=text,
         duration=duration,
+        exception=exc,
     )
 
 
@@ -58,8 +73,13 @@ async def execute(
     context: JobContext,
     threads: ThreadPoolExecutor,
     traceback_max_chars: int,
+    filters: Filters | None = None,
+    limits: Limits | None = None,
 ) -> Outcome:
+    """Run the job inside its filters' ``around`` hooks, bounded by its timeout."""
     loop = asyncio.get_running_loop()
+    chain = filters or Filters()
+    limits = limits or Limits()
     started = loop.time()
     parent = tracing.context_from(job.trace_context)
     with tracing.tracer.start_as_current_span(
@@ -74,7 +94,9 @@ async def execute(
         },
     ) as span:
         try:
-            result = await _call(job, catalog, context, threads)
+            result = await chain.perform(
+                lambda: _call(job, catalog, context, threads, limits), Performing(job, context)
+            )
             value = _jsonable(result)
         except Exception as exc:
             span.record_exception(exc)
@@ -83,7 +105,11 @@ async def execute(
 
 
 async def _call(
-    job: ClaimedJob, catalog: Catalog, context: JobContext, threads: ThreadPoolExecutor
+    job: ClaimedJob,
+    catalog: Catalog,
+    context: JobContext,
+    threads: ThreadPoolExecutor,
+    limits: Limits,
 ) -> Any:
     function = catalog.get(job.name)
     if function is None:
@@ -91,10 +117,51 @@ async def _call(
             f"job {job.name!r} is not in this worker's catalog (ORCHESTRATOR_JOBS)"
         )
     arguments = validate_with_model(function, job.args, job.kwargs)
+    timeout = job.timeout_seconds
     if function.is_async:
-        return await function.invoke(arguments, context)
+        coroutine = function.invoke(arguments, context)
+        assert asyncio.iscoroutine(coroutine)
+        if timeout is None:
+            return await coroutine
+        try:
+            async with asyncio.timeout(timeout):
+                return await coroutine
+        except TimeoutError:
+            context.cancelled.set()
+            raise _timed_out(timeout) from None
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(threads, function.invoke, arguments, context)
+    future = loop.run_in_executor(threads, function.invoke, arguments, context)
+    if timeout is None:
+        return await future
+    return await _bounded(future, timeout, job, context, limits)
+
+
+async def _bounded(
+    future: asyncio.Future[Any],
+    timeout: float,
+    job: ClaimedJob,
+    context: JobContext,
+    limits: Limits,
+) -> Any:
+    """A sync job's run: its token fires at the deadline; it keeps its slot (and lease) until
+    its thread returns, flagged as overrunning once past the deadline plus grace; whatever it
+    returns then, the run failed with ``JobTimeoutError``, so its retry delay starts then."""
+    done, _ = await asyncio.wait({future}, timeout=timeout)
+    if done:
+        return future.result()
+    context.cancelled.set()
+    done, _ = await asyncio.wait({future}, timeout=limits.grace)
+    if not done and limits.on_overrun is not None:
+        await limits.on_overrun(job)
+    try:
+        await future
+    except Exception as exc:
+        raise _timed_out(timeout) from exc
+    raise _timed_out(timeout)
+
+
+def _timed_out(timeout: float) -> JobTimeoutError:
+    return JobTimeoutError(f"the job ran past its timeout of {timeout:g} s")
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,4 +1,9 @@
-"""Recording outcomes: many jobs' results in one transaction, guarded by each job's claim."""
+"""Recording outcomes: many jobs' results in one transaction, guarded by each job's claim.
+
+Each outcome proposes a state (``Succeeded`` or ``Failed``); the worker's election filters may
+replace it (the first of them is the retry filter: ``Failed`` with a retry left becomes
+``Scheduled``) before the state machine moves the job.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +12,29 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator import states
+from orchestrator import outbox, states
+from orchestrator.filters import Election, Filters
 from orchestrator.outbox import Pending
 from orchestrator.states import RowChange, State
 from orchestrator_worker.execution import Outcome
 
 
-def _change(outcome: Outcome, now: datetime) -> states.Change:
+def propose(outcome: Outcome, now: datetime) -> Election:
+    """The state an outcome asks for, before the election filters have their say."""
     if outcome.succeeded:
-        return states.Change(
-            reason="Completed",
+        return Election(
+            outcome.job,
+            State.SUCCEEDED,
+            "Completed",
+            now,
             values={"result": outcome.result, "finished_at": now},
             data={"duration": round(outcome.duration, 6)},
         )
-    return states.Change(
-        reason=f"{outcome.error_type}: {outcome.error_message}"[:1000],
+    return Election(
+        outcome.job,
+        State.FAILED,
+        f"{outcome.error_type}: {outcome.error_message}"[:1000],
+        now,
         values={
             "error_type": outcome.error_type,
             "error_message": outcome.error_message,
@@ -29,6 +42,7 @@ def _change(outcome: Outcome, now: datetime) -> states.Change:
             "finished_at": now,
         },
         data={"attempt": outcome.job.attempt, "duration": round(outcome.duration, 6)},
+        exception=outcome.exception,
     )
 
 
@@ -38,34 +52,43 @@ async def record(
     worker_id: str,
     retention: timedelta,
     now: datetime,
-) -> tuple[set[object], list[Pending]]:
-    """Commit every outcome whose claim still holds; returns the ids recorded and the outbox
-    entries of the jobs their ending enqueued (continuations, batch completions), to publish
-    after commit.
+    filters: Filters,
+) -> tuple[dict[object, State], list[Pending]]:
+    """Commit every outcome whose claim still holds; returns the state each recorded job
+    entered and the outbox entries to publish after commit (retry messages through the delay
+    levels, continuations and batch completions their ending released).
 
     The guard on attempt and worker id means a stale worker (its lease expired and the job was
     claimed again, or the job was deleted) can never overwrite what happened since.
     """
-    recorded: set[object] = set()
+    elections = []
+    for outcome in outcomes:
+        election = propose(outcome, now)
+        filters.elect(election)
+        elections.append(election)
+    recorded: dict[object, State] = {}
     pending: list[Pending] = []
-    for target, wanted in ((State.SUCCEEDED, True), (State.FAILED, False)):
+    for target in dict.fromkeys(e.state for e in elections):
+        chosen = [e for e in elections if e.state is target]
         items = [
             RowChange(
-                o.job.job_id,
-                _change(o, now),
-                guard={"attempt": o.job.attempt, "worker_id": worker_id},
+                e.job.job_id,
+                states.Change(e.reason, e.values, e.data),
+                guard={"attempt": e.job.attempt, "worker_id": worker_id},
             )
-            for o in outcomes
-            if o.succeeded is wanted
+            for e in chosen
         ]
         moved = await states.move_each(
-            conn,
-            items,
-            expected={State.PROCESSING},
-            target=target,
-            now=now,
-            retention=retention,
+            conn, items, expected={State.PROCESSING}, target=target, now=now, retention=retention
         )
-        recorded.update(moved)
+        recorded.update(dict.fromkeys(moved, target))
         pending.extend(moved.pending)
+        delayed = [e for e in chosen if e.delay_seconds is not None and e.job.job_id in moved]
+        pending.extend(await outbox.add(conn, [_delayed(e) for e in delayed], now))
     return recorded, pending
+
+
+def _delayed(election: Election) -> outbox.Publication:
+    job = election.job
+    trace = getattr(job, "trace_context", None) or {}
+    return outbox.Publication(job.job_id, job.queue, trace, election.delay_seconds or 0)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Container, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -19,15 +20,19 @@ from orchestrator.batching import Batcher
 from orchestrator.broker import Publisher, connect
 from orchestrator.catalog import Catalog
 from orchestrator.db import create_engine, db_now
+from orchestrator.filters import Filters, JobFilter
+from orchestrator.filters import load as load_filters
 from orchestrator.jobs import JobContext
 from orchestrator.settings import Settings
 from orchestrator.topology import Topology
 from orchestrator_worker import cancellation
 from orchestrator_worker.claims import ClaimedJob, ClaimResult, claim, decode, observe_started
-from orchestrator_worker.execution import Outcome, execute, new_context
+from orchestrator_worker.execution import Limits, Outcome, execute, new_context
 from orchestrator_worker.intake import Delivery, Intake, ack_batch
+from orchestrator_worker.overruns import flag_overrunning
 from orchestrator_worker.ownership import hand_back, renew_leases
 from orchestrator_worker.recorder import record
+from orchestrator_worker.retrying import RetryFilter
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +48,20 @@ class Running:
 
 
 class Worker:
-    def __init__(self, settings: Settings, catalog: Catalog, *, shutdown_grace: float = 30.0):
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        *,
+        shutdown_grace: float = 30.0,
+        filters: Sequence[JobFilter] | None = None,
+    ):
         self.settings = settings
         self.catalog = catalog
+        # Filters: given here, else ORCHESTRATOR_FILTERS; elections start with retries.
+        chosen = list(filters) if filters is not None else load_filters(settings.filters)
+        self.filters = Filters(chosen)
+        self.elections = Filters([RetryFilter(catalog), *chosen])
         self.shutdown_grace = shutdown_grace
         self.info = servers.ServerInfo(
             role="worker",
@@ -140,9 +156,10 @@ class Worker:
             async with self.engine.begin() as conn:
                 now = await db_now(conn)
                 recorded, pending = await record(
-                    conn, outcomes, self.info.id, self.settings.job_retention, now
+                    conn, outcomes, self.info.id, self.settings.job_retention, now, self.elections
                 )
                 await claim(conn, batch, self.info.id, self.settings.lease, now)
+                pending += batch.redelayed
         except Exception:
             log.exception("writing to the store failed; will retry outcomes, return deliveries")
             await self._write_failed(batch, outcomes)
@@ -199,6 +216,8 @@ class Worker:
                 running.context,
                 self._threads,
                 self.settings.traceback_max_chars,
+                self.filters,
+                Limits(self.settings.timeout_grace_seconds, self._overrunning),
             )
         except asyncio.CancelledError:
             if running.lost:
@@ -207,6 +226,12 @@ class Worker:
                 return
             raise
         self._outcomes.submit(outcome)
+
+    async def _overrunning(self, job: ClaimedJob) -> None:
+        try:
+            await flag_overrunning(self.engine, self.info.id, job)
+        except Exception:
+            log.exception("flagging job %s as overrunning failed", job.job_id)
 
     def _cancel(self, job_id: uuid.UUID) -> None:
         """Stop a job that is no longer this worker's: fire its token, cancel an async job.
@@ -224,7 +249,7 @@ class Worker:
             running.task.cancel()
         log.info("job %s was deleted or taken over; stopping it", job_id)
 
-    def _recorded(self, outcomes: list[Outcome], recorded: set[object]) -> None:
+    def _recorded(self, outcomes: list[Outcome], recorded: Container[object]) -> None:
         for outcome in outcomes:
             job = outcome.job
             counter = metrics.JOBS_SUCCEEDED if outcome.succeeded else metrics.JOBS_FAILED

@@ -1,0 +1,57 @@
+"""Jobs for the retry, timeout and filter tests (short delays: tests stay fast)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from orchestrator import JobContext, job
+
+
+@job(name="retry.flaky", retries=2, retry_delays=[1, 1])
+def flaky(ctx: JobContext) -> int:
+    if ctx.attempt < 2:
+        raise RuntimeError(f"flaky failure on attempt {ctx.attempt}")
+    return ctx.attempt
+
+
+@job(name="retry.always", retries=2, retry_delays=[1])
+def always(message: str) -> None:
+    raise RuntimeError(message)
+
+
+@job(name="retry.only_connection", retries=3, retry_delays=[1], retry_on=(ConnectionError,))
+def only_connection(kind: str) -> None:
+    raise ConnectionError(kind) if kind == "connection" else ValueError(kind)
+
+
+@job(name="retry.not_on_key", retries=3, retry_delays=[1], no_retry_on=(KeyError,))
+def not_on_key() -> None:
+    raise KeyError("missing")
+
+
+@job(name="retry.ok", retries=1, retry_delays=[1])
+def ok(value: int) -> int:
+    return value
+
+
+@job(name="timeout.async_sleep", retries=0, timeout=0.5)
+async def async_sleep(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "finished"
+
+
+@job(name="timeout.sync_polite", retries=1, retry_delays=[1], timeout=0.5)
+def sync_polite(seconds: float, ctx: JobContext) -> str:
+    """Stops when its token fires; times out on the first attempt only."""
+    if ctx.attempt > 1:
+        return "second attempt"
+    ctx.cancelled.wait(seconds)
+    return "stopped early" if ctx.cancelled.is_set() else "finished"
+
+
+@job(name="timeout.sync_stubborn", retries=0, timeout=0.5)
+def sync_stubborn(seconds: float) -> str:
+    """Ignores its token: runs on past its deadline and grace."""
+    time.sleep(seconds)
+    return "finished"
