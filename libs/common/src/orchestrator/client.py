@@ -48,6 +48,7 @@ class EnqueueOptions(TypedDict, total=False):
 
     queue: str | None  #: default: the job's own queue
     retries: int | None  #: re-runs allowed after the first failure; default: the job's own
+    retry_delays: list[float] | None  #: seconds before retry 1, 2, … (the last repeats)
     timeout_seconds: float | None
     expire_after: Seconds | None  #: how long the job is kept once it has ended
     idempotency_key: str | None  #: the same key and body return the first job
@@ -106,7 +107,7 @@ def job_body(
     _check_options(options, allowed, method)
     o = {key: value for key, value in options.items() if value is not None}
     body: JobDict = {"job": call.name, "args": list(call.args), "kwargs": dict(call.kwargs)}
-    for key in ("queue", "retries", "timeout_seconds", "idempotency_key"):
+    for key in ("queue", "retries", "retry_delays", "timeout_seconds", "idempotency_key"):
         if key in o:
             body[key] = o[key]
     if "expire_after" in o:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from orchestrator.filters import JobFilter
 from orchestrator.settings import Settings
 from orchestrator_api import (
     dashboard,
@@ -22,10 +23,12 @@ from orchestrator_api.middleware import BodyLimitMiddleware, RequestMetricsMiddl
 from orchestrator_api.runtime import Runtime
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, filters: Sequence[JobFilter] | None = None) -> FastAPI:
+    """The API; ``filters`` (else ``ORCHESTRATOR_FILTERS``) run where jobs are created."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime(settings)
+        runtime = Runtime(settings, filters)
         app.state.runtime = runtime
         await runtime.start()
         try:

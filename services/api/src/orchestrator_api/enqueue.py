@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from orchestrator import store
 from orchestrator.catalog import Registration, validate_with_schema
 from orchestrator.db import db_now, is_postgres
 from orchestrator.errors import ConflictError, JobValidationError, UnknownJobError
+from orchestrator.filters import Creating
 from orchestrator.jobs import DEFAULT_RETRIES
 from orchestrator.outbox import Pending
 from orchestrator.states import State
@@ -38,6 +39,8 @@ class Prepared:
     registration: Registration
     queue: str
     request_hash: str | None
+    #: Added by the filters' ``creating`` hooks; stored in the job's ``options["parameters"]``.
+    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ async def prepare(
             if registration is None:
                 raise UnknownJobError(request.job)
             validate_with_schema(registration, request.args, request.kwargs)
+            queue = request.queue or registration.queue
+            creating = Creating(request.job, queue, list(request.args), dict(request.kwargs))
+            await runtime.filters.creating(creating)  # may refuse (422) or add parameters
         except JobValidationError as exc:
             raise JobValidationError(f"{where}{exc}", field=exc.field) from None
         key = request.idempotency_key
@@ -67,8 +73,9 @@ async def prepare(
                 where,
                 request,
                 registration,
-                request.queue or registration.queue,
+                queue,
                 request.request_hash() if key is not None else None,
+                creating.parameters,
             )
         )
     return prepared
@@ -186,6 +193,7 @@ def new_job(
         idempotency_key=request.idempotency_key,
         request_hash=item.request_hash,
         trace_context=trace,
+        options=_options(item),
     )
     if request.continue_after is not None:
         _continuation(job, item, parents)
@@ -201,6 +209,17 @@ def new_job(
         job.scheduled_reason = "delay"
         job.reason = f"Delayed until {due_at.isoformat()}"
     return job
+
+
+def _options(item: Prepared) -> dict[str, Any]:
+    """What the job keeps of its enqueue beyond the columns: its own retry delays, and the
+    parameters filters added."""
+    options: dict[str, Any] = {}
+    if item.request.retry_delays is not None:
+        options["retry_delays"] = list(item.request.retry_delays)
+    if item.parameters:
+        options["parameters"] = item.parameters
+    return options
 
 
 def _continuation(job: store.NewJob, item: Prepared, parents: Mapping[uuid.UUID, str]) -> None:

@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import servers
 from orchestrator.db import create_engine
+from orchestrator.filters import Created, Filters, JobFilter
+from orchestrator.filters import load as load_filters
 from orchestrator.outbox import OutboxSender, Pending
 from orchestrator.settings import Settings
 from orchestrator.store import NewJob
@@ -27,8 +29,11 @@ _READY_TIMEOUT = 2.0
 
 
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, filters: Sequence[JobFilter] | None = None) -> None:
         self.settings = settings
+        #: Client-side filters: given to create_app, else ORCHESTRATOR_FILTERS.
+        self.filters = Filters(filters if filters is not None else load_filters(settings.filters))
+        self._hooks: set[asyncio.Task[None]] = set()
         self.engine: AsyncEngine = create_engine(settings.database_url)
         self.catalog = CatalogCache(self.engine, settings.jobs)
         self.sender = OutboxSender(self.engine, None)
@@ -82,8 +87,22 @@ class Runtime:
         self.sender.submit(pending)
 
     def created(self, jobs: Sequence[NewJob]) -> None:
-        """After commit: count the new jobs; wake the schedulers for an earlier delayed one."""
+        """After commit: count the new jobs; wake the schedulers for an earlier delayed one;
+        run the filters' ``created`` hooks (in the background: the answer does not wait)."""
         self.wake.created(jobs)
+        if self.filters and jobs:
+            task = asyncio.create_task(self._run_created(jobs), name="filters-created")
+            self._hooks.add(task)
+            task.add_done_callback(self._hooks.discard)
+
+    async def _run_created(self, jobs: Sequence[NewJob]) -> None:
+        for job in jobs:
+            parameters = job.options.get("parameters", {})
+            context = Created(job.id, job.name, job.queue, job.state.value, parameters)
+            try:
+                await self.filters.created(context)
+            except Exception:
+                log.exception("a filter's created hook failed for job %s", job.id)
 
     async def store_reachable(self) -> bool:
         try:

@@ -38,6 +38,12 @@ class EnqueueRequest(BaseModel):
         description='with continue_after: "succeeded" (default) or "finished" (any ending)',
     )
     retries: int | None = Field(default=None, ge=0, le=100)
+    retry_delays: list[Annotated[float, Field(ge=0, le=30 * 24 * 3600)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="seconds before retry 1, 2, … (the last repeats); default: the job's own",
+    )
     timeout_seconds: float | None = Field(default=None, gt=0)
     expire_after_seconds: float | None = Field(default=None, gt=0)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
