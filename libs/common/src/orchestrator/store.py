@@ -279,7 +279,9 @@ async def requeue_job(
         [job_id],
         expected=states.REQUEUEABLE,
         target=State.ENQUEUED,
-        change=states.Change(reason, values={"retries_used": 0, "worker_id": None}),
+        change=states.Change(
+            reason, values={"retries_used": 0, "lost_count": 0, "worker_id": None}
+        ),
         now=now,
         retention=retention,
     )

@@ -1,8 +1,9 @@
 """Wiring of the scheduler's time loops: the lease, the promoter and its wake-up queue.
 
-Only the lease holder runs the time loops (promotion, recurring jobs: every loop but the outbox
-relay, which is safe anywhere). Each scheduler listens on its own exclusive queue bound to the
-wake-up fanout, so whichever holds the lease hears that an earlier delayed job was stored.
+Only the lease holder runs the time loops (promotion, recurring jobs, lease expiry: every loop
+but the outbox relay, which is safe anywhere). Each scheduler listens on its own exclusive queue
+bound to the wake-up fanout, so whichever holds the lease hears that an earlier delayed job was
+stored.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from orchestrator.outbox import OutboxSender
 from orchestrator.settings import Settings
 from orchestrator.topology import Topology, declare_scheduler_wake_queue
 from orchestrator_scheduler.leadership import Leadership
+from orchestrator_scheduler.leases import LeaseExpiry, OutageGuard
 from orchestrator_scheduler.promotion import Promoter
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,24 @@ class DelayedJobs:
         self._connection = connection
         self.sender = OutboxSender(engine, None)
         self.sender.start()
-        self.leadership = Leadership(engine, holder, on_gain=lambda: self.promoter.wake())
+        # A silence longer than a heartbeat may have kept workers from renewing their leases.
+        self.outage = OutageGuard(
+            settings.lease_seconds, silence=max(settings.heartbeat_seconds, 4.0)
+        )
+        self.leadership = Leadership(
+            engine,
+            holder,
+            on_gain=lambda: self.promoter.wake(),
+            on_contact=self.outage.contact,
+        )
+        self.lease_expiry = LeaseExpiry(
+            engine,
+            self.sender,
+            self.outage,
+            lost_limit=settings.worker_lost_limit,
+            retention=settings.job_retention,
+            interval=settings.lease_expiry_interval_seconds,
+        )
         self.promoter = Promoter(
             engine, self.sender, retention=settings.job_retention, active=self.leadership.held
         )
@@ -52,6 +71,7 @@ class DelayedJobs:
     def loops(self, loops: Sequence[Loop], stop: asyncio.Event) -> list[Loop]:
         """``loops`` with the time loops gated on the lease, plus the lease, the promoter and
         the wake-up listener."""
+        loops = [*loops, self.lease_expiry.loop()]
         gated = [loop if loop.name in UNGATED else self._gate(loop) for loop in loops]
 
         async def promote() -> bool:

@@ -55,6 +55,7 @@ class Leadership:
         renew_every: float = 2.0,
         margin: float = 1.0,
         on_gain: Callable[[], None] = lambda: None,
+        on_contact: Callable[[bool], None] = lambda ok: None,
         name: str = NAME,
     ) -> None:
         self._engine = engine
@@ -63,6 +64,8 @@ class Leadership:
         self.renew_every = renew_every
         self._margin = margin
         self._on_gain = on_gain
+        #: Told after every try whether the store answered (outage detection).
+        self._on_contact = on_contact
         self.name = name
         self._valid_until = 0.0
 
@@ -79,7 +82,9 @@ class Leadership:
         except Exception as exc:
             # Nothing to do: ``held()`` lapses by itself before the lease can expire.
             log.warning("could not renew the %s lease: %r", self.name, exc)
+            self._on_contact(False)
             return False
+        self._on_contact(True)
         self._valid_until = started + self.ttl - self._margin if won else 0.0
         if won and not was_held:
             log.info("%s is now the active %s", self.holder, self.name)
