@@ -18,6 +18,7 @@ from orchestrator.filters import JobFilter
 from orchestrator.settings import Settings
 from orchestrator.topology import Topology
 from orchestrator_worker.worker import Worker
+from tests.api.conftest import start_api  # noqa: F401 - the API fixture, for the filter tests
 
 CATALOG = Catalog.from_modules(["tests.retries.jobs"])
 
@@ -88,7 +89,8 @@ async def start_worker(
     async def start(
         database_url: str, filters: list[JobFilter] | None = None, **overrides: Any
     ) -> Settings:
-        settings = make_settings(database_url, worker_ops_port=0, worker_concurrency=4, **overrides)
+        values: dict[str, Any] = {"worker_ops_port": 0, "worker_concurrency": 4}
+        settings = make_settings(database_url, **(values | overrides))
         worker = Worker(settings, CATALOG, shutdown_grace=5, filters=filters)
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 
 from orchestrator.filters import Filters
-from tests.api.conftest import ECHO, start_api  # noqa: F401 - a fixture
+from tests.api.conftest import ECHO
 from tests.retries import user_filters
 from tests.retries.conftest import enqueue, new_job, read, wait_for
 
