@@ -64,7 +64,11 @@ class DelayedJobs:
             interval=settings.lease_expiry_interval_seconds,
         )
         self.promoter = Promoter(
-            engine, self.sender, retention=settings.job_retention, active=self.leadership.held
+            engine,
+            self.sender,
+            retention=settings.job_retention,
+            active=self.leadership.held,
+            retry_grace=settings.retry_grace_seconds,
         )
         self._queue: AbstractQueue | None = None
 
