@@ -162,6 +162,9 @@ def public_job(row: sa.Row[Any], history: Sequence[sa.Row[Any]] | None = None) -
         "recurring_id": row.recurring_id,
     }
     if history is not None:
+        # A sync job past its timeout plus grace that still runs (see the worker's overruns).
+        last = (history[-1].data or {}) if history and row.state == State.PROCESSING else {}
+        view["overrunning_since"] = last.get("overrunning_since")
         view["history"] = [
             {"state": h.state, "at": h.at.isoformat(), "reason": h.reason, "data": h.data}
             for h in history
