@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator import states
 from orchestrator.db import db_now, is_postgres
@@ -14,50 +15,72 @@ from orchestrator.store import history_table, jobs_table, servers_table
 
 
 async def expire_jobs(engine: AsyncEngine, *, batch: int, retention: timedelta) -> int:
-    """Delete up to ``batch`` expired Succeeded/Deleted jobs with their history.
+    """Delete up to ``batch`` expired Succeeded/Deleted jobs with their history."""
+    async with engine.begin() as conn:
+        now = await db_now(conn)
+        expired = sa.and_(
+            jobs_table.c.expires_at < now,
+            jobs_table.c.state.in_([s.value for s in states.FINAL]),
+        )
+        return await _remove(conn, expired, jobs_table.c.expires_at, now, batch, retention)
+
+
+async def expire_failed_jobs(
+    engine: AsyncEngine, *, batch: int, failed_for: timedelta, retention: timedelta
+) -> int:
+    """Delete up to ``batch`` jobs Failed for longer than ``failed_for`` (only when configured:
+    by default Failed jobs stay until a person acts)."""
+    async with engine.begin() as conn:
+        now = await db_now(conn)
+        old = sa.and_(
+            jobs_table.c.state == State.FAILED.value,
+            jobs_table.c.state_changed_at < now - failed_for,
+        )
+        return await _remove(conn, old, jobs_table.c.state_changed_at, now, batch, retention)
+
+
+async def _remove(
+    conn: AsyncConnection,
+    condition: sa.ColumnElement[bool],
+    oldest_first: sa.ColumnElement[Any],
+    now: datetime,
+    batch: int,
+    retention: timedelta,
+) -> int:
+    """Delete up to ``batch`` jobs matching ``condition`` with their history.
 
     Before a job goes, its Awaiting continuations become Deleted ("Parent expired") through the
     state machine, so no child waits forever for a parent that no longer exists.
     """
-    async with engine.begin() as conn:
-        now = await db_now(conn)
-        query = (
-            sa.select(jobs_table.c.id)
-            .where(
-                jobs_table.c.expires_at < now,
-                jobs_table.c.state.in_([s.value for s in states.FINAL]),
-            )
-            .order_by(jobs_table.c.expires_at)
-            .limit(batch)
-        )
-        if is_postgres(conn):
-            # Several janitors split the work instead of waiting on each other's rows.
-            query = query.with_for_update(skip_locked=True)
-        ids = list((await conn.execute(query)).scalars())
-        if not ids:
-            return 0
-        children = list(
-            (
-                await conn.execute(
-                    sa.select(jobs_table.c.id).where(
-                        jobs_table.c.parent_id.in_(ids),
-                        jobs_table.c.state == State.AWAITING.value,
-                    )
+    query = sa.select(jobs_table.c.id).where(condition).order_by(oldest_first).limit(batch)
+    if is_postgres(conn):
+        # Several janitors split the work instead of waiting on each other's rows.
+        query = query.with_for_update(skip_locked=True)
+    ids = list((await conn.execute(query)).scalars())
+    if not ids:
+        return 0
+    children = list(
+        (
+            await conn.execute(
+                sa.select(jobs_table.c.id).where(
+                    jobs_table.c.parent_id.in_(ids),
+                    jobs_table.c.state == State.AWAITING.value,
                 )
-            ).scalars()
-        )
-        await states.move(
-            conn,
-            children,
-            expected={State.AWAITING},
-            target=State.DELETED,
-            change=states.Change("Parent expired"),
-            now=now,
-            retention=retention,
-        )
-        await conn.execute(sa.delete(history_table).where(history_table.c.job_id.in_(ids)))
-        await conn.execute(sa.delete(jobs_table).where(jobs_table.c.id.in_(ids)))
-        return len(ids)
+            )
+        ).scalars()
+    )
+    await states.move(
+        conn,
+        children,
+        expected={State.AWAITING},
+        target=State.DELETED,
+        change=states.Change("Parent expired"),
+        now=now,
+        retention=retention,
+    )
+    await conn.execute(sa.delete(history_table).where(history_table.c.job_id.in_(ids)))
+    await conn.execute(sa.delete(jobs_table).where(jobs_table.c.id.in_(ids)))
+    return len(ids)
 
 
 async def remove_dead_servers(engine: AsyncEngine, *, silent_for: timedelta) -> int:
