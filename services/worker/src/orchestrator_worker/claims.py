@@ -46,7 +46,8 @@ class ClaimResult:
     claimed: dict[uuid.UUID, ClaimedJob]
     #: Every delivery that named a job, with that job's id (claimed or not).
     decoded: list[tuple[Delivery, uuid.UUID]]
-    #: Deliveries whose body named no job; they go to the dead-letter queue.
+    #: Deliveries whose body is not a job message, or names a job that does not exist; they
+    #: are rejected into the dead-letter queue.
     undecodable: list[Delivery]
     #: Outbox entries sending early retry messages round the delay levels again.
     redelayed: list[Pending] = field(default_factory=list)
@@ -104,6 +105,8 @@ async def claim(
             jobs_table.c.options,
         ],
     )
+    claimed_ids = {row.id for row in rows}
+    await _set_aside_unknown(conn, batch, [i for i in ids if i not in claimed_ids])
     batch.claimed.update(
         {
             row.id: ClaimedJob(
@@ -160,6 +163,20 @@ async def redelay_early(
     if publications:
         log.info("%d retry messages arrived early; delaying them again", len(publications))
     return await outbox.add(conn, publications, now)
+
+
+async def _set_aside_unknown(
+    conn: AsyncConnection, batch: ClaimResult, unclaimed: list[uuid.UUID]
+) -> None:
+    """Move deliveries naming no existing job to ``undecodable`` (a lost claim is normal: a
+    duplicate, a deleted job; a job that does not exist is a dead letter)."""
+    if not unclaimed:
+        return
+    query = sa.select(jobs_table.c.id).where(jobs_table.c.id.in_(unclaimed))
+    gone = set(unclaimed) - set((await conn.execute(query)).scalars())
+    if gone:
+        batch.undecodable.extend(d for d, job_id in batch.decoded if job_id in gone)
+        batch.decoded[:] = [(d, job_id) for d, job_id in batch.decoded if job_id not in gone]
 
 
 def observe_started(batch: ClaimResult, now: datetime) -> None:
