@@ -122,13 +122,15 @@ class Intake:
                 continue
             try:
                 found_nothing = await self._pull()
+                if (found_nothing or self.free >= self._consume_threshold) and not self._paused:
+                    await self._start_consuming()
             except Exception:
+                # A closed channel (broker restart, partition) must not end this loop: a worker
+                # whose intake died would hold no consumer and never take work again.
                 log.exception("pulling from RabbitMQ failed; retrying")
+                await self._stop_consuming()
                 await asyncio.sleep(1.0)
                 self._wake.set()
-                continue
-            if (found_nothing or self.free >= self._consume_threshold) and not self._paused:
-                await self._start_consuming()
 
     @property
     def _consume_threshold(self) -> int:
