@@ -28,7 +28,11 @@ async def enqueue(settings: Settings, calls: list[tuple[str, list[Any], str]]) -
     engine = create_engine(settings.database_url)
     connection = await connect(settings.amqp_url, name="test-enqueue")
     try:
-        new = [store.NewJob(name=n, queue=q, args=a, kwargs={}) for n, a, q in calls]
+        # The job's own retry budget, as the API would store it (unknown names: none).
+        new = [
+            store.NewJob(name=n, queue=q, args=a, kwargs={}, retries=_retries(n))
+            for n, a, q in calls
+        ]
         async with engine.begin() as conn:
             pending = await store.create_jobs(conn, new, await db_now(conn))
         publisher = Publisher(connection, Topology(settings.broker_namespace), 5)
@@ -38,6 +42,11 @@ async def enqueue(settings: Settings, calls: list[tuple[str, list[Any], str]]) -
     finally:
         await connection.close()
         await engine.dispose()
+
+
+def _retries(name: str) -> int:
+    function = CATALOG.get(name)
+    return function.spec.retries if function is not None else 0
 
 
 async def wait_for_states(
