@@ -47,6 +47,9 @@ class Runtime:
         self.sender.start()
         self.broker.start()
         self.group_commit.start()
+        # Announce before serving, so /api/v1/servers lists this instance from the first request.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(servers.announce(self.engine, self.info), _READY_TIMEOUT)
         self._presence = asyncio.create_task(self._heartbeat(), name="api-heartbeat")
         with contextlib.suppress(Exception):
             await self.catalog.refresh()
