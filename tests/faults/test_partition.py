@@ -26,12 +26,6 @@ def proxy(broker: RabbitNode) -> Iterator[TcpProxy]:
         yield running
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: after a partition the worker's client detects ('connection was stuck'), "
-    "the connection is restored with its control consumer, but the work queue keeps 0 consumers "
-    "and the intake never pulls again (aio-pika #563-like); jobs stay Enqueued",
-)
 @pytest.mark.timeout(200)
 def test_partition_between_worker_and_broker(
     make_system: SystemFactory,

@@ -33,6 +33,8 @@ from orchestrator import metrics
 from orchestrator.topology import Topology, declare_base, declare_work_queue
 
 log = logging.getLogger(__name__)
+#: Seconds any one broker call of the intake may take before it counts as failed.
+_RPC_TIMEOUT = 5.0
 
 
 @dataclass
@@ -73,14 +75,47 @@ class Intake:
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        await self._open_sources()
+        self._connection.reconnect_callbacks.add(self._on_reconnect)
+        self._paused = False
+        self._task = asyncio.create_task(self._pull_loop(), name="intake")
+        self._wake.set()
+
+    async def _open_sources(self) -> None:
+        sources = []
         for name in self._queue_names:
             channel = await self._connection.channel()
             await channel.set_qos(prefetch_count=self.concurrency)
             await declare_base(channel, self._topology)
             queue = await declare_work_queue(channel, self._topology, name)
-            self._sources.append(_Source(name, channel, queue))
-        self._paused = False
-        self._task = asyncio.create_task(self._pull_loop(), name="intake")
+            sources.append(_Source(name, channel, queue))
+        self._sources = sources
+
+    def _on_reconnect(self, *_: object) -> None:
+        self._background.add(asyncio.create_task(self._rearm(), name="intake-rearm"))
+
+    async def _rearm(self) -> None:
+        """After a reconnect, start again on fresh channels.
+
+        aio-pika restores robust channels and consumers, but not always: after a connection it
+        found stuck, the work queues were seen with no consumer at all while the connection was
+        back (a fault test shows it). New channels leave nothing to chance; deliveries of the old
+        ones were requeued by RabbitMQ when they closed.
+        """
+        log.warning("connection to RabbitMQ restored; reopening the intake's channels")
+        async with self._switching:
+            old, self._sources = self._sources, []
+            self._consuming = False
+            for source in old:
+                source.consumer_tag = None
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(source.channel.close(), 5)
+        while not self._sources:
+            try:
+                await self._open_sources()
+            except Exception:
+                log.exception("reopening the intake failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
         self._wake.set()
 
     async def stop(self) -> None:
@@ -118,8 +153,8 @@ class Intake:
             if self._paused:
                 await self._stop_consuming()
                 continue
-            if self._consuming or self.free <= 0:
-                continue
+            if self._consuming or self.free <= 0 or not self._sources:
+                continue  # (no sources: being reopened after a reconnect)
             try:
                 found_nothing = await self._pull()
                 if (found_nothing or self.free >= self._consume_threshold) and not self._paused:
@@ -142,7 +177,7 @@ class Intake:
         """Fill free slots with basic.get in priority order; True when every queue was empty."""
         while 0 < self.free < self._consume_threshold and not self._paused:
             for source in self._sources:
-                message = await source.queue.get(no_ack=False, fail=False, timeout=10)
+                message = await source.queue.get(no_ack=False, fail=False, timeout=_RPC_TIMEOUT)
                 if self._paused:
                     if message is not None:
                         await message.nack(requeue=True)
@@ -164,8 +199,9 @@ class Intake:
             for source in self._sources:
                 if not self._consuming:
                     break  # slots ran out while consumers were being added
-                source.consumer_tag = await source.queue.consume(
-                    self._consumer_for(source.name), no_ack=False
+                source.consumer_tag = await asyncio.wait_for(
+                    source.queue.consume(self._consumer_for(source.name), no_ack=False),
+                    _RPC_TIMEOUT,
                 )
         if not self._consuming:
             await self._stop_consuming()
@@ -176,8 +212,10 @@ class Intake:
             for source in self._sources:
                 if source.consumer_tag is not None:
                     tag, source.consumer_tag = source.consumer_tag, None
+                    # Bounded: on a channel that died with its connection the cancel would
+                    # wait for a restore that may never come, holding the switch lock.
                     with contextlib.suppress(Exception):
-                        await source.queue.cancel(tag)
+                        await asyncio.wait_for(source.queue.cancel(tag), _RPC_TIMEOUT)
 
     def _consumer_for(self, name: str) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
         async def on_message(message: AbstractIncomingMessage) -> None:
