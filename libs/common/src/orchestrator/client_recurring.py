@@ -11,7 +11,7 @@ recurring options are keywords, so they never collide with a job's parameter nam
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, TypedDict, Unpack
 from urllib.parse import quote
 
@@ -67,8 +67,8 @@ def recurring_body(
 class RecurringMethods:
     """Mixed into :class:`~orchestrator.Client`."""
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        raise NotImplementedError  # provided by Client
+    #: Sends one request and returns the decoded answer; :class:`~orchestrator.Client` has it.
+    _call: Callable[..., Any]
 
     def add_or_update(
         self,
@@ -108,8 +108,8 @@ class RecurringMethods:
 class AsyncRecurringMethods:
     """Mixed into :class:`~orchestrator.AsyncClient`: the same methods, awaitable."""
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        raise NotImplementedError  # provided by AsyncClient
+    #: The awaitable twin of ``RecurringMethods._call``; :class:`~orchestrator.AsyncClient` has it.
+    _call: Callable[..., Awaitable[Any]]
 
     async def add_or_update(
         self,
