@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
+import signal
+
+from orchestrator import tracing
+from orchestrator.settings import Settings
 
 
 def tune_garbage_collector() -> None:
@@ -18,3 +24,21 @@ def tune_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(100_000, 50, 1000)
+
+
+def prepare_service(role: str, settings: Settings) -> None:
+    """What every role's entry point does before its event loop: logs, traces, the collector."""
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    tracing.configure(role)
+    tune_garbage_collector()
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT, for a role's graceful shutdown (call inside the loop)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import uvicorn
 
-from orchestrator import tracing
-from orchestrator.process import tune_garbage_collector
+from orchestrator.process import prepare_service
 from orchestrator.settings import Settings, load_settings
 from orchestrator_api.app import create_app
 
@@ -34,12 +32,7 @@ async def serve(settings: Settings) -> None:
 
 def main() -> None:
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    tracing.configure("api")
-    tune_garbage_collector()
+    prepare_service("api", settings)
     asyncio.run(serve(settings))
 
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
-from orchestrator import tracing
 from orchestrator.catalog import Catalog
-from orchestrator.process import tune_garbage_collector
+from orchestrator.process import prepare_service, stop_on_signals
 from orchestrator.settings import Settings, load_settings
 from orchestrator_worker.worker import Worker
 
@@ -21,19 +19,12 @@ async def run(settings: Settings, *, shutdown_grace: float | None = None) -> Non
         logging.getLogger(__name__).warning(
             "no jobs loaded: set ORCHESTRATOR_JOBS (or --jobs) to your job modules"
         )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     grace = settings.worker_shutdown_grace_seconds if shutdown_grace is None else shutdown_grace
     await Worker(settings, catalog, shutdown_grace=grace).run(stop)
 
 
 def main() -> None:
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    tracing.configure("worker")
-    tune_garbage_collector()
+    prepare_service("worker", settings)
     asyncio.run(run(settings))
