@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: help setup dev test lint typecheck importcheck unit bench clean
+.PHONY: help setup system-packages dev test lint typecheck importcheck unit bench clean
 
 help:
 	@echo "make dev    - set up, migrate and run every role on http://localhost:5001"
@@ -23,6 +23,10 @@ setup: $(if $(shell command -v uv 2>/dev/null),,.tools/bin/uv)
 dev: setup
 	ORCHESTRATOR_JOBS="$${ORCHESTRATOR_JOBS:-examples.jobs}" .venv/bin/orchestrator dev
 
+# Chromium and Prometheus, which the browser and metrics tests run (Debian packages).
+system-packages:
+	bash scripts/install-system-packages.sh
+
 lint: setup
 	.venv/bin/ruff check .
 
@@ -32,7 +36,7 @@ typecheck: setup
 importcheck: setup
 	.venv/bin/lint-imports
 
-test: lint typecheck importcheck
+test: lint typecheck importcheck system-packages
 	.venv/bin/pytest
 
 bench: setup
