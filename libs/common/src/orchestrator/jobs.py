@@ -65,6 +65,8 @@ class JobSpec:
     timeout: float | None = None
     #: Delays and which failures to retry (see ``orchestrator.retries``).
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Parameters whose values are shown as ``[redacted]`` (``orchestrator.redaction``).
+    secret: frozenset[str] = frozenset()
 
 
 class JobFunction(Generic[P, R]):
@@ -83,8 +85,8 @@ class JobFunction(Generic[P, R]):
         ]
         _reject_variadic(spec.name, self.parameters)
         self.model = _arguments_model(spec.name, self.parameters, hints)
-        self.json_schema = self.model.model_json_schema()
         self.parameter_names = [p.name for p in self.parameters]
+        self.json_schema = _mark_secret(spec.name, self.model.model_json_schema(), spec.secret)
         self.schema_hash = schema_hash(self.parameter_names, self.json_schema)
 
     @property
@@ -132,6 +134,7 @@ def job(
     backoff: str | Backoff | None = None,
     retry_on: ExceptionTypes = (Exception,),
     no_retry_on: ExceptionTypes = (),
+    secret: Sequence[str] = (),
 ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
 
@@ -147,12 +150,14 @@ def job(
     backoff: str | Backoff | None = None,
     retry_on: ExceptionTypes = (Exception,),
     no_retry_on: ExceptionTypes = (),
+    secret: Sequence[str] = (),
 ) -> JobFunction[P, R] | Callable[[Callable[P, R]], JobFunction[P, R]]:
     """Declare a sync or async function as a job; the default name is ``"<module>.<function>"``.
 
     ``retries`` re-runs are allowed after the first failure, ``retry_delays`` (seconds, the last
     repeating) or ``backoff`` space them (default: Hangfire's), and only failures of a
     ``retry_on`` type that is not a ``no_retry_on`` type are retried (``orchestrator.retries``).
+    ``secret`` names parameters whose values never appear in logs, traces or the dashboard.
     """
     if not QUEUE_NAME_PATTERN.match(queue):
         raise ValueError(f"invalid queue name {queue!r}")
@@ -160,6 +165,8 @@ def job(
         raise ValueError("retries must be 0 or more")
     if timeout is not None and timeout <= 0:
         raise ValueError("timeout must be positive")
+    if isinstance(secret, str):
+        raise TypeError("secret takes a list of parameter names, not one string")
 
     policy = RetryPolicy(
         tuple(retry_delays) if retry_delays is not None else None,
@@ -170,7 +177,8 @@ def job(
 
     def decorate(target: Callable[P, R]) -> JobFunction[P, R]:
         job_name = name or f"{target.__module__}.{target.__qualname__}"
-        return JobFunction(target, JobSpec(job_name, queue, retries, timeout, policy))
+        spec = JobSpec(job_name, queue, retries, timeout, policy, frozenset(secret))
+        return JobFunction(target, spec)
 
     return decorate(fn) if fn is not None else decorate
 
@@ -178,6 +186,21 @@ def job(
 def schema_hash(parameters: list[str], json_schema: dict[str, Any]) -> str:
     canonical = json.dumps({"parameters": parameters, "schema": json_schema}, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _mark_secret(name: str, json_schema: dict[str, Any], secret: frozenset[str]) -> dict[str, Any]:
+    """The schema with ``"writeOnly": true`` on each secret parameter.
+
+    The stored schema is all the API knows of a job (it never imports job code), so the marking
+    travels in it: JSON Schema's own keyword for a value that is sent but never read back.
+    """
+    properties = json_schema.get("properties", {})
+    unknown = sorted(secret - properties.keys())
+    if unknown:
+        raise TypeError(f"job {name!r}: secret names no parameter: {', '.join(unknown)}")
+    for parameter in secret:
+        properties[parameter] = {**properties[parameter], "writeOnly": True}
+    return json_schema
 
 
 def _context_parameter(signature: inspect.Signature, hints: dict[str, Any]) -> str | None:

@@ -13,6 +13,7 @@ from orchestrator.db import db_now
 from orchestrator.errors import JobNotFoundError
 from orchestrator.metrics import JOBS_DELETED, JOBS_REQUEUED
 from orchestrator.outbox import Pending
+from orchestrator.redaction import redact_view
 from orchestrator.states import State
 from orchestrator.tracing import context_from, current_headers, tracer
 from orchestrator_api.enqueue import enqueue, prepare
@@ -78,10 +79,11 @@ async def create_jobs(body: BulkRequest, request: Request) -> dict[str, Any]:
 async def get_job(job_id: str, request: Request) -> dict[str, Any]:
     """The job with its history, oldest state first."""
     parsed = _job_id(job_id)
-    async with runtime_of(request).engine.connect() as conn:
+    runtime = runtime_of(request)
+    async with runtime.engine.connect() as conn:
         row = await store.get_job(conn, parsed)
         history = await store.get_history(conn, parsed)
-    return store.public_job(row, history)
+    return redact_view(store.public_job(row, history), await runtime.catalog.all())
 
 
 @router.get("")
@@ -104,9 +106,12 @@ async def list_jobs(
     if cursor is not None:
         _check_cursor(cursor)
     where = store.JobFilter(state=state_filter, queue=queue, name=job)
-    async with runtime_of(request).engine.connect() as conn:
+    runtime = runtime_of(request)
+    async with runtime.engine.connect() as conn:
         rows, next_cursor = await store.list_jobs(conn, where, limit=limit, cursor=cursor)
-    return {"items": [store.public_job(row) for row in rows], "next_cursor": next_cursor}
+    registrations = await runtime.catalog.all()
+    items = [redact_view(store.public_job(row), registrations) for row in rows]
+    return {"items": items, "next_cursor": next_cursor}
 
 
 @router.delete("/{job_id}")

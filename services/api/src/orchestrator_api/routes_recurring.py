@@ -13,6 +13,7 @@ from orchestrator.catalog import Registration, validate_with_schema
 from orchestrator.db import db_now
 from orchestrator.errors import UnknownJobError
 from orchestrator.metrics import JOBS_ENQUEUED
+from orchestrator.redaction import redact_view
 from orchestrator.schedule import ScheduleError, parse
 from orchestrator_api.errors import ApiError
 from orchestrator_api.runtime import Runtime, runtime_of
@@ -92,7 +93,8 @@ async def add_or_update(
         created = await _save(runtime, definition)
     response.status_code = 201 if created else 200
     async with runtime.engine.connect() as conn:
-        return await recurring.read(conn, recurring_id)
+        saved = await recurring.read(conn, recurring_id)
+    return redact_view(saved, await runtime.catalog.all())
 
 
 async def _save(runtime: Runtime, definition: recurring.Definition) -> bool:
@@ -103,14 +105,19 @@ async def _save(runtime: Runtime, definition: recurring.Definition) -> bool:
 @router.get("")
 async def list_recurring(request: Request) -> dict[str, Any]:
     """Every recurring job, by id."""
-    async with runtime_of(request).engine.connect() as conn:
-        return {"items": await recurring.read_all(conn)}
+    runtime = runtime_of(request)
+    async with runtime.engine.connect() as conn:
+        items = await recurring.read_all(conn)
+    registrations = await runtime.catalog.all()
+    return {"items": [redact_view(item, registrations) for item in items]}
 
 
 @router.get("/{recurring_id}", responses=_ERRORS)
 async def get_recurring(recurring_id: RecurringId, request: Request) -> dict[str, Any]:
-    async with runtime_of(request).engine.connect() as conn:
-        return await recurring.read(conn, recurring_id)
+    runtime = runtime_of(request)
+    async with runtime.engine.connect() as conn:
+        definition = await recurring.read(conn, recurring_id)
+    return redact_view(definition, await runtime.catalog.all())
 
 
 @router.delete("/{recurring_id}", responses=_ERRORS)
