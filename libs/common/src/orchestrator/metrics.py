@@ -9,6 +9,11 @@ from prometheus_client import Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
+# Promotion is normally milliseconds late; seconds mean a takeover or an overloaded store, and
+# minutes a retry whose message was lost (re-promoted after the retry grace) or an outage.
+_LATENESS_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 300, 3600
+)  # fmt: skip
 
 JOBS_ENQUEUED = Counter(
     "orchestrator_jobs_enqueued_total", "Jobs accepted by the API.", ["queue", "job", "state"]
@@ -23,7 +28,12 @@ JOBS_FAILED = Counter(
     "orchestrator_jobs_failed_total", "Executions that raised or timed out.", ["queue", "job"]
 )
 JOBS_DELETED = Counter(
-    "orchestrator_jobs_deleted_total", "Jobs deleted through the API.", ["queue"]
+    "orchestrator_jobs_deleted_total", "Jobs deleted through the API.", ["queue", "job"]
+)
+JOBS_RETRIED = Counter(
+    "orchestrator_jobs_retried_total",
+    "Failed executions scheduled to run again (each is also counted as failed).",
+    ["queue", "job"],
 )
 JOBS_REQUEUED = Counter("orchestrator_jobs_requeued_total", "Jobs requeued by a person.", ["queue"])
 CLAIMS_LOST = Counter(
@@ -59,4 +69,25 @@ HTTP_REQUESTS = Counter(
     "orchestrator_http_requests_total",
     "HTTP requests served by the API.",
     ["method", "route", "status"],
+)
+SCHEDULER_LATENESS = Histogram(
+    "orchestrator_scheduler_lateness_seconds",
+    "How long after its due time a job was promoted or a recurring run created.",
+    ["kind"],
+    buckets=_LATENESS_BUCKETS,
+)
+# The gauges below describe the whole system, so one process sets them: the scheduler holding
+# the lease (orchestrator_scheduler.gauges); every other process leaves them empty.
+QUEUE_DEPTH = Gauge(
+    "orchestrator_queue_depth",
+    "Ready messages in a job queue, as RabbitMQ reports them.",
+    ["queue"],
+)
+QUEUE_CONSUMERS = Gauge(
+    "orchestrator_queue_consumers", "Consumers of a job queue, as RabbitMQ reports them.", ["queue"]
+)
+SERVER_HEARTBEAT_AGE = Gauge(
+    "orchestrator_server_heartbeat_age_seconds",
+    "Seconds since a registered server's last heartbeat, by the store's clock.",
+    ["role", "server"],
 )

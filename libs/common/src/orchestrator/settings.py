@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     retry_grace_seconds: float = 60.0
     #: A sync job past its timeout by this much is flagged as overrunning (it keeps its slot).
     timeout_grace_seconds: float = 5.0
+    #: How often the lease-holding scheduler samples queue depth, consumers and heartbeat ages
+    #: for /metrics (orchestrator_scheduler.gauges).
+    gauge_interval_seconds: float = Field(default=5.0, gt=0)
 
     @field_validator("jobs", "api_keys", "worker_queues", "filters", mode="before")
     @classmethod

@@ -130,7 +130,7 @@ async def delete_job(job_id: str, request: Request) -> dict[str, Any]:
             )
     runtime.submit(pending)  # continuations with continue_on="finished"
     if changed:
-        JOBS_DELETED.labels(row.queue).inc()
+        JOBS_DELETED.labels(row.queue, row.name).inc()
     if row.state == State.PROCESSING.value:
         await runtime.signal_cancel(parsed)
     return {"id": str(parsed), "state": State.DELETED.value}

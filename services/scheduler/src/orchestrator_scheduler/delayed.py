@@ -26,8 +26,9 @@ from orchestrator_scheduler.leases import LeaseExpiry, OutageGuard
 from orchestrator_scheduler.promotion import Promoter
 
 log = logging.getLogger(__name__)
-#: Loops every replica runs; all others are time loops, run by the lease holder only.
-UNGATED = frozenset({"outbox-relay"})
+#: Loops every replica runs; all others are time loops, run by the lease holder only. The
+#: system gauges gate themselves: a replica without the lease must clear them.
+UNGATED = frozenset({"outbox-relay", "system-gauges"})
 
 
 class DelayedJobs:

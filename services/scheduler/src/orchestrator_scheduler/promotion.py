@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator import outbox, states
 from orchestrator.db import db_now, is_postgres
+from orchestrator.metrics import SCHEDULER_LATENESS
 from orchestrator.outbox import OutboxSender, Pending
 from orchestrator.states import State
 from orchestrator.store import jobs_table
@@ -65,7 +67,7 @@ async def promote_due(
     """Promote up to ``limit`` jobs due by ``now``, oldest due first; returns their outbox
     entries and whether more may be due."""
     query = (
-        sa.select(jobs_table.c.id, jobs_table.c.due_at)
+        sa.select(jobs_table.c.id, jobs_table.c.due_at, jobs_table.c.scheduled_reason)
         .where(_due(now, retry_grace))
         .order_by(jobs_table.c.due_at)
         .limit(limit)
@@ -88,6 +90,7 @@ async def promote_due(
     moved = await states.move_each(
         conn, items, expected={State.SCHEDULED}, target=State.ENQUEUED, now=now, retention=retention
     )
+    _observe_lateness(due, set(moved), now)
     rows = await conn.execute(
         sa.select(jobs_table.c.id, jobs_table.c.queue, jobs_table.c.trace_context).where(
             jobs_table.c.id.in_(list(moved))
@@ -95,6 +98,15 @@ async def promote_due(
     )
     publications = [outbox.Publication(r.id, r.queue, r.trace_context or {}) for r in rows]
     return await outbox.add(conn, publications, now) + moved.pending, len(due) == limit
+
+
+def _observe_lateness(due: Sequence[sa.Row[Any]], moved: set[uuid.UUID], now: datetime) -> None:
+    """How late each promoted job was by the database clock (``retry``: re-promoted because its
+    message never came back, so at least the retry grace late)."""
+    for row in due:
+        if row.id in moved:
+            kind = "delayed" if row.scheduled_reason == DELAY else "retry"
+            SCHEDULER_LATENESS.labels(kind).observe((now - row.due_at).total_seconds())
 
 
 async def next_due(

@@ -30,7 +30,7 @@ from orchestrator.catalog import Registration, load_registrations, validate_with
 from orchestrator.db import db_now, is_postgres
 from orchestrator.errors import JobValidationError
 from orchestrator.loops import Loop
-from orchestrator.metrics import JOBS_ENQUEUED
+from orchestrator.metrics import JOBS_ENQUEUED, SCHEDULER_LATENESS
 from orchestrator.schedule import Schedule, ScheduleError, parse
 from orchestrator.states import State
 
@@ -126,7 +126,20 @@ async def _fire_one(
     if pending:
         await recurring.record_runs(conn, row.id, runs, now)
         JOBS_ENQUEUED.labels(runs[0].queue, row.name, State.ENQUEUED.value).inc(len(runs))
+        _observe_lateness(runs, pending, now)
     return len(pending), pending
+
+
+def _observe_lateness(
+    runs: Sequence[store.NewJob], created: Sequence[outbox.Pending], now: datetime
+) -> None:
+    """How long after its occurrence each run was created (a made-up missed occurrence counts
+    as late as it is)."""
+    ids = {p.message.job_id for p in created}
+    for run in runs:
+        if run.id in ids and run.scheduled_for is not None:
+            late = (now - run.scheduled_for).total_seconds()
+            SCHEDULER_LATENESS.labels("recurring").observe(late)
 
 
 def _missed(schedule: Schedule, first: datetime, now: datetime) -> list[datetime]:

@@ -22,6 +22,7 @@ from orchestrator.loops import Loop, run_role
 from orchestrator.settings import Settings
 from orchestrator.topology import Topology
 from orchestrator_scheduler.delayed import DelayedJobs
+from orchestrator_scheduler.gauges import SystemGauges
 from orchestrator_scheduler.recurring import RecurringLoop
 
 log = logging.getLogger(__name__)
@@ -46,11 +47,18 @@ class Scheduler:
             self._ensure_publisher,
             lambda: self._connection,
         )
+        gauges = SystemGauges(
+            engine,
+            self.topology,
+            lambda: self._connection,
+            delayed.leadership.held,
+            self.settings.gauge_interval_seconds,
+        )
         try:
             await run_role(
                 engine,
                 self.info,
-                delayed.loops(self.loops(engine), stop),
+                delayed.loops([*self.loops(engine), gauges.loop()], stop),
                 stop,
                 heartbeat_seconds=self.settings.heartbeat_seconds,
                 ops_host=self.settings.api_host,
@@ -58,6 +66,7 @@ class Scheduler:
                 readiness=self._broker_ready,
             )
         finally:
+            gauges.stop()
             with contextlib.suppress(Exception):
                 await delayed.stop()
             if self._connection is not None:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Container, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -24,6 +24,7 @@ from orchestrator.filters import Filters, JobFilter
 from orchestrator.filters import load as load_filters
 from orchestrator.jobs import JobContext
 from orchestrator.settings import Settings
+from orchestrator.states import State
 from orchestrator.topology import Topology
 from orchestrator_worker import cancellation
 from orchestrator_worker.claims import ClaimedJob, ClaimResult, claim, decode, observe_started
@@ -249,13 +250,15 @@ class Worker:
             running.task.cancel()
         log.info("job %s was deleted or taken over; stopping it", job_id)
 
-    def _recorded(self, outcomes: list[Outcome], recorded: Container[object]) -> None:
+    def _recorded(self, outcomes: list[Outcome], recorded: Mapping[object, State]) -> None:
         for outcome in outcomes:
             job = outcome.job
             counter = metrics.JOBS_SUCCEEDED if outcome.succeeded else metrics.JOBS_FAILED
             if job.job_id in recorded:
                 counter.labels(job.queue, job.name).inc()
                 metrics.JOB_DURATION.labels(job.queue, job.name).observe(outcome.duration)
+                if not outcome.succeeded and recorded[job.job_id] is State.SCHEDULED:
+                    metrics.JOBS_RETRIED.labels(job.queue, job.name).inc()
             self._finish(job)
 
     def _finish(self, job: ClaimedJob) -> None:
