@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from orchestrator import JobContext, job
@@ -55,3 +56,46 @@ def sync_stubborn(seconds: float) -> str:
     """Ignores its token: runs on past its deadline and grace."""
     time.sleep(seconds)
     return "finished"
+
+
+# -- process mode: run in a child process, killed at deadline plus grace ------------------
+
+
+def _note(path: str, line: str) -> None:
+    with open(path, "a") as f:
+        f.write(line + "\n")
+
+
+@job(name="process.echo", retries=0, timeout=30, isolation="process")
+def process_echo(value: int) -> dict[str, int]:
+    return {"value": value, "pid": os.getpid()}
+
+
+@job(name="process.stubborn", retries=1, retry_delays=[1], timeout=0.5, isolation="process")
+def process_stubborn(notes: str, ctx: JobContext) -> str:
+    """Ignores its token: only a kill stops it."""
+    _note(notes, f"start {ctx.attempt} {os.getpid()}")
+    time.sleep(60)
+    return "finished"
+
+
+@job(name="process.polite", retries=0, timeout=0.5, isolation="process")
+def process_polite(notes: str, ctx: JobContext) -> str:
+    """Stops when its token fires (at the deadline, or on DELETE when it has no deadline)."""
+    _note(notes, f"start {ctx.attempt} {os.getpid()}")
+    if ctx.cancelled.wait(60):
+        _note(notes, "cancelled")
+        return "stopped"
+    return "finished"
+
+
+@job(name="process.polite_no_timeout", retries=0, isolation="process")
+def process_polite_no_timeout(notes: str, ctx: JobContext) -> str:
+    return process_polite.fn(notes, ctx)
+
+
+@job(
+    name="process.raises", retries=2, retry_delays=[1], no_retry_on=(KeyError,), isolation="process"
+)
+def process_raises(key: str) -> None:
+    raise KeyError(key)

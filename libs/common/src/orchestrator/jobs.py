@@ -14,7 +14,7 @@ from collections import abc
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Annotated, Any, Generic, ParamSpec, TypeVar, overload
+from typing import Annotated, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 import jsonschema
 import pydantic
@@ -29,6 +29,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_RETRIES = 10
+#: Where a sync job runs: a worker thread, or a child process killed at deadline plus grace.
+Isolation = Literal["thread", "process"]
 
 
 @dataclass
@@ -67,6 +69,8 @@ class JobSpec:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     #: Parameters whose values are shown as ``[redacted]`` (``orchestrator.redaction``).
     secret: frozenset[str] = frozenset()
+    #: ``"process"``: run in a child process, killed at its deadline plus grace.
+    isolation: Isolation = "thread"
 
 
 class JobFunction(Generic[P, R]):
@@ -130,6 +134,7 @@ def job(
     queue: str = "default",
     retries: int = DEFAULT_RETRIES,
     timeout: float | None = None,
+    isolation: Isolation = "thread",
     retry_delays: Sequence[float] | None = None,
     backoff: str | Backoff | None = None,
     retry_on: ExceptionTypes = (Exception,),
@@ -146,6 +151,7 @@ def job(
     queue: str = "default",
     retries: int = DEFAULT_RETRIES,
     timeout: float | None = None,
+    isolation: Isolation = "thread",
     retry_delays: Sequence[float] | None = None,
     backoff: str | Backoff | None = None,
     retry_on: ExceptionTypes = (Exception,),
@@ -157,6 +163,8 @@ def job(
     ``retries`` re-runs are allowed after the first failure, ``retry_delays`` (seconds, the last
     repeating) or ``backoff`` space them (default: Hangfire's), and only failures of a
     ``retry_on`` type that is not a ``no_retry_on`` type are retried (``orchestrator.retries``).
+    ``isolation="process"`` runs a sync job in a child process that is killed at its deadline
+    plus ``ORCHESTRATOR_TIMEOUT_GRACE_SECONDS`` (its ``ctx.cancelled`` still works).
     ``secret`` names parameters whose values never appear in logs, traces or the dashboard.
     """
     if not QUEUE_NAME_PATTERN.match(queue):
@@ -165,6 +173,8 @@ def job(
         raise ValueError("retries must be 0 or more")
     if timeout is not None and timeout <= 0:
         raise ValueError("timeout must be positive")
+    if isolation not in ("thread", "process"):
+        raise ValueError(f"isolation must be 'thread' or 'process', not {isolation!r}")
     if isinstance(secret, str):
         raise TypeError("secret takes a list of parameter names, not one string")
 
@@ -177,7 +187,11 @@ def job(
 
     def decorate(target: Callable[P, R]) -> JobFunction[P, R]:
         job_name = name or f"{target.__module__}.{target.__qualname__}"
-        spec = JobSpec(job_name, queue, retries, timeout, policy, frozenset(secret))
+        if isolation == "process" and inspect.iscoroutinefunction(target):
+            raise TypeError(f"job {job_name!r}: process isolation is for sync functions")
+        spec = JobSpec(
+            job_name, queue, retries, timeout, policy, frozenset(secret), isolation=isolation
+        )
         return JobFunction(target, spec)
 
     return decorate(fn) if fn is not None else decorate

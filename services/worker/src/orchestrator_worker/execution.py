@@ -19,6 +19,7 @@ from orchestrator.errors import JobTimeoutError, JobValidationError
 from orchestrator.filters import Filters, Performing
 from orchestrator.jobs import JobContext
 from orchestrator_worker.claims import ClaimedJob
+from orchestrator_worker.isolation import ChildJobError, run_in_process
 
 
 @dataclass(frozen=True)
@@ -52,18 +53,21 @@ class ResultNotSerializableError(Exception):
 
 
 def failure(job: ClaimedJob, exc: BaseException, max_chars: int, duration: float) -> Outcome:
+    kind = type(exc)
+    error_type = f"{kind.__module__}.{kind.__qualname__}"
     text = "".join(traceback.format_exception(exc))
+    if isinstance(exc, ChildJobError):  # raised in a process-mode child: as the child saw it
+        error_type, text = exc.error_type, exc.traceback_text
     if len(text) > max_chars:
         text = "…(truncated)\n" + text[-max_chars:]
-    kind = type(exc)
     return Outcome(
         job,
         False,
-        error_type=f"{kind.__module__}.{kind.__qualname__}",
+        error_type=error_type,
         error_message=str(exc)[:4000],
         error_traceback=text,
         duration=duration,
-        exception=exc,
+        exception=exc.original if isinstance(exc, ChildJobError) and exc.original else exc,
     )
 
 
@@ -118,6 +122,8 @@ async def _call(
         )
     arguments = validate_with_model(function, job.args, job.kwargs)
     timeout = job.timeout_seconds
+    if function.spec.isolation == "process":
+        return await run_in_process(function, job, context, timeout, limits.grace)
     if function.is_async:
         coroutine = function.invoke(arguments, context)
         assert asyncio.iscoroutine(coroutine)
