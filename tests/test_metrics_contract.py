@@ -41,3 +41,8 @@ def test_every_metric_is_documented_with_its_type_and_labels() -> None:
 def test_no_label_can_hold_a_job_id() -> None:
     for _, labels in _defined().values():
         assert not {"id", "job_id", "message_id"} & set(labels)
+
+
+def test_no_label_clashes_with_the_labels_prometheus_adds_to_every_series() -> None:
+    for _, labels in _defined().values():
+        assert not {"job", "instance"} & set(labels)

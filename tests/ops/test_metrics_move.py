@@ -58,7 +58,7 @@ async def test_a_retried_failure_counts_as_failed_and_retried(
     start_worker: Any,  # noqa: F811
     postgres_url: str,
 ) -> None:
-    labels = {"queue": "default", "job": "retry.always"}
+    labels = {"queue": "default", "job_name": "retry.always"}
     retried = sample("orchestrator_jobs_retried_total", **labels)
     failed = sample("orchestrator_jobs_failed_total", **labels)
     settings = await start_worker(postgres_url)
@@ -72,7 +72,7 @@ async def test_a_retried_failure_counts_as_failed_and_retried(
 
 
 async def test_delete_counts_by_queue_and_job(api: Running) -> None:  # noqa: F811
-    labels = {"queue": "default", "job": "tests.jobs_for_tests.echo"}
+    labels = {"queue": "default", "job_name": "tests.jobs_for_tests.echo"}
     before = sample("orchestrator_jobs_deleted_total", **labels)
     job_id = await api.client.enqueue(jobs.echo.call("x"))
     await api.client.delete(job_id)

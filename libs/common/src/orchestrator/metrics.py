@@ -1,6 +1,8 @@
 """Every Prometheus metric the services expose, in one place (the contract in docs/metrics.md).
 
-Labels never carry job ids; ``job`` is a catalog name, so its cardinality is the catalog's size.
+Labels never carry job ids; ``job_name`` is a catalog name, so its cardinality is the catalog's
+size. (Not ``job``: Prometheus gives every scraped series the target's ``job`` label and would
+rename ours ``exported_job``.)
 """
 
 from __future__ import annotations
@@ -16,24 +18,24 @@ _LATENESS_BUCKETS = (
 )  # fmt: skip
 
 JOBS_ENQUEUED = Counter(
-    "orchestrator_jobs_enqueued_total", "Jobs accepted by the API.", ["queue", "job", "state"]
+    "orchestrator_jobs_enqueued_total", "Jobs accepted by the API.", ["queue", "job_name", "state"]
 )
 JOBS_STARTED = Counter(
-    "orchestrator_jobs_started_total", "Jobs claimed and started.", ["queue", "job"]
+    "orchestrator_jobs_started_total", "Jobs claimed and started.", ["queue", "job_name"]
 )
 JOBS_SUCCEEDED = Counter(
-    "orchestrator_jobs_succeeded_total", "Executions recorded as Succeeded.", ["queue", "job"]
+    "orchestrator_jobs_succeeded_total", "Executions recorded as Succeeded.", ["queue", "job_name"]
 )
 JOBS_FAILED = Counter(
-    "orchestrator_jobs_failed_total", "Executions that raised or timed out.", ["queue", "job"]
+    "orchestrator_jobs_failed_total", "Executions that raised or timed out.", ["queue", "job_name"]
 )
 JOBS_DELETED = Counter(
-    "orchestrator_jobs_deleted_total", "Jobs deleted through the API.", ["queue", "job"]
+    "orchestrator_jobs_deleted_total", "Jobs deleted through the API.", ["queue", "job_name"]
 )
 JOBS_RETRIED = Counter(
     "orchestrator_jobs_retried_total",
     "Failed executions scheduled to run again (each is also counted as failed).",
-    ["queue", "job"],
+    ["queue", "job_name"],
 )
 JOBS_REQUEUED = Counter("orchestrator_jobs_requeued_total", "Jobs requeued by a person.", ["queue"])
 CLAIMS_LOST = Counter(
@@ -49,7 +51,7 @@ DELIVERIES_RETURNED = Counter(
 JOB_DURATION = Histogram(
     "orchestrator_job_duration_seconds",
     "Execution time of a job.",
-    ["queue", "job"],
+    ["queue", "job_name"],
     buckets=_DURATION_BUCKETS,
 )
 ENQUEUE_TO_START = Histogram(
