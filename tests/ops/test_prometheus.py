@@ -37,17 +37,20 @@ def scraped(postgres_url: str, amqp_url: str, tmp_path: Path) -> Iterator[Scrape
         extra_env={"ORCHESTRATOR_GAUGE_INTERVAL_SECONDS": "1"},
     )
     # The API serves /metrics on its own port, the other roles on their ops port.
-    worker_port, scheduler_port = free_port(), free_port()
+    worker_port, scheduler_ports = free_port(), [free_port(), free_port()]
     try:
         system.start("api", "api")
         system.start(
             "worker", "worker", "--concurrency", "4", ORCHESTRATOR_WORKER_OPS_PORT=str(worker_port)
         )
-        system.start("scheduler", "scheduler", ORCHESTRATOR_SCHEDULER_OPS_PORT=str(scheduler_port))
+        for n, port in enumerate(scheduler_ports):  # two: only the lease holder reports gauges
+            system.start(f"scheduler{n}", "scheduler", ORCHESTRATOR_SCHEDULER_OPS_PORT=str(port))
         system.wait_for_api()
         system.wait_for_catalog("tests.add")
-        ports = {"api": system.api_port, "worker": worker_port, "scheduler": scheduler_port}
-        yield Scraped(system, {role: [f"127.0.0.1:{port}"] for role, port in ports.items()})
+        ports = {"api": [system.api_port], "worker": [worker_port], "scheduler": scheduler_ports}
+        yield Scraped(
+            system, {role: [f"127.0.0.1:{p}" for p in each] for role, each in ports.items()}
+        )
     finally:
         system.stop_all()
 
@@ -62,7 +65,7 @@ def test_prometheus_scrapes_every_role_and_counts_the_jobs_run(
     scraped: Scraped, prometheus: Prometheus
 ) -> None:
     prometheus.wait_for(
-        "every role up", lambda: prometheus.value('sum(up{job=~"api|worker|scheduler"})') == 3
+        "every role up", lambda: prometheus.value('sum(up{job=~"api|worker|scheduler"})') == 4
     )
     with Client(scraped.system.api_url) as client:
         ids = client.enqueue_many([worker_jobs.add.call(i, 1) for i in range(JOBS)])
@@ -77,7 +80,7 @@ def test_prometheus_scrapes_every_role_and_counts_the_jobs_run(
         'sum(orchestrator_enqueue_to_start_seconds_count{queue="default"})',
     ):
         prometheus.wait_for(f"{expr} == {JOBS}", lambda e=expr: prometheus.value(e) == JOBS)
-    # The system-wide gauges come from the scheduler (the lease holder) alone.
+    # The system-wide gauges come from one scheduler (the lease holder) alone.
     prometheus.wait_for(
         "the default queue's depth",
         lambda: bool(prometheus.vector('orchestrator_queue_depth{queue="default"}')),
