@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -162,9 +162,16 @@ class OutboxSender:
         metrics.OUTBOX_PUBLISHED.labels("fast").inc(published)
 
 
+class Relayed(NamedTuple):
+    """One relay round: entries published (and deleted), and entries the broker did not take."""
+
+    sent: int
+    unsent: int
+
+
 async def relay_once(
     engine: AsyncEngine, publisher: Publisher, *, older_than: timedelta, limit: int = 500
-) -> int:
+) -> Relayed:
     """Publish entries the fast path left behind; safe with several relays on PostgreSQL.
 
     On PostgreSQL the entries stay row-locked (``SKIP LOCKED``) while they are published, so
@@ -175,12 +182,14 @@ async def relay_once(
     if engine.dialect.name == "postgresql":
         async with engine.begin() as conn:
             pending = await _due_entries(conn, older_than, limit, lock=True)
-            return await publish_pending(conn, publisher, pending)
+            sent = await publish_pending(conn, publisher, pending)
+            return Relayed(sent, len(pending) - sent)
     async with engine.begin() as conn:
         pending = await _due_entries(conn, older_than, limit, lock=False)
-    sent = await publisher.publish([p.message for p in pending])
+    confirmed = await publisher.publish([p.message for p in pending])
     async with engine.begin() as conn:
-        return await record_results(conn, pending, sent)
+        sent = await record_results(conn, pending, confirmed)
+    return Relayed(sent, len(pending) - sent)
 
 
 async def _due_entries(

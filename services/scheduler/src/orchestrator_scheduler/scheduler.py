@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
 
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import metrics, outbox, servers
+from orchestrator import servers
 from orchestrator.broker import Publisher, connect
 from orchestrator.db import create_engine
 from orchestrator.loops import Loop, run_role
@@ -24,6 +23,7 @@ from orchestrator.topology import Topology
 from orchestrator_scheduler.delayed import DelayedJobs
 from orchestrator_scheduler.gauges import SystemGauges
 from orchestrator_scheduler.recurring import RecurringLoop
+from orchestrator_scheduler.relay import Relay
 
 log = logging.getLogger(__name__)
 
@@ -75,24 +75,15 @@ class Scheduler:
             await engine.dispose()
 
     def loops(self, engine: AsyncEngine) -> list[Loop]:
-        async def relay() -> bool:
-            publisher = await self._ensure_publisher()
-            if publisher is None:
-                return False
-            sent = await outbox.relay_once(
-                engine,
-                publisher,
-                older_than=timedelta(seconds=self.settings.outbox_relay_after_seconds),
-            )
-            if sent:
-                metrics.OUTBOX_PUBLISHED.labels("relay").inc(sent)
-                log.info("relay published %d outbox entries", sent)
-            async with engine.connect() as conn:
-                metrics.OUTBOX_BACKLOG.set(await outbox.backlog(conn))
-            return sent >= 500
-
+        relay = Relay(
+            engine,
+            self._ensure_publisher,
+            lambda: self._connection,
+            interval=self.settings.outbox_relay_interval_seconds,
+            relay_after=self.settings.outbox_relay_after_seconds,
+        )
         return [
-            Loop("outbox-relay", self.settings.outbox_relay_interval_seconds, relay),
+            Loop("outbox-relay", self.settings.outbox_relay_interval_seconds, relay.tick),
             RecurringLoop(engine, self._ensure_publisher).loop(),
         ]
 
