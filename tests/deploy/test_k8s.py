@@ -23,6 +23,7 @@ from prometheus_client import REGISTRY
 import orchestrator.metrics  # noqa: F401  (registers every metric of the contract)
 from orchestrator.settings import Settings, load_settings
 from tests.deploy.support import (
+    ROLE_PORT_FIELDS,
     ROLES,
     ROOT,
     as_strings,
@@ -207,9 +208,7 @@ def test_settings_names_exist_and_values_parse(
     settings = load_settings()
     assert settings.api_host == "0.0.0.0"
     for role in ROLES:
-        assert getattr(
-            settings, f"{'api' if role == 'api' else role + '_ops'}_port"
-        ) == default_port(role)
+        assert getattr(settings, ROLE_PORT_FIELDS[role]) == default_port(role)
     # Nothing in the ConfigMap makes the API import job modules it does not have.
     assert "ORCHESTRATOR_JOBS" not in config
 
@@ -220,7 +219,9 @@ def test_each_role_runs_its_image_command_port_and_probes(
 ) -> None:
     objects = rendered[overlay]
     dockerfile = parse_dockerfile(ROOT / "Dockerfile")
-    uid = int(dockerfile.effective("runtime", "USER").arguments.split(":")[0])  # type: ignore[union-attr]
+    user = dockerfile.effective("runtime", "USER")
+    assert user is not None
+    uid = int(user.arguments.split(":")[0])
     for role, deployment in _role_deployments(objects).items():
         spec = _pod_spec(deployment)
         (container,) = spec["containers"]
