@@ -50,14 +50,19 @@ async def test_trace_context_reaches_the_message_and_the_job_span(
     trace_id = request_span.get_span_context().trace_id
     assert headers["traceparent"].split("-")[1] == f"{trace_id:032x}"
 
-    # The published message carries the same traceparent header.
+    # The published message carries the publish span's context, in the same trace.
     channel = await connection.channel()
     await declare_base(channel, topology)
     queue = await declare_work_queue(channel, topology, "default")
     async with engine.begin() as conn:
         assert await outbox.publish_pending(conn, Publisher(connection, topology, 5), pending) == 1
     message = await queue.get(timeout=5)
-    assert message.headers["traceparent"] == headers["traceparent"]
+    (publish,) = [s for s in spans.get_finished_spans() if s.name == "publish default"]
+    assert publish.parent is not None
+    assert publish.parent.span_id == request_span.get_span_context().span_id
+    _, carried_trace, carried_span, _ = str(message.headers["traceparent"]).split("-")
+    assert carried_trace == f"{trace_id:032x}"
+    assert carried_span == f"{publish.context.span_id:016x}"
     await message.nack(requeue=True)
     await connection.close()
 
@@ -71,5 +76,8 @@ async def test_trace_context_reaches_the_message_and_the_job_span(
     run_spans = [s for s in spans.get_finished_spans() if s.name == "run tests.add"]
     assert run_spans, [s.name for s in spans.get_finished_spans()]
     assert run_spans[-1].context.trace_id == trace_id
+    # The run is a child of the publish that delivered it.
+    assert run_spans[-1].parent is not None
+    assert run_spans[-1].parent.span_id == publish.context.span_id
     assert run_spans[-1].attributes["orchestrator.job.id"] == str(new.id)
     assert run_spans[-1].attributes["orchestrator.attempt"] == 1

@@ -16,7 +16,9 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from opentelemetry.trace import SpanKind
 
+from orchestrator import tracing
 from orchestrator.topology import (
     ExchangeSpec,
     Topology,
@@ -154,18 +156,32 @@ class Publisher:
         return True
 
     async def _publish_one(self, exchange: AbstractExchange, message: JobMessage) -> bool:
-        amqp_message = aio_pika.Message(
-            body=message.body(),
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=str(message.job_id),
-            headers={**message.headers, **_enqueued_header(message)},
-        )
-        routing_key = message.queue
-        if message.delay_seconds > 0 and self._delays is not None:
-            exchange = self._delays
-            routing_key = delay_routing_key(message.delay_seconds, message.queue)
-        await exchange.publish(
-            amqp_message, routing_key=routing_key, mandatory=True, timeout=self._timeout
-        )
+        # The producer span is a child of the context the outbox entry kept; the message carries
+        # the producer span's own context, so the run is its child.
+        with tracing.tracer.start_as_current_span(
+            f"publish {message.queue}",
+            context=tracing.context_from(message.headers),
+            kind=SpanKind.PRODUCER,
+            attributes={
+                **tracing.job_attributes(message.job_id, queue=message.queue),
+                "messaging.system": "rabbitmq",
+                "messaging.destination.name": message.queue,
+                "orchestrator.delay_seconds": message.delay_seconds,
+            },
+        ):
+            headers = {**message.headers, **tracing.current_headers()}
+            amqp_message = aio_pika.Message(
+                body=message.body(),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=str(message.job_id),
+                headers={**headers, **_enqueued_header(message)},
+            )
+            routing_key = message.queue
+            if message.delay_seconds > 0 and self._delays is not None:
+                exchange = self._delays
+                routing_key = delay_routing_key(message.delay_seconds, message.queue)
+            await exchange.publish(
+                amqp_message, routing_key=routing_key, mandatory=True, timeout=self._timeout
+            )
         return True

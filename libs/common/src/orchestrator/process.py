@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import signal
 
-from orchestrator import tracing
+from orchestrator import logs, tracing
 from orchestrator.settings import Settings
 
 
@@ -28,9 +27,7 @@ def tune_garbage_collector() -> None:
 
 def prepare_service(role: str, settings: Settings) -> None:
     """What every role's entry point does before its event loop: logs, traces, the collector."""
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     tracing.configure(role)
     tune_garbage_collector()
 

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     scheduler_ops_port: int = 9102
     janitor_ops_port: int = 9103
     log_level: str = "INFO"
+    #: ``console``: readable lines; ``json``: one JSON object a line, for log collectors. Both
+    #: carry the job id, job name and trace id on every line a job produces.
+    log_format: Literal["console", "json"] = "console"
     #: Job filters, ``module:factory`` each, in order (``orchestrator.filters``).
     filters: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: The scheduler re-promotes a retry whose message is this late (a safety net: the message

@@ -1,38 +1,123 @@
 """W3C trace context: carried from the HTTP request that enqueues, through the outbox and the
-message headers, to the worker that runs the job."""
+message headers, to the worker that runs the job.
+
+One job is one trace::
+
+    POST /api/v1/jobs (server, API)
+      enqueue <job> (API; its context is stored with the job: ``jobs.trace_context``)
+        promote <job> (scheduler, for a delayed job or an overdue retry)
+          publish <queue> (producer; its context travels in the message's AMQP headers)
+            run <job> (consumer, worker; one per attempt)
+
+Every message of a job (first publish, retries through the delay levels, re-enqueues) starts from
+the job's stored context, or from the scheduler's promotion span, and each run is a child of the
+publish that delivered it.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 tracer = trace.get_tracer("orchestrator")
 log = logging.getLogger(__name__)
 
+# Span attribute names, the same in every service.
+JOB_ID = "orchestrator.job.id"
+JOB_NAME = "orchestrator.job.name"
+QUEUE = "orchestrator.queue"
+ATTEMPT = "orchestrator.attempt"
+
 
 def configure(service_name: str) -> None:
-    """Install the SDK tracer provider so every span has real ids to propagate.
+    """Install the SDK tracer provider so every span has real ids to propagate (and to log).
 
-    Exporting follows the standard ``OTEL_*`` variables and is off unless asked for
-    (``OTEL_TRACES_EXPORTER=console``; ``OTEL_SDK_DISABLED=true`` turns tracing off entirely).
+    Exporting follows the standard ``OTEL_*`` variables and is off unless asked for:
+    ``OTEL_TRACES_EXPORTER=otlp`` (OTLP over HTTP, configured by ``OTEL_EXPORTER_OTLP_ENDPOINT``
+    and the other ``OTEL_EXPORTER_OTLP_*`` variables), ``console``, or both comma-separated;
+    ``OTEL_SDK_DISABLED=true`` turns tracing off entirely. ``OTEL_SERVICE_NAME``,
+    ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_TRACES_SAMPLER`` are honoured by the SDK.
     """
     if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
         return
     name = os.environ.get("OTEL_SERVICE_NAME", f"orchestrator-{service_name}")
     provider = TracerProvider(resource=Resource.create({"service.name": name}))
-    exporter = os.environ.get("OTEL_TRACES_EXPORTER", "none").lower()
-    if exporter == "console":
-        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-    elif exporter not in ("none", ""):
-        log.warning("trace exporter %r is not available; spans are not exported", exporter)
+    for processor in span_processors(os.environ.get("OTEL_TRACES_EXPORTER", "none")):
+        provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
+
+
+def span_processors(exporters: str) -> list[SpanProcessor]:
+    """Batching processors for the ``OTEL_TRACES_EXPORTER`` value (``none`` or empty: none)."""
+    processors: list[SpanProcessor] = []
+    for exporter in (name.strip().lower() for name in exporters.split(",")):
+        if exporter == "otlp":
+            protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
+                "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+            )
+            if protocol != "http/protobuf":
+                log.warning("OTLP protocol %r is not installed; using http/protobuf", protocol)
+            # Imported only when asked for: it pulls in protobuf and requests.
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            processors.append(BatchSpanProcessor(OTLPSpanExporter()))
+        elif exporter == "console":
+            processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
+        elif exporter not in ("none", ""):
+            log.warning("trace exporter %r is not available; spans are not exported", exporter)
+    return processors
+
+
+def job_attributes(
+    job_id: uuid.UUID | str,
+    name: str | None = None,
+    queue: str | None = None,
+    attempt: int | None = None,
+) -> dict[str, str | int]:
+    """The attributes that name a job on every span about it."""
+    attributes: dict[str, str | int] = {JOB_ID: str(job_id)}
+    if name is not None:
+        attributes[JOB_NAME] = name
+    if queue is not None:
+        attributes[QUEUE] = queue
+    if attempt is not None:
+        attributes[ATTEMPT] = attempt
+    return attributes
+
+
+def headers_of(span: trace.Span) -> dict[str, str]:
+    """``traceparent``/``tracestate`` naming ``span`` as the parent."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier
+
+
+def promotion_headers(
+    job_id: uuid.UUID,
+    name: str,
+    queue: str,
+    attempt: int,
+    stored: Mapping[str, Any] | None,
+) -> dict[str, str]:
+    """Record the scheduler's promotion of one job as a span in the job's own trace (a child of
+    its stored context) and return the headers its new message carries, naming that span."""
+    span = tracer.start_span(
+        f"promote {name}",
+        context=context_from(stored),
+        attributes=job_attributes(job_id, name, queue, attempt),
+    )
+    try:
+        return headers_of(span) or dict(stored or {})
+    finally:
+        span.end()
 
 
 def current_headers() -> dict[str, str]:
@@ -43,5 +128,12 @@ def current_headers() -> dict[str, str]:
 
 
 def context_from(headers: Mapping[str, Any] | None) -> context.Context:
+    """The context named by W3C headers (an empty context, i.e. a new trace, when they don't)."""
     carrier = {str(k): str(v) for k, v in (headers or {}).items()}
     return propagate.extract(carrier)
+
+
+def trace_id_of(span: trace.Span) -> str | None:
+    """The span's trace id as 32 hex digits (as backends show it); None for no valid span."""
+    span_context = span.get_span_context()
+    return f"{span_context.trace_id:032x}" if span_context.is_valid else None

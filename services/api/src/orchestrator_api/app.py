@@ -20,7 +20,11 @@ from orchestrator_api import (
     routes_recurring,
 )
 from orchestrator_api.auth import AuthMiddleware
-from orchestrator_api.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from orchestrator_api.middleware import (
+    BodyLimitMiddleware,
+    RequestMetricsMiddleware,
+    TracingMiddleware,
+)
 from orchestrator_api.runtime import Runtime
 
 
@@ -59,4 +63,5 @@ def create_app(settings: Settings, filters: Sequence[JobFilter] | None = None) -
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware, keys=settings.parsed_api_keys)
     app.add_middleware(RequestMetricsMiddleware)
+    app.add_middleware(TracingMiddleware)  # outermost: the server span covers everything
     return app

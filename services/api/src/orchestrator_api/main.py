@@ -17,6 +17,8 @@ def server(settings: Settings) -> uvicorn.Server:
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
+        # Uvicorn's lines go through the root handler too (console or JSON: prepare_service).
+        log_config=None,
         # The auth rules trust the socket's peer address only: never rewrite it from headers.
         proxy_headers=False,
         server_header=False,

@@ -1,9 +1,12 @@
-"""Pure ASGI middleware: the request body limit and per-route request counting."""
+"""Pure ASGI middleware: the request body limit, per-route request counting, and the server
+span of every request."""
 
 from __future__ import annotations
 
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orchestrator import tracing
 from orchestrator.metrics import HTTP_REQUESTS
 from orchestrator_api.errors import error_body
 
@@ -112,14 +115,63 @@ class RequestMetricsMiddleware:
 
     @staticmethod
     def _template(scope: Scope) -> str:
-        path = getattr(scope.get("route"), "path", None)
-        if isinstance(path, str):
-            return path
-        # Refused before routing (auth, body limit) or no such route: label by area only, so a
-        # raw path never becomes a label value.
-        raw: str = scope.get("path", "")
-        if raw == "/api" or raw.startswith("/api/"):
-            return "/api/*"
-        if raw == "/hangfire" or raw.startswith("/hangfire/"):
-            return "/hangfire/*"
-        return "<unmatched>"
+        return route_template(scope)
+
+
+#: Probes and scrapes every few seconds would drown the traces users look for.
+_UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class TracingMiddleware:
+    """The server span of each request: a child of the caller's ``traceparent`` when it sends
+    one, and the parent of everything the request does (a job it enqueues keeps its context).
+
+    Named ``"<METHOD> <route template>"`` once routing has matched, so a raw path (a job id)
+    never becomes a span name; 5xx answers and exceptions mark the span as an error.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in _UNTRACED:
+            await self.app(scope, receive, send)
+            return
+        method: str = scope["method"]
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        with tracing.tracer.start_as_current_span(
+            method,
+            context=tracing.context_from(headers),
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": scope.get("path", "")},
+        ) as span:
+
+            async def observe(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status = int(message["status"])
+                    span.set_attribute("http.response.status_code", status)
+                    if status >= 500:
+                        span.set_status(Status(StatusCode.ERROR))
+                await send(message)
+
+            try:
+                await self.app(scope, receive, observe)
+            finally:
+                template = route_template(scope)
+                span.set_attribute("http.route", template)
+                span.update_name(f"{method} {template}")
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template, never the raw path (a bounded label or span name)."""
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str):
+        return path
+    # Refused before routing (auth, body limit) or no such route: label by area only, so a
+    # raw path never becomes a label value.
+    raw: str = scope.get("path", "")
+    if raw == "/api" or raw.startswith("/api/"):
+        return "/api/*"
+    if raw == "/hangfire" or raw.startswith("/hangfire/"):
+        return "/hangfire/*"
+    return "<unmatched>"

@@ -12,7 +12,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
-from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator import store
@@ -21,7 +20,7 @@ from orchestrator.endings import BATCH
 from orchestrator.errors import JobValidationError
 from orchestrator.models import Batch
 from orchestrator.states import State
-from orchestrator.tracing import context_from, current_headers, tracer
+from orchestrator.tracing import current_headers, tracer
 from orchestrator_api.enqueue import Prepared, new_job, parent_states, prepare
 from orchestrator_api.errors import ApiError
 from orchestrator_api.runtime import Runtime, runtime_of
@@ -81,7 +80,7 @@ async def create_batch(body: BatchRequest, request: Request) -> dict[str, Any]:
     runtime = runtime_of(request)
     _check(body)
     with tracer.start_as_current_span(
-        "enqueue batch", context=context_from(request.headers), kind=SpanKind.SERVER
+        "enqueue batch", attributes={"orchestrator.jobs": len(body.jobs)}
     ):
         members = await prepare(runtime, body.jobs, bulk=True)
         on_complete = await _prepare_continuation(runtime, body)

@@ -6,7 +6,6 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from opentelemetry.trace import SpanKind
 
 from orchestrator import store
 from orchestrator.db import db_now
@@ -15,7 +14,7 @@ from orchestrator.metrics import JOBS_DELETED, JOBS_REQUEUED
 from orchestrator.outbox import Pending
 from orchestrator.redaction import redact_view
 from orchestrator.states import State
-from orchestrator.tracing import context_from, current_headers, tracer
+from orchestrator.tracing import JOB_ID, JOB_NAME, QUEUE, current_headers, tracer
 from orchestrator_api.enqueue import enqueue, prepare
 from orchestrator_api.errors import ApiError
 from orchestrator_api.group_commit import GroupCommit
@@ -52,13 +51,15 @@ def _check_cursor(cursor: str) -> None:
 async def create_job(body: EnqueueRequest, request: Request, response: Response) -> dict[str, Any]:
     """Create one job: Enqueued, Scheduled (a future delay) or Awaiting (a continuation)."""
     runtime = runtime_of(request)
-    parent = context_from(request.headers)
-    with tracer.start_as_current_span("enqueue", context=parent, kind=SpanKind.SERVER):
+    # A child of the request's server span; the job keeps this span's context.
+    with tracer.start_as_current_span(f"enqueue {body.job}") as span:
         prepared = await prepare(runtime, [body], bulk=False)
+        span.set_attributes({JOB_NAME: body.job, QUEUE: prepared[0].queue})
         if GroupCommit.accepts(prepared[0]):
             outcome = await runtime.group_commit.enqueue(prepared[0], current_headers() or None)
         else:
             (outcome,) = await enqueue(runtime, prepared)
+        span.set_attribute(JOB_ID, str(outcome.id))
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return {"id": outcome.id, "state": outcome.state}
@@ -68,8 +69,9 @@ async def create_job(body: EnqueueRequest, request: Request, response: Response)
 async def create_jobs(body: BulkRequest, request: Request) -> dict[str, Any]:
     """Create many jobs in one transaction: all are stored, or none (the error names the index)."""
     runtime = runtime_of(request)
-    parent = context_from(request.headers)
-    with tracer.start_as_current_span("enqueue bulk", context=parent, kind=SpanKind.SERVER):
+    with tracer.start_as_current_span(
+        "enqueue bulk", attributes={"orchestrator.jobs": len(body.jobs)}
+    ):
         prepared = await prepare(runtime, body.jobs, bulk=True)
         outcomes = await enqueue(runtime, prepared)
     return {"ids": [outcome.id for outcome in outcomes]}

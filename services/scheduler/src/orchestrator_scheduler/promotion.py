@@ -34,6 +34,7 @@ from orchestrator.metrics import SCHEDULER_LATENESS
 from orchestrator.outbox import OutboxSender, Pending
 from orchestrator.states import State
 from orchestrator.store import jobs_table
+from orchestrator.tracing import promotion_headers
 
 log = logging.getLogger(__name__)
 Clock = Callable[[AsyncConnection], Awaitable[datetime]]
@@ -92,11 +93,21 @@ async def promote_due(
     )
     _observe_lateness(due, set(moved), now)
     rows = await conn.execute(
-        sa.select(jobs_table.c.id, jobs_table.c.queue, jobs_table.c.trace_context).where(
-            jobs_table.c.id.in_(list(moved))
-        )
+        sa.select(
+            jobs_table.c.id,
+            jobs_table.c.name,
+            jobs_table.c.queue,
+            jobs_table.c.attempt,
+            jobs_table.c.trace_context,
+        ).where(jobs_table.c.id.in_(list(moved)))
     )
-    publications = [outbox.Publication(r.id, r.queue, r.trace_context or {}) for r in rows]
+    # Each promotion is a span in its job's trace; the attempt is the one it leads to.
+    publications = [
+        outbox.Publication(
+            r.id, r.queue, promotion_headers(r.id, r.name, r.queue, r.attempt + 1, r.trace_context)
+        )
+        for r in rows
+    ]
     return await outbox.add(conn, publications, now) + moved.pending, len(due) == limit
 
 

@@ -21,6 +21,7 @@ from orchestrator.store import jobs_table
 from orchestrator_worker.intake import Delivery
 
 log = logging.getLogger(__name__)
+_TRACE_HEADERS = ("traceparent", "tracestate")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class ClaimedJob:
     retries: int = 0
     retries_used: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    #: Trace context of the message that delivered the job (its publish span), if it had one.
+    message_trace: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ async def claim(
         ],
     )
     claimed_ids = {row.id for row in rows}
+    delivered = _message_traces(batch.decoded)
     await _set_aside_unknown(conn, batch, [i for i in ids if i not in claimed_ids])
     batch.claimed.update(
         {
@@ -122,12 +126,30 @@ async def claim(
                 retries=row.retries,
                 retries_used=row.retries_used,
                 options=dict(row.options or {}),
+                message_trace=delivered.get(row.id),
             )
             for row in rows
         }
     )
     early = [job_id for job_id in ids if job_id not in batch.claimed]
     batch.redelayed.extend(await redelay_early(conn, early, now))
+
+
+def _message_traces(
+    decoded: Sequence[tuple[Delivery, uuid.UUID]],
+) -> dict[uuid.UUID, dict[str, str]]:
+    """The W3C headers each job's delivery carried (the last, when a job came twice)."""
+    traces: dict[uuid.UUID, dict[str, str]] = {}
+    for delivery, job_id in decoded:
+        headers = delivery.message.headers or {}
+        carried = {k: _text(headers[k]) for k in _TRACE_HEADERS if headers.get(k)}
+        if carried:
+            traces[job_id] = carried
+    return traces
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def redelay_early(

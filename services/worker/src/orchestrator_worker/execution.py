@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import json
+import logging
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable
@@ -13,13 +16,18 @@ from typing import Any
 from opentelemetry import trace
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from orchestrator import tracing
+from orchestrator import logs, tracing
 from orchestrator.catalog import Catalog, validate_with_model
 from orchestrator.errors import JobTimeoutError, JobValidationError
 from orchestrator.filters import Filters, Performing
 from orchestrator.jobs import JobContext
+from orchestrator.redaction import redact
 from orchestrator_worker.claims import ClaimedJob
 from orchestrator_worker.isolation import ChildJobError, run_in_process
+
+log = logging.getLogger(__name__)
+#: Longest argument text put on a span (a large payload is cut, not shipped to the backend).
+_ARGUMENTS_MAX_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -85,18 +93,16 @@ async def execute(
     chain = filters or Filters()
     limits = limits or Limits()
     started = loop.time()
-    parent = tracing.context_from(job.trace_context)
-    with tracing.tracer.start_as_current_span(
+    # A child of the publish that delivered the job (the message's headers), else of the
+    # context stored with the job.
+    running = tracing.tracer.start_as_current_span(
         f"run {job.name}",
-        context=parent,
+        context=tracing.context_from(job.message_trace or job.trace_context),
         kind=trace.SpanKind.CONSUMER,
-        attributes={
-            "orchestrator.job.id": str(job.job_id),
-            "orchestrator.job.name": job.name,
-            "orchestrator.queue": job.queue,
-            "orchestrator.attempt": job.attempt,
-        },
-    ) as span:
+        attributes=tracing.job_attributes(job.job_id, job.name, job.queue, job.attempt),
+    )
+    with running as span, logs.job_context(job.job_id, job.name):
+        _show_arguments(job, catalog, span)
         try:
             result = await chain.perform(
                 lambda: _call(job, catalog, context, threads, limits), Performing(job, context)
@@ -104,8 +110,20 @@ async def execute(
             value = _jsonable(result)
         except Exception as exc:
             span.record_exception(exc)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
             return failure(job, exc, traceback_max_chars, loop.time() - started)
     return Outcome(job, True, result=value, duration=loop.time() - started)
+
+
+def _show_arguments(job: ClaimedJob, catalog: Catalog, span: trace.Span) -> None:
+    """The job's arguments, secret ones redacted, on its span and in a debug line."""
+    function = catalog.get(job.name)
+    if function is None:
+        return
+    args, kwargs = redact(function.parameter_names, function.json_schema, job.args, job.kwargs)
+    shown = json.dumps({"args": args, "kwargs": kwargs}, default=str)[:_ARGUMENTS_MAX_CHARS]
+    span.set_attribute("orchestrator.job.arguments", shown)
+    log.debug("running %s attempt %d with %s", job.name, job.attempt, shown)
 
 
 async def _call(
@@ -136,7 +154,9 @@ async def _call(
             context.cancelled.set()
             raise _timed_out(timeout) from None
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(threads, function.invoke, arguments, context)
+    # A copy of this context, so the job's log lines and spans know their job and trace.
+    run = contextvars.copy_context().run
+    future = loop.run_in_executor(threads, run, function.invoke, arguments, context)
     if timeout is None:
         return await future
     return await _bounded(future, timeout, job, context, limits)

@@ -1,0 +1,106 @@
+"""Log records that say which job and which trace they belong to, as console lines or JSON.
+
+While a worker runs a job, :func:`job_context` names it in a context variable; the
+:class:`ContextFilter` on the root handler adds ``job_id``, ``job_name``, ``trace_id`` and
+``span_id`` to every record, whichever logger wrote it (the job's own included). Context
+variables follow the job into the thread a sync job runs in because the worker runs it with a
+copy of its context. :func:`configure` is called once per process, by
+``orchestrator.process.prepare_service``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+from opentelemetry import trace
+from pythonjsonlogger.json import JsonFormatter
+
+LogFormat = Literal["console", "json"]
+#: The fields every record gets (None outside a job or a trace).
+CONTEXT_FIELDS = ("job_id", "job_name", "trace_id", "span_id")
+
+
+@dataclass(frozen=True)
+class _Job:
+    id: str
+    name: str
+
+
+_current_job: contextvars.ContextVar[_Job | None] = contextvars.ContextVar("job", default=None)
+
+
+@contextmanager
+def job_context(job_id: uuid.UUID | str, name: str) -> Iterator[None]:
+    """Name the job for every record logged in this context (and in copies of it)."""
+    token = _current_job.set(_Job(str(job_id), name))
+    try:
+        yield
+    finally:
+        _current_job.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    """Adds the running job and the active span's ids to each record (it never drops one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        job = _current_job.get()
+        record.job_id = job.id if job else None
+        record.job_name = job.name if job else None
+        span_context = trace.get_current_span().get_span_context()
+        valid = span_context.is_valid
+        record.trace_id = f"{span_context.trace_id:032x}" if valid else None
+        record.span_id = f"{span_context.span_id:016x}" if valid else None
+        return True
+
+
+class ConsoleFormatter(logging.Formatter):
+    """``time LEVEL logger [job=… id=… trace=…] message``; the bracket only inside a job or span."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s%(context)s %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        parts = []
+        job_name, job_id = getattr(record, "job_name", None), getattr(record, "job_id", None)
+        if job_id is not None:
+            parts.append(f"job={job_name} id={job_id}")
+        trace_id = getattr(record, "trace_id", None)
+        if trace_id is not None:
+            parts.append(f"trace={trace_id}")
+        record.context = f" [{' '.join(parts)}]" if parts else ""
+        return super().formatMessage(record)
+
+
+def json_formatter() -> logging.Formatter:
+    """One JSON object a line: time, level, logger, message, the context fields, and the
+    exception when there is one."""
+    return JsonFormatter(
+        "%(levelname)s %(name)s %(message)s",
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp="time",  # ISO 8601, UTC
+        defaults=dict.fromkeys(CONTEXT_FIELDS),
+    )
+
+
+def handler(log_format: LogFormat, stream: object = None) -> logging.Handler:
+    """A stream handler (stderr by default) with the context filter and the chosen format."""
+    made = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
+    made.addFilter(ContextFilter())
+    made.setFormatter(json_formatter() if log_format == "json" else ConsoleFormatter())
+    return made
+
+
+def configure(level: str, log_format: LogFormat) -> None:
+    """The root logger's one handler, replacing any set up before (``logging.basicConfig``)."""
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler(log_format))
+    root.setLevel(level.upper())
