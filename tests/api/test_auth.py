@@ -104,7 +104,9 @@ async def test_read_key_reads_but_never_writes(keyed_api: Api) -> None:
 async def test_keys_are_needed_from_loopback_too(keyed_api: Api) -> None:
     async with keyed_api.client(("127.0.0.1", 1234)) as local:
         assert (await local.get("/api/v1/jobs")).status_code == 401
-        assert (await local.get("/hangfire")).status_code == 401
+        page = await local.get("/hangfire")
+        assert page.status_code == 303  # a page sends a browser to the login form
+        assert page.headers["location"] == "/hangfire/login"
 
 
 async def test_probes_and_metrics_are_always_served(keyed_api: Api) -> None:
@@ -117,7 +119,7 @@ async def login(api: Api, key: str) -> Any:
 
 
 async def test_login_cookie_opens_the_dashboard_but_never_the_api(keyed_api: Api) -> None:
-    assert (await keyed_api.http.get("/hangfire")).status_code == 401
+    assert (await keyed_api.http.get("/hangfire")).status_code == 303  # to the login form
     assert (await keyed_api.http.get("/hangfire/login")).status_code == 200
     response = await login(keyed_api, "read-secret")
     assert response.status_code == 303
@@ -132,7 +134,7 @@ async def test_login_cookie_opens_the_dashboard_but_never_the_api(keyed_api: Api
     api_call = await keyed_api.http.get("/api/v1/jobs", headers=cookie)
     assert api_call.status_code == 401
     tampered = {"Cookie": f"orchestrator_session={token[:-1]}{'0' if token[-1] != '0' else '1'}"}
-    assert (await keyed_api.http.get("/hangfire", headers=tampered)).status_code == 401
+    assert (await keyed_api.http.get("/hangfire", headers=tampered)).status_code == 303
     with_header = await keyed_api.http.get("/hangfire", headers=bearer("admin-secret"))
     assert with_header.status_code == 200
 

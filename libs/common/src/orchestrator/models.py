@@ -31,6 +31,14 @@ class Job(SQLModel, table=True):
         sa.Index("ix_jobs_queue_state_created", "queue", "state", "created_at", "id"),
         sa.Index("ix_jobs_name_state_created", "name", "state", "created_at", "id"),
         sa.Index("ix_jobs_created", "created_at", "id"),
+        # The dashboard's text search in arguments: trigrams, PostgreSQL only (migration 0004).
+        # Spelled as PostgreSQL reflects it, so the schema comparison sees no difference.
+        sa.Index(
+            "ix_jobs_arguments_trgm",
+            sa.text("((args::text || ' '::text) || kwargs::text)"),
+            postgresql_using="gin",
+            postgresql_ops={"ix_jobs_arguments_trgm": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
         sa.Index(
             "ix_jobs_scheduled_due",
             "due_at",
@@ -105,7 +113,16 @@ class JobHistory(SQLModel, table=True):
     """One row per state a job entered, oldest first by id."""
 
     __tablename__ = "job_history"
-    __table_args__ = (sa.Index("ix_job_history_job", "job_id", "id"),)
+    __table_args__ = (
+        sa.Index("ix_job_history_job", "job_id", "id"),
+        # The dashboard's realtime graph: outcomes per second over the last minute.
+        sa.Index(
+            "ix_job_history_outcome_at",
+            "at",
+            postgresql_where=sa.text("state IN ('Succeeded', 'Failed')"),
+            sqlite_where=sa.text("state IN ('Succeeded', 'Failed')"),
+        ),
+    )
 
     id: int | None = Field(
         default=None, sa_column=sa.Column(BigIdType, primary_key=True, autoincrement=True)

@@ -2,9 +2,10 @@
 
 With keys configured, ``/api/*`` needs ``Authorization: Bearer <secret>`` (401 missing or
 unknown, 403 a read key on a write method); ``/hangfire*`` accepts that header or the session
-cookie set by ``POST /hangfire/login``; the cookie never authorizes ``/api/*``. With no keys,
-``/api/*`` and ``/hangfire*`` serve loopback peers only (the socket's address; forwarded headers
-never count). Everything else (``/healthz``, ``/readyz``, ``/metrics``) is always served.
+cookie set by ``POST /hangfire/login`` (a page opened without either is sent there, 303); the
+cookie never authorizes ``/api/*``. With no keys, ``/api/*`` and ``/hangfire*`` serve loopback
+peers only (the socket's address; forwarded headers never count). Everything else
+(``/healthz``, ``/readyz``, ``/metrics``) is always served.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ SESSION_SECONDS = 12 * 3600
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Served to anyone: the login form, its POST, and signing out.
 OPEN_PATHS = frozenset({"/hangfire/login", "/hangfire/logout"})
+#: The dashboard's own scripts and styles (public files; the login page needs them).
+OPEN_PREFIX = "/hangfire/static/"
+LOGIN_PAGE = "/hangfire/login"
 
 
 def find_key(keys: Sequence[ApiKey], presented: str) -> ApiKey | None:
@@ -105,6 +109,23 @@ def _cookie(scope: Scope) -> str | None:
     return morsel.value if morsel is not None else None
 
 
+def _opens_a_page(scope: Scope) -> bool:
+    """A browser opening a dashboard page, which is sent to the login form instead of a 401
+    (an htmx poll or a form POST still gets the 401)."""
+    return scope["method"] == "GET" and _header(scope, b"hx-request") is None
+
+
+async def _see_other(send: Send, location: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 303,
+            "headers": [(b"location", location.encode()), (b"content-length", b"0")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
 class AuthMiddleware:
     def __init__(self, app: ASGIApp, keys: Sequence[ApiKey]) -> None:
         self.app = app
@@ -117,12 +138,15 @@ class AuthMiddleware:
         path: str = scope["path"]
         is_api = path == "/api" or path.startswith("/api/")
         is_dashboard = path == "/hangfire" or path.startswith("/hangfire/")
-        if not (is_api or is_dashboard) or path in OPEN_PATHS:
+        if not (is_api or is_dashboard) or path in OPEN_PATHS or path.startswith(OPEN_PREFIX):
             await self.app(scope, receive, send)
             return
         refusal = self._refusal(scope, allow_cookie=is_dashboard)
         if refusal is not None:
             status, code, message = refusal
+            if status == 401 and is_dashboard and _opens_a_page(scope):
+                await _see_other(send, LOGIN_PAGE)
+                return
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
             await send_error(send, status, code, message, headers)
             return

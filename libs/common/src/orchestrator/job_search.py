@@ -1,0 +1,233 @@
+"""Searching jobs for the dashboard: filters, sorts, keyset pages, bounded counts and rates.
+
+Every list is keyset-paged on the sort key plus ``id`` (never OFFSET), so a deep page costs what
+the first one does. The filters that matter at scale (state, queue, name, created-at range) hit
+the composite indexes ``ix_jobs_{state,queue_state,name_state}_created``; text in the arguments
+uses the trigram index ``ix_jobs_arguments_trgm`` on PostgreSQL (migration 0004) and a plain
+``LIKE`` on SQLite. Counts stop at a bound: "10,000+" is as useful as an exact figure that costs
+a scan of every matching row.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestrator.db import is_postgres
+from orchestrator.states import State
+from orchestrator.store import history_table, jobs_table, servers_table
+
+Sort = Literal["-created", "created", "name", "-name"]
+SORTS: Final[tuple[Sort, ...]] = ("-created", "created", "name", "-name")
+#: Counts above this show as "10,000+".
+COUNT_BOUND: Final = 10_000
+#: The arguments as one text: the expression the trigram index is built on (word for word, so
+#: PostgreSQL's planner matches it).
+ARGUMENTS_TEXT: Final = "(CAST(args AS TEXT) || ' ' || CAST(kwargs AS TEXT))"
+#: History rows entering these states are counted per second for the realtime graph.
+OUTCOMES: Final = (State.SUCCEEDED.value, State.FAILED.value)
+
+_jobs = jobs_table
+
+
+@dataclass(frozen=True)
+class Search:
+    """What a job list shows; every field is optional."""
+
+    state: State | None = None
+    queue: str | None = None
+    name: str | None = None
+    #: Text anywhere in the arguments (case-insensitive).
+    text: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    #: Only Scheduled jobs waiting for an automatic retry.
+    retries_only: bool = False
+    sort: Sort = "-created"
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[sa.Row[Any]]
+    #: Pass back as ``after`` for the next page; None on the last page.
+    next_cursor: str | None
+
+
+def _sort_columns(sort: Sort) -> tuple[list[sa.Column[Any]], bool]:
+    """The keyset columns of a sort and whether it is descending."""
+    if sort in ("name", "-name"):
+        return [_jobs.c.name, _jobs.c.created_at, _jobs.c.id], sort == "-name"
+    return [_jobs.c.created_at, _jobs.c.id], sort == "-created"
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def arguments_text() -> sa.ColumnElement[str]:
+    return sa.literal_column(ARGUMENTS_TEXT, sa.Text)
+
+
+def _conditions(search: Search) -> list[sa.ColumnElement[bool]]:
+    where: list[sa.ColumnElement[bool]] = []
+    if search.retries_only:
+        where.append(_jobs.c.state == State.SCHEDULED.value)
+        where.append(_jobs.c.scheduled_reason == "retry")
+    elif search.state is not None:
+        where.append(_jobs.c.state == search.state.value)
+    if search.queue:
+        where.append(_jobs.c.queue == search.queue)
+    if search.name:
+        where.append(_jobs.c.name == search.name)
+    if search.created_from is not None:
+        where.append(_jobs.c.created_at >= search.created_from)
+    if search.created_to is not None:
+        where.append(_jobs.c.created_at < search.created_to)
+    if search.text:
+        pattern = f"%{_escape_like(search.text)}%"
+        where.append(arguments_text().ilike(pattern, escape="\\"))
+    return where
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    plain = [v.isoformat() if isinstance(v, datetime) else str(v) for v in values]
+    return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode().rstrip("=")
+
+
+def decode_cursor(sort: Sort, cursor: str) -> list[Any]:
+    """The keyset values of ``cursor`` for ``sort``; ValueError when it is not one of ours."""
+    columns, _ = _sort_columns(sort)
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        plain = json.loads(base64.urlsafe_b64decode(padded))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValueError("invalid cursor") from None
+    if not isinstance(plain, list) or len(plain) != len(columns):
+        raise ValueError("invalid cursor")
+    values: list[Any] = []
+    for column, text in zip(columns, plain, strict=True):
+        if not isinstance(text, str):
+            raise ValueError("invalid cursor")
+        if column is _jobs.c.created_at:
+            parsed = datetime.fromisoformat(text)
+            if parsed.tzinfo is None:
+                raise ValueError("invalid cursor")
+            values.append(parsed)
+        elif column is _jobs.c.id:
+            values.append(uuid.UUID(text))
+        else:
+            values.append(text)
+    return values
+
+
+async def search(
+    conn: AsyncConnection, where: Search, *, limit: int, after: str | None = None
+) -> Page:
+    """One page of jobs matching ``where`` in its sort order, after the ``after`` cursor."""
+    columns, descending = _sort_columns(where.sort)
+    query = sa.select(_jobs).where(*_conditions(where))
+    if after is not None:
+        key = sa.tuple_(*columns)
+        bound = sa.tuple_(*decode_cursor(where.sort, after))
+        query = query.where(key < bound if descending else key > bound)
+    order = [c.desc() if descending else c.asc() for c in columns]
+    rows = list((await conn.execute(query.order_by(*order).limit(limit + 1))).all())
+    if len(rows) <= limit:
+        return Page(rows, None)
+    rows = rows[:limit]
+    return Page(rows, encode_cursor([getattr(rows[-1], c.name) for c in columns]))
+
+
+async def bounded_count(
+    conn: AsyncConnection, where: Search, bound: int = COUNT_BOUND
+) -> tuple[int, bool]:
+    """(count, more): the number of matching jobs up to ``bound``, and whether there are more."""
+    inner = sa.select(sa.literal(1)).select_from(_jobs).where(*_conditions(where)).limit(bound + 1)
+    count = int(
+        (await conn.execute(sa.select(sa.func.count()).select_from(inner.subquery()))).scalar_one()
+    )
+    return min(count, bound), count > bound
+
+
+async def state_counts(
+    conn: AsyncConnection, bound: int = COUNT_BOUND
+) -> dict[str, tuple[int, bool]]:
+    """Per state, (count, more) up to ``bound``; each an index-only walk of at most bound rows."""
+    counts = {}
+    for state in State:
+        counts[state.value] = await bounded_count(conn, Search(state=state), bound)
+    return counts
+
+
+async def queue_names(conn: AsyncConnection) -> list[str]:
+    """Queues that hold jobs or that a live server consumes, sorted.
+
+    On PostgreSQL a recursive query hops from one queue name to the next in the queue index
+    (a loose index scan: one probe per queue, not a read of every job)."""
+    if is_postgres(conn):
+        hop = sa.text(
+            "WITH RECURSIVE q(queue) AS ("
+            " (SELECT queue FROM jobs ORDER BY queue LIMIT 1)"
+            " UNION ALL"
+            " SELECT (SELECT j.queue FROM jobs j WHERE j.queue > q.queue ORDER BY j.queue LIMIT 1)"
+            " FROM q WHERE q.queue IS NOT NULL"
+            ") SELECT queue FROM q WHERE queue IS NOT NULL"
+        )
+        names = set((await conn.execute(hop)).scalars())
+    else:
+        names = set((await conn.execute(sa.select(_jobs.c.queue).distinct())).scalars())
+    for server_queues in (await conn.execute(sa.select(servers_table.c.queues))).scalars():
+        names.update(server_queues)
+    return sorted(names)
+
+
+async def outcomes_per_second(conn: AsyncConnection, since: datetime) -> dict[tuple[int, str], int]:
+    """Per (whole UNIX second, state), the jobs that entered Succeeded or Failed from ``since``
+    on, from their history rows (partial index ``ix_job_history_outcome_at``)."""
+    history = history_table
+    if is_postgres(conn):
+        second: sa.ColumnElement[Any] = sa.func.floor(sa.extract("epoch", history.c.at))
+    else:
+        second = sa.cast(sa.func.strftime("%s", history.c.at), sa.Integer)
+    query = (
+        sa.select(second.label("second"), history.c.state, sa.func.count())
+        .where(history.c.state.in_(OUTCOMES), history.c.at >= since)
+        .group_by(second, history.c.state)
+    )
+    return {(int(s), str(state)): int(n) for s, state, n in await conn.execute(query)}
+
+
+async def continuations(conn: AsyncConnection, parent_id: uuid.UUID) -> list[sa.Row[Any]]:
+    """Jobs created to run after ``parent_id`` (partial index ``ix_jobs_parent``)."""
+    query = (
+        sa.select(_jobs.c.id, _jobs.c.name, _jobs.c.state, _jobs.c.continue_on)
+        .where(_jobs.c.parent_id == parent_id)
+        .order_by(_jobs.c.created_at, _jobs.c.id)
+        .limit(200)
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def failed_ids(conn: AsyncConnection, limit: int) -> list[uuid.UUID]:
+    """The oldest Failed jobs first, up to ``limit``."""
+    query = (
+        sa.select(_jobs.c.id)
+        .where(_jobs.c.state == State.FAILED.value)
+        .order_by(_jobs.c.created_at, _jobs.c.id)
+        .limit(limit)
+    )
+    return list((await conn.execute(query)).scalars())
+
+
+def hours_back(now: datetime, hours: int) -> datetime:
+    """The start of the hour ``hours - 1`` hours before ``now``'s hour (``hours`` buckets)."""
+    return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)

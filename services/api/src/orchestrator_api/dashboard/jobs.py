@@ -1,0 +1,211 @@
+"""Job lists (one page for every state, with filters and sorts), retries, and job details."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from orchestrator import job_search, store
+from orchestrator.db import db_now
+from orchestrator.errors import JobNotFoundError
+from orchestrator.states import REQUEUEABLE, State
+from orchestrator_api.dashboard.web import PREFIX, display_arguments, refusal, render
+from orchestrator_api.runtime import runtime_of
+
+router = APIRouter(prefix=PREFIX)
+
+PAGE_SIZE: Final = 50
+#: Scheduled and Awaiting jobs are "enqueued now"; the others that may run again are requeued.
+WAITING: Final = frozenset({State.SCHEDULED, State.AWAITING})
+SORT_LABELS: Final = {
+    "-created": "Newest first",
+    "created": "Oldest first",
+    "name": "Name A to Z",
+    "-name": "Name Z to A",
+}
+#: Argument text longer than this is cut in lists (the details page shows all of it).
+_LIST_ARGUMENTS = 120
+
+
+class BadFilterError(ValueError):
+    """A query parameter the list cannot use; shown to the viewer with 400."""
+
+
+def _time_param(text: str, label: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" ", "T"))
+    except ValueError:
+        raise BadFilterError(f"{label}: not a date and time (use 2026-11-28T09:30, UTC)") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def parse_search(params: Mapping[str, str]) -> job_search.Search:
+    state_text = params.get("state", "")
+    try:
+        state = State(state_text) if state_text else None
+    except ValueError:
+        raise BadFilterError(f"State: {state_text!r} is not a state") from None
+    sort = params.get("sort") or "-created"
+    if sort not in job_search.SORTS:
+        raise BadFilterError(f"Sort: {sort!r} is not one of {', '.join(job_search.SORTS)}")
+    return job_search.Search(
+        state=state,
+        queue=params.get("queue", "").strip() or None,
+        name=params.get("name", "").strip() or None,
+        text=params.get("q", "").strip() or None,
+        created_from=_time_param(params.get("from", ""), "From"),
+        created_to=_time_param(params.get("to", ""), "To"),
+        sort=sort,
+    )
+
+
+def row_view(row: Any, registrations: Mapping[str, Any]) -> dict[str, Any]:
+    """A job as a list row shows it, with the actions its state allows."""
+    state = State(row.state)
+    arguments = display_arguments(registrations, row.name, row.args, row.kwargs)
+    if len(arguments) > _LIST_ARGUMENTS:
+        arguments = arguments[: _LIST_ARGUMENTS - 1] + "…"
+    return {
+        "id": str(row.id),
+        "name": row.name,
+        "queue": row.queue,
+        "state": row.state,
+        "attempt": row.attempt,
+        "arguments": arguments,
+        "created_at": row.created_at,
+        "state_changed_at": row.state_changed_at,
+        "due_at": row.due_at,
+        "can_enqueue_now": state in WAITING,
+        "can_requeue": state in REQUEUEABLE and state not in WAITING,
+        "can_delete": state is not State.DELETED,
+    }
+
+
+def list_url(params: Mapping[str, str], **changes: str | None) -> str:
+    """This list's URL with some parameters changed (None removes one); empty ones dropped."""
+    merged = {**params, **changes}
+    query = {k: v for k, v in merged.items() if v}
+    return "/hangfire/jobs" + ("?" + urlencode(query) if query else "")
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+async def job_list(request: Request) -> HTMLResponse:
+    params = {k: v for k, v in request.query_params.items() if k != "after"}
+    try:
+        where = parse_search(request.query_params)
+    except BadFilterError as exc:
+        return refusal(request, 400, str(exc))
+    runtime = runtime_of(request)
+    after = request.query_params.get("after") or None
+    async with runtime.engine.connect() as conn:
+        try:
+            page = await job_search.search(conn, where, limit=PAGE_SIZE, after=after)
+        except ValueError:
+            return refusal(request, 400, "This page link is not valid any more; start again.")
+        tabs = await job_search.state_counts(conn)
+        queues = []
+        if where.state is State.ENQUEUED:
+            for name in await job_search.queue_names(conn):
+                count = await job_search.bounded_count(
+                    conn, job_search.Search(state=State.ENQUEUED, queue=name)
+                )
+                queues.append((name, count, list_url(params, queue=name)))
+    registrations = await runtime.catalog.all()
+    return render(
+        request,
+        "jobs.html",
+        title="Jobs",
+        where=where,
+        params=params,
+        rows=[row_view(row, registrations) for row in page.rows],
+        next_url=list_url(params, after=page.next_cursor) if page.next_cursor else None,
+        first_url=list_url(params) if after else None,
+        tabs=[(s.value, tabs[s.value], list_url({"state": s.value})) for s in State],
+        all_url=list_url({}),
+        queues=queues,
+        states=[s.value for s in State],
+        sorts=SORT_LABELS,
+        sort_urls={key: list_url(params, sort=key) for key in SORT_LABELS},
+        job_names=sorted(registrations),
+        this_url=list_url(params, after=after),
+        show_failed_action=where.state is State.FAILED,
+    )
+
+
+@router.get("/retries", response_class=HTMLResponse)
+async def retries(request: Request) -> HTMLResponse:
+    """Jobs waiting for an automatic retry (Scheduled with reason "retry"), soonest first."""
+    runtime = runtime_of(request)
+    after = request.query_params.get("after") or None
+    where = job_search.Search(retries_only=True)
+    async with runtime.engine.connect() as conn:
+        try:
+            page = await job_search.search(conn, where, limit=PAGE_SIZE, after=after)
+        except ValueError:
+            return refusal(request, 400, "This page link is not valid any more; start again.")
+        count = await job_search.bounded_count(conn, where)
+    registrations = await runtime.catalog.all()
+    rows = [row_view(row, registrations) for row in page.rows]
+    next_url = f"/hangfire/retries?after={page.next_cursor}" if page.next_cursor else None
+    return render(
+        request,
+        "retries.html",
+        title="Retries",
+        rows=rows,
+        count=count,
+        next_url=next_url,
+        this_url="/hangfire/retries" + (f"?after={after}" if after else ""),
+    )
+
+
+async def _related(conn: Any, row: Any) -> dict[str, Any]:
+    parent = None
+    if row.parent_id is not None:
+        jobs = store.jobs_table
+        query = sa.select(jobs.c.id, jobs.c.name, jobs.c.state).where(jobs.c.id == row.parent_id)
+        parent = (await conn.execute(query)).first()
+    return {"parent": parent, "continuations": await job_search.continuations(conn, row.id)}
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+async def job_details(job_id: str, request: Request) -> HTMLResponse:
+    try:
+        parsed = uuid.UUID(job_id)
+    except ValueError:
+        return refusal(request, 404, f"No job with id {job_id!r}.")
+    runtime = runtime_of(request)
+    async with runtime.engine.connect() as conn:
+        try:
+            row = await store.get_job(conn, parsed)
+        except JobNotFoundError:
+            return refusal(request, 404, f"No job with id {job_id} (it may have expired).")
+        history = await store.get_history(conn, parsed)
+        related = await _related(conn, row)
+        now = await db_now(conn)
+    registrations = await runtime.catalog.all()
+    public = store.public_job(row, history)
+    state = State(row.state)
+    return render(
+        request,
+        "job.html",
+        title="Job details",
+        job=row,
+        view=row_view(row, registrations),
+        arguments=display_arguments(registrations, row.name, row.args, row.kwargs),
+        history=list(reversed(history)),
+        overrunning_since=public.get("overrunning_since"),
+        expires_in=(row.expires_at - now).total_seconds() if row.expires_at else None,
+        parent=related["parent"],
+        continuations=related["continuations"],
+        this_url=f"/hangfire/jobs/{parsed}",
+        final=state in (State.SUCCEEDED, State.DELETED),
+    )

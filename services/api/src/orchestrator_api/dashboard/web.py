@@ -1,0 +1,256 @@
+"""What every dashboard page shares: templates, the viewer's role, CSRF, result messages.
+
+CSRF: a double-submit token. Every page sets a random ``orchestrator_csrf`` cookie (HttpOnly,
+SameSite=Strict, path /hangfire) once, and every form carries the same value in ``csrf_token``;
+a POST whose field does not match its cookie is refused with 403 before anything is read or
+changed. A SameSite=Strict cookie is never sent by a request another site starts, so another
+site can neither send the cookie nor learn the token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote, unquote
+
+import jinja2
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
+
+from orchestrator.redaction import redact_for
+from orchestrator_api.auth import SESSION_COOKIE, find_key, key_of_session
+from orchestrator_api.runtime import runtime_of
+
+PACKAGE = Path(__file__).parent
+CSRF_COOKIE = "orchestrator_csrf"
+FLASH_COOKIE = "orchestrator_flash"
+PREFIX = "/hangfire"
+#: The navigation, in order: (link text, path).
+NAV = (
+    ("Overview", ""),
+    ("Jobs", "/jobs"),
+    ("Retries", "/retries"),
+    ("Recurring", "/recurring"),
+    ("Queues", "/queues"),
+    ("Servers", "/servers"),
+    ("Batches", "/batches"),
+    ("Dead letters", "/dead-letters"),
+)
+#: Served with every page: scripts and styles only from this origin, nothing framed.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+Role = Literal["admin", "read"]
+
+
+def time_tag(value: datetime | None) -> Markup:
+    """A time in UTC that the page's script shows in the viewer's zone (UTC stays on hover)."""
+    if value is None:
+        return Markup("—")
+    utc = value.astimezone(UTC)
+    text = utc.strftime("%Y-%m-%d %H:%M:%S UTC")
+    iso = utc.isoformat().replace("+00:00", "Z")
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(iso, text, text)
+
+
+def duration_text(seconds: float) -> str:
+    """A short human duration: ``2 d 3 h``, ``5 h 4 min``, ``12 min``, ``40 s``."""
+    seconds = int(max(0, seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min"
+    return f"{secs} s"
+
+
+def count_text(count: tuple[int, bool]) -> str:
+    number, more = count
+    return f"{number:,}+" if more else f"{number:,}"
+
+
+def short_id(value: Any) -> str:
+    return str(value)[:8]
+
+
+def display_arguments(registrations: Mapping[str, Any], name: str, args: Any, kwargs: Any) -> str:
+    """The one place the dashboard turns a job's arguments into text: secret parameters (from
+    the catalog, ``orchestrator.redaction``) are redacted first."""
+    shown_args, shown_kwargs = redact_for(registrations.get(name), args, kwargs)
+    parts = [json.dumps(value, ensure_ascii=False) for value in shown_args]
+    parts += [
+        f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in shown_kwargs.items()
+    ]
+    return ", ".join(parts)
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(PACKAGE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["time"] = time_tag
+    env.filters["count"] = count_text
+    env.filters["short"] = short_id
+    env.filters["pretty"] = pretty_json
+    env.filters["duration"] = duration_text
+    env.globals["nav"] = NAV
+    env.globals["prefix"] = PREFIX
+    return env
+
+
+def viewer_role(request: Request) -> Role:
+    """What the viewer may do: ``admin`` (acts) or ``read`` (sees). The auth middleware already
+    let the request in; with no keys configured only loopback clients get here, as admins."""
+    keys = runtime_of(request).settings.parsed_api_keys
+    if not keys:
+        return "admin"
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    key = None
+    if scheme.lower() == "bearer":
+        key = find_key(keys, secret.strip())
+    elif (token := request.cookies.get(SESSION_COOKIE)) is not None:
+        key = key_of_session(keys, token)
+    return "admin" if key is not None and key.role == "admin" else "read"
+
+
+def signed_in(request: Request) -> bool:
+    return SESSION_COOKIE in request.cookies and bool(runtime_of(request).settings.parsed_api_keys)
+
+
+def _csrf_token(request: Request) -> tuple[str, bool]:
+    """The viewer's token and whether it is new (the cookie must be set)."""
+    existing = request.cookies.get(CSRF_COOKIE)
+    if existing and len(existing) >= 32:
+        return existing, False
+    return secrets.token_urlsafe(32), True
+
+
+def _cookie_options(request: Request) -> dict[str, Any]:
+    return {
+        "path": PREFIX,
+        "httponly": True,
+        "samesite": "strict",
+        "secure": request.url.scheme == "https",
+    }
+
+
+def current_nav(path: str) -> str | None:
+    """The navigation entry a page belongs to (job details belong to Jobs)."""
+    if path.rstrip("/") == PREFIX:
+        return "Overview"
+    for text, sub in NAV[1:]:
+        if path == PREFIX + sub or path.startswith(PREFIX + sub + "/"):
+            return text
+    return None
+
+
+def render(
+    request: Request, template: str, status: int = 200, csrf: bool = True, **context: Any
+) -> HTMLResponse:
+    """A full page (or, for names starting with ``_``, a fragment) with the shared context;
+    ``csrf=False`` for the login form, which sets no cookie but the session."""
+    token, new_token = _csrf_token(request)
+    flash = _read_flash(request)
+    values = {
+        "request": request,
+        "path": request.url.path,
+        "current_nav": current_nav(request.url.path),
+        "csrf_token": token,
+        "can_act": viewer_role(request) == "admin",
+        "signed_in": signed_in(request),
+        "flash": flash,
+        **context,
+    }
+    html = environment().get_template(template).render(values)
+    response = HTMLResponse(html, status_code=status)
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"
+    if new_token and csrf:
+        response.set_cookie(CSRF_COOKIE, token, **_cookie_options(request))
+    if flash is not None:
+        response.delete_cookie(FLASH_COOKIE, **_cookie_options(request))
+    return response
+
+
+class CsrfError(Exception):
+    """A POST without the viewer's token (answered 403, nothing changed)."""
+
+
+class ReadOnlyError(Exception):
+    """A read key tried to act (answered 403, nothing changed)."""
+
+
+async def checked_form(request: Request) -> dict[str, Any]:
+    """The POSTed form after the CSRF and role checks; raises before anything is changed."""
+    form = await request.form()
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    field = form.get("csrf_token")
+    if not cookie or not isinstance(field, str) or not hmac.compare_digest(cookie, field):
+        raise CsrfError
+    if viewer_role(request) != "admin":
+        raise ReadOnlyError
+    values: dict[str, Any] = {}
+    for key in form:
+        items = [v for v in form.getlist(key) if isinstance(v, str)]
+        values[key] = items if key == "job" else (items[0] if items else "")
+    return values
+
+
+def safe_next(value: Any, default: str) -> str:
+    """Where to go after an action: a dashboard path only (never another site)."""
+    if (
+        isinstance(value, str)
+        and (value == PREFIX or value.startswith(PREFIX + "/") or value.startswith(PREFIX + "?"))
+        and "//" not in value
+        and "\\" not in value
+    ):
+        return value
+    return default
+
+
+def done(request: Request, to: str, message: str, ok: bool = True) -> Response:
+    """303 back to ``to``; the next page shows ``message`` in its status element."""
+    response = RedirectResponse(to, status_code=303)
+    payload = quote(json.dumps({"ok": ok, "text": message[:500]}), safe="")
+    response.set_cookie(FLASH_COOKIE, payload, max_age=60, **_cookie_options(request))
+    return response
+
+
+def _read_flash(request: Request) -> dict[str, Any] | None:
+    raw = request.cookies.get(FLASH_COOKIE)
+    if not raw:
+        return None
+    try:
+        value = json.loads(unquote(raw))
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("text"), str):
+        return None
+    return {"ok": bool(value.get("ok")), "text": value["text"]}
+
+
+def refusal(request: Request, status: int, message: str) -> HTMLResponse:
+    return render(request, "refused.html", status=status, title="Refused", problem=message)
