@@ -1,8 +1,8 @@
 """A running system and a headless Chromium for the dashboard's browser tests.
 
-One system for the session (API, worker and scheduler as real processes on a fresh PostgreSQL
-database and a unique broker namespace) with an admin and a read API key configured, so the
-dashboard asks for a key; tests share it, so each makes its own jobs and looks only at those.
+One system for the session (API, worker, scheduler and janitor as real processes on a fresh
+PostgreSQL database and a unique broker namespace) with an admin and a read API key configured,
+so the dashboard asks for a key; tests share it, so each makes its own jobs and looks only at those.
 Chromium runs per module. Each test gets its own browser context (cookies, storage), signed in
 as admin unless it signs in itself. Screenshots go to ``test-artifacts/screenshots/`` or to
 ``ORCHESTRATOR_SCREENSHOTS_DIR``.
@@ -10,6 +10,7 @@ as admin unless it signs in itself. Screenshots go to ``test-artifacts/screensho
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -18,9 +19,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -30,8 +33,10 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from bench.system import ROOT, System, drop_postgres_database, new_postgres_database
+from bench.system import ROOT, System
 from orchestrator import Client
+from orchestrator.db import create_engine
+from orchestrator.errors import ApiError
 from tests.browser.ui import WAIT_MS, Dashboard, Problems, Screenshots
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -65,13 +70,34 @@ def chromium() -> Path:
     return CHROMIUM
 
 
+async def _admin(url: str, statement: str) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(sa.text(statement))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def system_database(postgres_admin_url: str, postgres_template: str) -> Iterator[str]:
+    """A database of the session's own, cloned from the migrated template (faster than
+    migrating one)."""
+    name = f"orch_browser_{uuid.uuid4().hex[:10]}"
+    clone = f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}" STRATEGY FILE_COPY'
+    asyncio.run(_admin(postgres_admin_url, clone))
+    parts = urlsplit(postgres_admin_url)
+    yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+    asyncio.run(_admin(postgres_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture(scope="session")
 def system(
-    chromium: Path, amqp_url: str, tmp_path_factory: pytest.TempPathFactory
+    chromium: Path, system_database: str, amqp_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[System]:
-    database, url = new_postgres_database()
     running = System(
-        database_url=url,
+        database_url=system_database,
         jobs="tests.browser.jobs",
         amqp_url=amqp_url,
         log_dir=tmp_path_factory.mktemp("browser-system"),
@@ -81,20 +107,23 @@ def system(
         running.start("api", "api")
         running.start("worker", "worker", "--queues", "default", "--concurrency", "4")
         running.start("scheduler", "scheduler")
-        running.wait_for_api()
+        running.start("janitor", "janitor")  # records dead letters for the dashboard
         _wait_for_catalog(running, "browser.hold")
         yield running
     finally:
         running.stop_all()
-        drop_postgres_database(database)
 
 
 def _wait_for_catalog(system: System, name: str, timeout: float = 60) -> None:
-    """Until a worker has registered ``name`` (System's own wait reads without a key)."""
+    """Until the API serves and a worker has registered ``name``; fails at once if a role
+    exits (System's own waits read without a key and outwait a crash)."""
     deadline = time.monotonic() + timeout
     with Client(system.api_url, api_key=Keys.admin) as client:
         while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
+            for role, process in system.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"the {role} exited:\n{system.log_of(role)[-4000:]}")
+            with contextlib.suppress(httpx.HTTPError, ApiError):
                 if any(item["name"] == name for item in client.catalog()["items"]):
                     return
             time.sleep(0.1)

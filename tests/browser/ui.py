@@ -70,6 +70,11 @@ class Screenshots:
     prefix: str
     taken: list[Path] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # A rerun starts afresh: no picture left over from an earlier run of the same test.
+        for stale in self.directory.glob(f"{self.prefix}-[0-9][0-9]-*.png"):
+            stale.unlink()
+
     def save(self, page: Page, name: str) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{self.prefix}-{len(self.taken) + 1:02d}-{_slug(name)}.png"
@@ -134,8 +139,10 @@ class Dashboard:
         return scope.get_by_role("button", name=name, exact=True)
 
     def act(self, name: str, within: Locator | None = None) -> str:
-        """Press an action button; returns the result message the dashboard shows."""
-        self.button(name, within).click()
+        """Press an action button; returns the result message the page it leads back to shows
+        (every action is a form POST answered 303 to a page with a ``role="status"``)."""
+        with self.page.expect_navigation(timeout=WAIT_MS):
+            self.button(name, within).click()
         status = self.page.get_by_role("status").filter(has_text=re.compile(r"\S"))
         expect(status.first).to_be_visible(timeout=WAIT_MS)
         self.shot(f"after-{name}")
@@ -143,12 +150,10 @@ class Dashboard:
 
     def item(self, text: str, button: str) -> Locator:
         """The innermost element showing ``text`` that holds the button ``button``: the row
-        (or card) of one job, recurring job or dead letter, whatever its markup."""
-        literal = _xpath_literal(text)
-        xpath = (
-            f"xpath=//*[contains(normalize-space(.), {literal})]"
-            f"[.//button[normalize-space(.)={_xpath_literal(button)}]]"
-        )
+        (or card) of one job, recurring job or dead letter, whatever its markup. A result
+        message naming the same thing does not count."""
+        shown = f".//text()[contains(., {_xpath_literal(text)})][not(ancestor::*[@role='status'])]"
+        xpath = f"xpath=//*[{shown}][.//button[normalize-space(.)={_xpath_literal(button)}]]"
         return self.page.locator(xpath).last
 
     def job_state(self) -> Locator:

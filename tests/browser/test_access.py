@@ -1,0 +1,87 @@
+"""Who may see and do what in the dashboard, signed in through its login form in Chromium."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urljoin
+
+import pytest
+from playwright.sync_api import expect
+
+from bench.system import System
+from orchestrator import Client
+from orchestrator_api.auth import SESSION_COOKIE
+from tests.browser import jobs
+from tests.browser.conftest import Keys, Tabs, sign_in
+from tests.browser.ui import ACTION_BUTTONS, PAGES, Dashboard
+
+pytestmark = pytest.mark.e2e
+
+
+def test_without_a_session_the_dashboard_asks_for_a_key(tabs: Tabs, system: System) -> None:
+    stranger = tabs.open()
+    response = stranger.page.goto(system.api_url + "/hangfire")
+    assert response is not None
+    if response.status == 200:  # sent to the login form rather than refused outright
+        assert stranger.page.url.endswith("/hangfire/login")
+    else:
+        assert response.status == 401
+    stranger.shot("refused")
+    stranger.open("/hangfire/login")
+    expect(stranger.page.get_by_label("API key")).to_be_visible()
+    expect(stranger.page.get_by_role("link", name="Jobs", exact=True)).to_have_count(0)
+
+    stranger.page.get_by_label("API key").fill("not-a-key")
+    stranger.page.get_by_label("API key").press("Enter")
+    expect(stranger.page.get_by_label("API key")).to_be_visible()  # still asked
+    stranger.shot("unknown-key")
+    assert stranger.page.request.get(system.api_url + "/hangfire", max_redirects=0).status in (
+        303,
+        307,
+        401,
+    )
+
+
+def test_admin_key_signs_in_with_a_strict_http_only_session(tabs: Tabs) -> None:
+    admin = tabs.open()
+    sign_in(admin, Keys.admin)
+    admin.shot("signed-in")
+    expect(admin.page.locator("h1")).to_have_text("Overview")
+    session = [c for c in admin.page.context.cookies() if c["name"] == SESSION_COOKIE]
+    assert len(session) == 1 and session[0]["httpOnly"], session
+    assert session[0]["sameSite"] == "Strict", session
+    for heading in PAGES.values():
+        expect(admin.page.get_by_role("link", name=heading, exact=True)).to_be_visible()
+
+
+def test_read_key_sees_every_page_and_no_action(
+    tabs: Tabs, admin: Dashboard, client: Client, tmp_path: Path
+) -> None:
+    failed = client.enqueue(jobs.flaky.call(str(tmp_path / "never-created")))
+    admin.wait_for_job_state(failed, "Failed")
+    requeue = admin.button("Requeue")
+    expect(requeue).to_be_visible()  # so the read session below lacks it for its role alone
+    form = requeue.locator("xpath=ancestor::form[1]")
+    action = requeue.get_attribute("formaction") or form.get_attribute("action") or ""
+    fields = {
+        field.get_attribute("name") or "": field.get_attribute("value") or ""
+        for field in form.locator("input[type=hidden][name]").all()
+    }
+
+    reader = tabs.open(role="reader")
+    sign_in(reader, Keys.read)
+    for path, heading in [*PAGES.items(), (f"/hangfire/jobs/{failed}", None)]:
+        reader.open(path, heading)
+        for name in ACTION_BUTTONS:
+            expect(reader.button(name)).to_have_count(0)
+
+    # Posted with the reader's own cookies and tokens: refused for the role alone.
+    admin_cookies = {c["name"]: c["value"] for c in admin.page.context.cookies()}
+    reader_cookies = {c["name"]: c["value"] for c in reader.page.context.cookies()}
+    for field, value in fields.items():
+        for cookie, admin_value in admin_cookies.items():
+            if value == admin_value and cookie in reader_cookies:
+                fields[field] = reader_cookies[cookie]
+    refused = reader.page.request.post(urljoin(admin.page.url, action), form=fields)
+    assert refused.status == 403, refused.text()
+    assert client.get(failed)["state"] == "Failed"
