@@ -99,3 +99,11 @@ def process_polite_no_timeout(notes: str, ctx: JobContext) -> str:
 )
 def process_raises(key: str) -> None:
     raise KeyError(key)
+
+
+@job(name="process.sleeper", retries=0, isolation="process")
+def process_sleeper(notes: str, ctx: JobContext) -> str:
+    """No deadline, ignores its token: only a kill stops it."""
+    _note(notes, f"start {ctx.attempt} {os.getpid()}")
+    time.sleep(60)
+    return "finished"

@@ -9,7 +9,8 @@ import asyncio
 import os
 from pathlib import Path
 
-from tests.retries.conftest import enqueue, new_job, wait_for
+from orchestrator_worker.worker import Worker
+from tests.retries.conftest import CATALOG, enqueue, new_job, read, wait_for
 
 TIMEOUT = "orchestrator.errors.JobTimeoutError"
 
@@ -102,3 +103,22 @@ async def test_an_exception_comes_back_with_its_type_and_traceback(start_worker,
     assert "in process_raises" in row.error_traceback
     assert "raise KeyError(key)" in row.error_traceback
     assert len(history) == 3
+
+
+async def test_shutdown_kills_the_child_and_hands_the_job_back(
+    make_settings, postgres_url, tmp_path
+):
+    settings = make_settings(postgres_url, worker_ops_port=0, worker_concurrency=2)
+    worker = Worker(settings, CATALOG, shutdown_grace=0.5)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    await asyncio.wait_for(worker.ready.wait(), 20)
+    notes = tmp_path / "notes"
+    [job_id] = await enqueue(settings, [new_job("process.sleeper", str(notes))])
+    [start] = await lines(notes, 1)
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    assert not alive(int(start.split()[2]))  # killed before the worker returned
+    row, history = await read(settings, job_id)
+    assert (row.state, row.retries_used) == ("Enqueued", 0)  # handed back, no retry spent
+    assert [h.state for h in history] == ["Enqueued", "Processing", "Enqueued"]

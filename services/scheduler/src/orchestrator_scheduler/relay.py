@@ -80,8 +80,9 @@ class Relay:
         self.tries = 0
 
     def _connection_open(self) -> bool:
+        """Connected now (a robust connection stays "not closed" while it reconnects)."""
         connection = self._connection()
-        return connection is not None and not connection.is_closed
+        return connection is not None and not connection.is_closed and connection.connected.is_set()
 
     def _due(self) -> bool:
         if self.backoff.ready():
