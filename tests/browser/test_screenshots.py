@@ -41,14 +41,17 @@ def _some_of_everything(client: Client, tmp_path: Path) -> tuple[str, str]:
     """Jobs in most states and two recurring jobs; returns a failed job and a running one."""
     done = [client.enqueue(jobs.quick.call(f"report {i}")) for i in range(6)]
     done += [client.enqueue(jobs.other.call(f"invoice {i}")) for i in range(3)]
-    failed = client.enqueue(jobs.flaky.call(str(tmp_path / "settings.toml")))
-    running = client.enqueue(jobs.hold.call(str(tmp_path / "marks"), seconds=120.0))
+    missing = Path("/srv/reports/settings.toml")  # a plausible file that is not there
+    assert not missing.exists()
+    failed = client.enqueue(jobs.flaky.call(str(missing)))
+    running = client.enqueue(jobs.hold.call(str(tmp_path / "export.log"), seconds=120.0))
     client.schedule(jobs.quick.call("tomorrow's digest"), delay=86_400)
     client.add_or_update("nightly-report", jobs.quick.call("nightly"), "0 3 * * *")
     client.add_or_update(
         "invoices", jobs.other.call("monthly"), "0 6 1 * *", timezone="Europe/Berlin"
     )
     client.pause("invoices")
+    done.append(client.trigger("nightly-report"))  # so it shows a last run and its job
     for job_id in done:
         client.wait(job_id, timeout=60)
     deadline = time.monotonic() + 60
@@ -81,5 +84,9 @@ def test_docs_screenshots(
         width = phone.page.evaluate("document.documentElement.scrollWidth")
         assert width <= PHONE["width"], f"the overview is {width}px wide on a phone"
         _save(phone.page, "overview-phone")
+
+        dark = tabs.open(role="dark", storage_state=admin_session, color_scheme="dark")
+        dark.open("/hangfire", "Overview")
+        _save(dark.page, "overview-dark")
     finally:
         client.delete(running)
