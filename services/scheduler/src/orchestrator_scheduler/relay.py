@@ -102,7 +102,8 @@ class Relay:
                 self._engine, publisher, older_than=self._older_than
             )
         except Exception:
-            self._failed(closed=not self._connection_open())
+            if not self._connection_open():  # else the store failed; the loop logs it
+                self._failed(closed=True)
             raise
         if unsent and not sent:  # the broker took none: down, or hanging
             self._failed(closed=not self._connection_open())
