@@ -13,11 +13,13 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from types import TracebackType
+from typing import Any, Literal
 
 from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
@@ -98,9 +100,36 @@ def handler(log_format: LogFormat, stream: object = None) -> logging.Handler:
 
 
 def configure(level: str, log_format: LogFormat) -> None:
-    """The root logger's one handler, replacing any set up before (``logging.basicConfig``)."""
+    """The root logger's one handler, replacing any set up before (``logging.basicConfig``);
+    errors Python would print itself go through it too, so JSON output stays JSON."""
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
     root.addHandler(handler(log_format))
     root.setLevel(level.upper())
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+    sys.unraisablehook = _log_unraisable
+
+
+_python = logging.getLogger("python")
+
+
+def _log_uncaught(
+    kind: type[BaseException], value: BaseException, tb: TracebackType | None
+) -> None:
+    _python.critical("uncaught exception", exc_info=(kind, value, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is not None:
+        exc_info = (args.exc_type, args.exc_value, args.exc_traceback)
+        _python.error("uncaught exception in thread %s", args.thread, exc_info=exc_info)
+
+
+def _log_unraisable(unraisable: Any) -> None:
+    # Finalizers and ``__del__`` failures, often at shutdown.
+    value = unraisable.exc_value
+    exc_info = (unraisable.exc_type, value, unraisable.exc_traceback) if value else None
+    message = unraisable.err_msg or "Exception ignored in"
+    _python.warning("%s: %r", message, unraisable.object, exc_info=exc_info)
