@@ -27,3 +27,10 @@ async def flaky_upload(name: str, token: str, context: JobContext) -> str:
     if context.attempt == 1:
         raise ConnectionError(f"upload of {name} refused")
     return name
+
+
+@job(secret=["password"], isolation="process")
+def sign_in_isolated(user: str, password: str) -> str:
+    """A sync job run in a child process (process isolation), which logs from there."""
+    log.info("signing in %s from a child process", user)
+    return user

@@ -146,9 +146,16 @@ def test_every_line_a_job_writes_names_its_job_and_trace(
         upload_trace,
         {"job": f"{JOBS}.flaky_upload", "kwargs": {"name": "report.pdf", "token": TOKEN}},
     )
+    isolated_trace = uuid.uuid4().hex
+    isolated = _enqueue(
+        system,
+        isolated_trace,
+        {"job": f"{JOBS}.sign_in_isolated", "kwargs": {"user": "bo", "password": PASSWORD}},
+    )
     with Client(system.api_url) as client:
         assert client.wait(sign_in, timeout=30) == "ann"
         assert client.wait(upload, timeout=30) == "report.pdf"
+        assert client.wait(isolated, timeout=30) == "bo"
     system.stop_all()  # flushes the logs and the span exporters
     outputs = {role: system.log_of(role) for role in ROLES}
 
@@ -158,8 +165,11 @@ def test_every_line_a_job_writes_names_its_job_and_trace(
             assert {"time", "level", "logger", "message", "job_id", "trace_id"} <= record.keys()
 
     worker = _records(outputs["worker"], "worker")
-    by_job = {job_id: [r for r in worker if r["job_id"] == job_id] for job_id in (sign_in, upload)}
-    # The sync job (run in a worker thread) and the async one both log with their context.
+    by_job = {
+        job_id: [r for r in worker if r["job_id"] == job_id]
+        for job_id in (sign_in, upload, isolated)
+    }
+    # The sync job (run in a worker thread) and the async one log with their context.
     signing = [r for r in by_job[sign_in] if r["logger"] == JOBS]
     assert [r["message"] for r in signing] == ["signing in ann"]
     uploading = [r for r in by_job[upload] if r["logger"] == JOBS]
@@ -167,9 +177,13 @@ def test_every_line_a_job_writes_names_its_job_and_trace(
         "uploading report.pdf, attempt 1",
         "uploading report.pdf, attempt 2",
     ]
+    # A job in process isolation logs from its child process, with the same context.
+    from_child = [r for r in by_job[isolated] if r["logger"] == JOBS]
+    assert [r["message"] for r in from_child] == ["signing in bo from a child process"]
     for job_id, trace_id, name in (
         (sign_in, sign_in_trace, "sign_in"),
         (upload, upload_trace, "flaky_upload"),
+        (isolated, isolated_trace, "sign_in_isolated"),
     ):
         lines = by_job[job_id]
         assert {r["job_name"] for r in lines} == {f"{JOBS}.{name}"}

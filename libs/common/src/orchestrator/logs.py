@@ -41,11 +41,16 @@ _current_job: contextvars.ContextVar[_Job | None] = contextvars.ContextVar("job"
 @contextmanager
 def job_context(job_id: uuid.UUID | str, name: str) -> Iterator[None]:
     """Name the job for every record logged in this context (and in copies of it)."""
-    token = _current_job.set(_Job(str(job_id), name))
+    token = name_job(job_id, name)
     try:
         yield
     finally:
         _current_job.reset(token)
+
+
+def name_job(job_id: uuid.UUID | str, name: str) -> contextvars.Token[_Job | None]:
+    """Name the job from here on (a process that runs one job and exits needs no reset)."""
+    return _current_job.set(_Job(str(job_id), name))
 
 
 class ContextFilter(logging.Filter):
@@ -102,6 +107,8 @@ def handler(log_format: LogFormat, stream: object = None) -> logging.Handler:
 def configure(level: str, log_format: LogFormat) -> None:
     """The root logger's one handler, replacing any set up before (``logging.basicConfig``);
     errors Python would print itself go through it too, so JSON output stays JSON."""
+    global _configured
+    _configured = (level, log_format)
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
@@ -112,6 +119,13 @@ def configure(level: str, log_format: LogFormat) -> None:
     sys.unraisablehook = _log_unraisable
 
 
+def configuration() -> tuple[str, LogFormat] | None:
+    """The level and format :func:`configure` set in this process (None: not called), for a child
+    process that must log the same way."""
+    return _configured
+
+
+_configured: tuple[str, LogFormat] | None = None
 _python = logging.getLogger("python")
 
 

@@ -29,13 +29,17 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
+
+from orchestrator import logs, tracing
 from orchestrator.catalog import validate_with_model
 from orchestrator.errors import JobTimeoutError
 from orchestrator.jobs import JobContext, JobFunction
+from orchestrator.logs import LogFormat
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -83,6 +87,10 @@ class _Request:
     job_id: str
     attempt: int
     grace: float
+    #: The run span's W3C headers and the worker's log level and format: the child's log lines
+    #: name the job and its trace like the worker's own.
+    trace: dict[str, str] = field(default_factory=dict)
+    logging: tuple[str, LogFormat] | None = None
 
 
 async def run_in_process(
@@ -101,7 +109,15 @@ async def run_in_process(
             f"job {function.name!r}: process mode needs the job in an importable module"
         )
     request = _Request(
-        module, function.name, job.args, job.kwargs, str(job.job_id), job.attempt, grace
+        module,
+        function.name,
+        job.args,
+        job.kwargs,
+        str(job.job_id),
+        job.attempt,
+        grace,
+        trace=tracing.current_headers(),
+        logging=logs.configuration(),
     )
     child = _Child(request)
     loop = asyncio.get_running_loop()
@@ -295,6 +311,7 @@ class _Child:
 
 def child_main(request: _Request, cancel_in: Connection, answer_out: Connection) -> None:
     """The child's entry point: run the job once and send back its answer."""
+    _adopt_context(request)
     cancelled = threading.Event()
     listener = threading.Thread(
         target=_listen, args=(cancel_in, cancelled, request.grace), daemon=True
@@ -309,6 +326,14 @@ def child_main(request: _Request, cancel_in: Connection, answer_out: Connection)
     except BaseException as exc:
         answer = ("error", _describe(exc))
     answer_out.send(answer)
+
+
+def _adopt_context(request: _Request) -> None:
+    """Log as the worker does, with the job and the run span's trace on every line."""
+    if request.logging is not None:
+        logs.configure(*request.logging)
+    otel_context.attach(tracing.context_from(request.trace))
+    logs.name_job(request.job_id, request.name)
 
 
 def _listen(cancel_in: Connection, cancelled: threading.Event, grace: float) -> None:
