@@ -160,3 +160,31 @@ def test_filter_by_name_and_text_with_a_shareable_url(
     expect(shared.page.locator("h1")).to_have_text("Jobs", timeout=WAIT_MS)
     shared.shot("shared-url")
     assert shared.listed_job_ids() == {quick[1], other[1]}
+
+
+def test_pages_and_sorts_of_a_filtered_list(admin: Dashboard, client: Client) -> None:
+    token = uuid.uuid4().hex[:10]
+    many = client.enqueue_many([jobs.quick.call(f"{token} page {i}") for i in range(53)])
+    named = [client.enqueue(jobs.other.call(f"{token} named")) for _ in range(2)]
+    for job_id in many + named:
+        client.wait(job_id, timeout=60)
+
+    admin.open(f"/hangfire/jobs?q={token}", "Jobs")
+    first = admin.listed_job_ids_in_order()
+    admin.page.get_by_role("link", name="Next page").click()
+    admin.page.wait_for_url(re.compile("after="))
+    admin.shot("next-page")
+    second = admin.listed_job_ids_in_order()
+    assert first and second and not set(first) & set(second)
+    assert set(first) | set(second) == set(many + named)  # every job once, over two pages
+
+    admin.open(f"/hangfire/jobs?q={token}", "Jobs")
+    admin.set_field("Sort", "name")
+    admin.page.get_by_role("button", name="Filter", exact=True).click()
+    admin.page.wait_for_url(re.compile("sort=name"))
+    admin.shot("sorted-by-name")
+    assert set(admin.listed_job_ids_in_order()[:2]) == set(named)  # browser.other < browser.quick
+    admin.set_field("Sort", "-name")
+    admin.page.get_by_role("button", name="Filter", exact=True).click()
+    admin.page.wait_for_url(re.compile("sort=-name"))
+    assert not set(admin.listed_job_ids_in_order()[:50]) & set(named)  # last, on the next page

@@ -196,9 +196,13 @@ class Dashboard:
 
     def listed_job_ids(self) -> set[str]:
         """The ids of the jobs this page links to (list rows link to their details page)."""
+        return set(self.listed_job_ids_in_order())
+
+    def listed_job_ids_in_order(self) -> list[str]:
         hrefs = self.page.eval_on_selector_all("a[href]", "(links) => links.map(a => a.href)")
         pattern = re.compile(f"/hangfire/jobs/({UUID})(?:[?#]|$)")
-        return {m.group(1) for href in hrefs if (m := pattern.search(href))}
+        ids = [m.group(1) for href in hrefs if (m := pattern.search(href))]
+        return list(dict.fromkeys(ids))
 
     def select_job(self, job_id: str) -> None:
         self.page.get_by_role("checkbox", name=f"Select job {job_id}", exact=True).check()
