@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urljoin
 
 import pytest
 from playwright.sync_api import expect
@@ -59,14 +58,8 @@ def test_read_key_sees_every_page_and_no_action(
 ) -> None:
     failed = client.enqueue(jobs.flaky.call(str(tmp_path / "never-created")))
     admin.wait_for_job_state(failed, "Failed")
-    requeue = admin.button("Requeue")
-    expect(requeue).to_be_visible()  # so the read session below lacks it for its role alone
-    form = requeue.locator("xpath=ancestor::form[1]")
-    action = requeue.get_attribute("formaction") or form.get_attribute("action") or ""
-    fields = {
-        field.get_attribute("name") or "": field.get_attribute("value") or ""
-        for field in form.locator("input[type=hidden][name]").all()
-    }
+    expect(admin.button("Requeue")).to_be_visible()  # the reader lacks it for its role alone
+    url, fields = admin.form_of("Requeue")
 
     reader = tabs.open(role="reader")
     sign_in(reader, Keys.read)
@@ -82,6 +75,25 @@ def test_read_key_sees_every_page_and_no_action(
         for cookie, admin_value in admin_cookies.items():
             if value == admin_value and cookie in reader_cookies:
                 fields[field] = reader_cookies[cookie]
-    refused = reader.page.request.post(urljoin(admin.page.url, action), form=fields)
+    refused = reader.page.request.post(url, form=fields)
     assert refused.status == 403, refused.text()
     assert client.get(failed)["state"] == "Failed"
+
+
+def test_an_admin_post_without_the_pages_token_changes_nothing(
+    admin: Dashboard, client: Client, tmp_path: Path
+) -> None:
+    failed = client.enqueue(jobs.flaky.call(str(tmp_path / "never-created")))
+    admin.wait_for_job_state(failed, "Failed")
+    url, fields = admin.form_of("Requeue")
+    cookies = {c["value"] for c in admin.page.context.cookies()}
+    forged = {name: ("forged" if value in cookies else value) for name, value in fields.items()}
+    assert forged != fields, "the form carries no per-session token"
+    for sent in (forged, {name: v for name, v in forged.items() if v != "forged"}):
+        refused = admin.page.request.post(url, form=sent)
+        assert refused.status == 403, refused.text()
+    assert admin.page.request.get(url).status in (404, 405)  # a GET never acts
+    assert client.get(failed)["state"] == "Failed"
+    accepted = admin.page.request.post(url, form=fields, max_redirects=0)
+    assert accepted.status == 303
+    assert client.get(failed)["state"] != "Failed"

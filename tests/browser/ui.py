@@ -10,6 +10,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urljoin
 
 from playwright.sync_api import Locator, Page, Request, Response, expect
 
@@ -141,12 +142,27 @@ class Dashboard:
     def act(self, name: str, within: Locator | None = None) -> str:
         """Press an action button; returns the result message the page it leads back to shows
         (every action is a form POST answered 303 to a page with a ``role="status"``)."""
-        with self.page.expect_navigation(timeout=WAIT_MS):
+        with (
+            self.page.expect_navigation(timeout=WAIT_MS),
+            self.page.expect_response(lambda r: r.request.method == "POST") as posted,
+        ):
             self.button(name, within).click()
+        assert posted.value.status == 303, f"{name}: HTTP {posted.value.status}"
         status = self.page.get_by_role("status").filter(has_text=re.compile(r"\S"))
         expect(status.first).to_be_visible(timeout=WAIT_MS)
         self.shot(f"after-{name}")
         return status.first.inner_text()
+
+    def form_of(self, name: str) -> tuple[str, dict[str, str]]:
+        """Where the button ``name`` posts and the hidden fields it sends, to replay by hand."""
+        button = self.button(name)
+        form = button.locator("xpath=ancestor::form[1]")
+        action = button.get_attribute("formaction") or form.get_attribute("action") or ""
+        fields = {
+            field.get_attribute("name") or "": field.get_attribute("value") or ""
+            for field in form.locator("input[type=hidden][name]").all()
+        }
+        return urljoin(self.page.url, action), fields
 
     def item(self, text: str, button: str) -> Locator:
         """The innermost element showing ``text`` that holds the button ``button``: the row
