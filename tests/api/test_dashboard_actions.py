@@ -224,3 +224,26 @@ async def test_realtime_and_history_graphs_count_outcomes(api: Api) -> None:
         await conn.execute(sa.delete(store.jobs_table))
     overview = (await api.http.get("/hangfire")).text
     assert "Jobs per hour, last 24 hours (UTC): Succeeded 3, Failed 1" in overview
+
+
+async def test_a_text_search_past_its_time_limit_is_stopped(
+    start_api: Any, postgres_url: str, monkeypatch: Any
+) -> None:
+    """Without the opt-in trigram index a rare term reads every row; PostgreSQL stops it."""
+    async with start_api(postgres_url) as api:
+        async with api.runtime.engine.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO jobs (id, name, queue, args, kwargs, state, attempt, retries, "
+                    "retries_used, created_at, state_changed_at, options) "
+                    "SELECT gen_random_uuid(), 'x', 'default', jsonb_build_array(g), '{}', "
+                    "'Enqueued', 0, 0, 0, now(), now(), '{}' FROM generate_series(1, 50000) g"
+                )
+            )
+        monkeypatch.setattr(job_search, "TEXT_SEARCH_TIMEOUT_MS", 1)
+        slow = await api.http.get("/hangfire/jobs?q=no-such-text")
+        assert slow.status_code == 422
+        assert "text search took too long" in read(slow.text).status
+        monkeypatch.setattr(job_search, "TEXT_SEARCH_TIMEOUT_MS", 60_000)
+        found = await _jobs_page(api, "q=%5B49999%5D")  # the arguments [49999]
+        assert len(found.job_links) == 1

@@ -2,10 +2,11 @@
 
 Every list is keyset-paged on the sort key plus ``id`` (never OFFSET), so a deep page costs what
 the first one does. The filters that matter at scale (state, queue, name, created-at range) hit
-the composite indexes ``ix_jobs_{state,queue_state,name_state}_created``; text in the arguments
-uses the trigram index ``ix_jobs_arguments_trgm`` on PostgreSQL (migration 0004) and a plain
-``LIKE`` on SQLite. Counts stop at a bound: "10,000+" is as useful as an exact figure that costs
-a scan of every matching row.
+the composite indexes ``ix_jobs_{state,queue_state,name_state}_created``. Text in the arguments
+is a case-insensitive ``LIKE`` on :data:`ARGUMENTS_TEXT`, newest first over the rows the other
+filters leave; on PostgreSQL an operator may add the trigram index ``ix_jobs_arguments_trgm`` on
+that expression (docs/dashboard.md), which the planner then uses. Counts stop at a bound:
+"10,000+" is as useful as an exact figure that costs a scan of every matching row.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ Sort = Literal["-created", "created", "name", "-name"]
 SORTS: Final[tuple[Sort, ...]] = ("-created", "created", "name", "-name")
 #: Counts above this show as "10,000+".
 COUNT_BOUND: Final = 10_000
-#: The arguments as one text: the expression the trigram index is built on (word for word, so
-#: PostgreSQL's planner matches it).
+#: The arguments as one text: the expression the optional trigram index is built on.
 ARGUMENTS_TEXT: Final = "(CAST(args AS TEXT) || ' ' || CAST(kwargs AS TEXT))"
+#: A text search without the trigram index may have to read every row the other filters leave;
+#: on PostgreSQL it is stopped after this long rather than hold a connection (SearchTooSlowError).
+TEXT_SEARCH_TIMEOUT_MS: Final = 5000
 #: History rows entering these states are counted per second for the realtime graph.
 OUTCOMES: Final = (State.SUCCEEDED.value, State.FAILED.value)
 
@@ -53,6 +56,10 @@ class Search:
     #: Only Scheduled jobs waiting for an automatic retry.
     retries_only: bool = False
     sort: Sort = "-created"
+
+
+class SearchTooSlowError(Exception):
+    """A text search ran past TEXT_SEARCH_TIMEOUT_MS; narrowing it with other filters helps."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +147,15 @@ async def search(
         bound = sa.tuple_(*decode_cursor(where.sort, after))
         query = query.where(key < bound if descending else key > bound)
     order = [c.desc() if descending else c.asc() for c in columns]
-    rows = list((await conn.execute(query.order_by(*order).limit(limit + 1))).all())
+    if where.text and is_postgres(conn):
+        # SET LOCAL: only for this transaction, which ends when the connection goes back.
+        await conn.execute(sa.text(f"SET LOCAL statement_timeout = {TEXT_SEARCH_TIMEOUT_MS}"))
+    try:
+        rows = list((await conn.execute(query.order_by(*order).limit(limit + 1))).all())
+    except sa.exc.DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) == "57014":  # query_canceled
+            raise SearchTooSlowError from exc
+        raise
     if len(rows) <= limit:
         return Page(rows, None)
     rows = rows[:limit]

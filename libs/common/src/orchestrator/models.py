@@ -31,14 +31,6 @@ class Job(SQLModel, table=True):
         sa.Index("ix_jobs_queue_state_created", "queue", "state", "created_at", "id"),
         sa.Index("ix_jobs_name_state_created", "name", "state", "created_at", "id"),
         sa.Index("ix_jobs_created", "created_at", "id"),
-        # The dashboard's text search in arguments: trigrams, PostgreSQL only (migration 0004).
-        # Spelled as PostgreSQL reflects it, so the schema comparison sees no difference.
-        sa.Index(
-            "ix_jobs_arguments_trgm",
-            sa.text("((args::text || ' '::text) || kwargs::text)"),
-            postgresql_using="gin",
-            postgresql_ops={"ix_jobs_arguments_trgm": "gin_trgm_ops"},
-        ).ddl_if(dialect="postgresql"),
         sa.Index(
             "ix_jobs_scheduled_due",
             "due_at",

@@ -34,6 +34,12 @@ SORT_LABELS: Final = {
 _LIST_ARGUMENTS = 120
 
 
+_TOO_SLOW = (
+    "The text search took too long and was stopped. Narrow it with a state, queue, job name or "
+    "time range (or ask for the trigram index described in docs/dashboard.md)."
+)
+
+
 class BadFilterError(ValueError):
     """A query parameter the list cannot use; shown to the viewer with 400."""
 
@@ -111,6 +117,8 @@ async def job_list(request: Request) -> HTMLResponse:
             page = await job_search.search(conn, where, limit=PAGE_SIZE, after=after)
         except ValueError:
             return refusal(request, 400, "This page link is not valid any more; start again.")
+        except job_search.SearchTooSlowError:
+            return refusal(request, 422, _TOO_SLOW)
         tabs = await job_search.state_counts(conn)
         queues = []
         if where.state is State.ENQUEUED:
