@@ -14,16 +14,18 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from orchestrator import AsyncClient, JobCall, store, tracing
 from orchestrator.catalog import Catalog
 from orchestrator.redaction import REDACTED
 from orchestrator.settings import Settings
 from orchestrator_scheduler.scheduler import Scheduler
 from orchestrator_worker.worker import Worker
-from tests.api.conftest import TEST_JOBS, ApiFactory
+from tests.api.conftest import LOOPBACK, TEST_JOBS, ApiFactory
 from tests.tracing.jobs import PASSWORD, TOKEN
 from tests.worker.test_worker import ended, wait_for_states
 
@@ -138,6 +140,7 @@ async def test_a_delayed_job_and_a_retried_job_each_form_one_trace(
         f"run {SIGN_IN}",
     ], _tree(trace)
     assert server.parent is None and server.kind is SpanKind.SERVER
+    assert [s for s in trace if s.kind is SpanKind.SERVER] == [server], _tree(trace)
     assert (server.attributes or {})["http.response.status_code"] == 201
     assert publish.kind is SpanKind.PRODUCER and run.kind is SpanKind.CONSUMER
     job = {
@@ -181,3 +184,21 @@ async def test_a_delayed_job_and_a_retried_job_each_form_one_trace(
         texts = [str(v) for v in (span.attributes or {}).values()]
         texts += [str(v) for e in span.events for v in (e.attributes or {}).values()]
         assert not any(PASSWORD in t or TOKEN in t for t in texts), span.name
+
+
+async def test_the_client_joins_the_callers_trace(
+    spans: InMemorySpanExporter, start_api: ApiFactory, postgres_url: str
+) -> None:
+    async with start_api(postgres_url, jobs=[TEST_JOBS, JOBS]) as api:
+        transport = httpx.ASGITransport(app=api.app, client=LOOPBACK)
+        async with AsyncClient("http://testserver", transport=transport) as client:
+            with tracing.tracer.start_as_current_span("caller") as caller:
+                job_id = await client.enqueue(JobCall.named(SIGN_IN, "ann", PASSWORD))
+        async with api.runtime.engine.connect() as conn:
+            stored = (await store.get_job(conn, uuid.UUID(job_id))).trace_context
+    caller_trace = caller.get_span_context().trace_id
+    server = _one(spans.get_finished_spans(), "POST /api/v1/jobs")
+    assert server.parent is not None
+    assert server.parent.span_id == caller.get_span_context().span_id
+    assert server.context.trace_id == caller_trace
+    assert stored is not None and stored["traceparent"].split("-")[1] == f"{caller_trace:032x}"

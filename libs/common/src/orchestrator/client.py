@@ -32,6 +32,7 @@ import httpx
 from orchestrator.client_recurring import AsyncRecurringMethods, RecurringMethods
 from orchestrator.errors import ApiError, JobFailedError
 from orchestrator.jobs import JobCall, JobFunction
+from orchestrator.tracing import current_headers
 
 JobId = str | uuid.UUID
 Seconds = timedelta | float
@@ -233,7 +234,9 @@ class Client(RecurringMethods):
         self._http.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return parse(self._http.request(method, API + path, **kwargs))
+        # The caller's active span (if it traces) becomes the parent of what the API does.
+        headers = current_headers()
+        return parse(self._http.request(method, API + path, headers=headers, **kwargs))
 
     def enqueue(self, call: JobCall, /, **options: Unpack[EnqueueOptions]) -> str:
         """Run ``call`` as soon as a worker is free; returns the job id."""
@@ -346,7 +349,8 @@ class AsyncClient(AsyncRecurringMethods):
         await self._http.aclose()
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return parse(await self._http.request(method, API + path, **kwargs))
+        headers = current_headers()  # joins the caller's trace, as above
+        return parse(await self._http.request(method, API + path, headers=headers, **kwargs))
 
     async def enqueue(self, call: JobCall, /, **options: Unpack[EnqueueOptions]) -> str:
         return str((await self._call("POST", "/jobs", json=job_body(call, options)))["id"])

@@ -46,6 +46,9 @@ def create_app(settings: Settings, filters: Sequence[JobFilter] | None = None) -
         description="Background jobs on RabbitMQ with state in PostgreSQL or SQLite.",
         version="0.1.0",
         lifespan=lifespan,
+        # One server span per request, TracingMiddleware's (it skips probes and names the
+        # route); FastAPI's own OTel log records of validation failures may quote request input.
+        telemetry={"tracing": False, "logs": False, "metrics": False, "auto_configure": False},
     )
     app.state.settings = settings
     errors.install(app)
