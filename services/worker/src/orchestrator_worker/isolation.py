@@ -28,8 +28,9 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +92,14 @@ class _Request:
     #: name the job and its trace like the worker's own.
     trace: dict[str, str] = field(default_factory=dict)
     logging: tuple[str, LogFormat] | None = None
+
+
+def warm_up(functions: Iterable[JobFunction[Any, Any]]) -> None:
+    """Start the fork server now if a job runs in process mode: its imports take seconds, which
+    would otherwise delay the first such job (blocks briefly; call it off the event loop)."""
+    if any(function.spec.isolation == "process" for function in functions):
+        _FORKSERVER.set_forkserver_preload(_PRELOAD)
+        forkserver.ensure_running()
 
 
 async def run_in_process(

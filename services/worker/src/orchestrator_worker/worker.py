@@ -26,7 +26,7 @@ from orchestrator.jobs import JobContext
 from orchestrator.settings import Settings
 from orchestrator.states import State
 from orchestrator.topology import Topology
-from orchestrator_worker import cancellation
+from orchestrator_worker import cancellation, isolation
 from orchestrator_worker.claims import ClaimedJob, ClaimResult, claim, decode, observe_started
 from orchestrator_worker.execution import Limits, Outcome, execute, new_context
 from orchestrator_worker.intake import Delivery, Intake, ack_batch
@@ -103,6 +103,7 @@ class Worker:
         )
         try:
             await self._register()
+            await asyncio.get_running_loop().run_in_executor(None, isolation.warm_up, self.catalog)
             self._connection = await self._connect(stop)
             if self._connection is None:
                 return
