@@ -57,8 +57,13 @@ def test_delete_a_processing_job_and_watch_it_cancelled(
     assert client.get(job_id)["state"] == "Deleted"
 
 
-def test_enqueue_a_scheduled_job_now(admin: Dashboard, client: Client) -> None:
+def test_enqueue_a_scheduled_or_awaiting_job_now(admin: Dashboard, client: Client) -> None:
     job_id = client.schedule(jobs.quick.call("not tomorrow"), delay=86_400)
+    child = client.continue_with(job_id, jobs.quick.call("not after its parent"))
+    admin.wait_for_job_state(child, "Awaiting")
+    admin.act("Enqueue now")
+    admin.wait_for_job_state(child, "Succeeded")
+
     admin.wait_for_job_state(job_id, "Scheduled")
     admin.act("Enqueue now")
     admin.wait_for_job_state(job_id, "Succeeded")
