@@ -57,10 +57,9 @@ def _one(spans: Sequence[ReadableSpan], name: str) -> ReadableSpan:
 
 
 def _parent_of(span: ReadableSpan, spans: Sequence[ReadableSpan]) -> ReadableSpan:
-    """The nearest ancestor that is ours (FastAPI adds spans of its own around an endpoint)."""
     assert span.parent is not None, f"{span.name} has no parent"
     (parent,) = [s for s in spans if s.context.span_id == span.parent.span_id]
-    return _parent_of(parent, spans) if parent.name.startswith("fastapi.") else parent
+    return parent
 
 
 def _tree(spans: Sequence[ReadableSpan]) -> str:
