@@ -75,6 +75,11 @@ async def test_the_api_never_reads_a_secret_back(start_api: ApiFactory, database
         assert read["args"] == ["ann", REDACTED]
         everything = (await api.http.get("/api/v1/recurring")).text
         assert PASSWORD not in everything
+        # The dashboard's pages that show arguments.
+        for page in (f"/hangfire/jobs/{job_id}", "/hangfire/jobs", "/hangfire/recurring"):
+            html = await api.http.get(page)
+            assert html.status_code == 200, (page, html.status_code)
+            assert PASSWORD not in html.text and REDACTED in html.text, page
         # The stored job keeps the real value: the worker needs it.
         async with api.runtime.engine.connect() as conn:
             stored = await store.get_job(conn, uuid.UUID(job_id))
