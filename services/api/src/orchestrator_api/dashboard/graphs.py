@@ -33,14 +33,19 @@ def _nice_max(value: int) -> int:
 
 
 def line_chart(
-    title: str, labels: Sequence[str], series: Sequence[Series], tick_every: int
+    title: str,
+    labels: Sequence[str],
+    series: Sequence[Series],
+    tick_every: int,
+    width: int = WIDTH,
 ) -> Markup:
-    """A line per series over ``labels`` (x axis, one point each), y from 0 to a round maximum.
+    """A line per series over ``labels`` (x axis, one point each), y from 0 to a round maximum;
+    ``width`` in the picture's units (the height is fixed, so a wider graph is flatter).
 
     The SVG carries ``role="img"`` and a text description with the totals, for screen readers."""
     points = len(labels)
     top = _nice_max(max((max(s.values, default=0) for s in series), default=0))
-    plot_w = WIDTH - _LEFT - _RIGHT
+    plot_w = width - _LEFT - _RIGHT
     plot_h = HEIGHT - _TOP - _BOTTOM
 
     def x(index: int) -> float:
@@ -51,24 +56,26 @@ def line_chart(
 
     totals = ", ".join(f"{s.name} {sum(s.values):,}" for s in series)
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-label="{escape(title)}: {escape(totals)}" preserveAspectRatio="none">',
+        f'<svg class="chart" viewBox="0 0 {width} {HEIGHT}" role="img" '
+        f'aria-label="{escape(title)}: {escape(totals)}">',
         f"<title>{escape(title)}</title>",
     ]
     for fraction in (0, 0.5, 1):
         value = top * fraction
         level = y(int(value)) if fraction != 0.5 else _TOP + plot_h / 2
         parts.append(
-            f'<line class="grid" x1="{_LEFT}" x2="{WIDTH - _RIGHT}" y1="{level:.1f}" '
+            f'<line class="grid" x1="{_LEFT}" x2="{width - _RIGHT}" y1="{level:.1f}" '
             f'y2="{level:.1f}"/>'
             f'<text class="axis" x="{_LEFT - 6}" y="{level + 4:.1f}" text-anchor="end">'
             f"{_short_number(value)}</text>"
         )
     for index, label in enumerate(labels):
         if index % tick_every == 0 or index == points - 1:
+            # The first and last labels are anchored inwards so they stay inside the picture.
+            anchor = "start" if index == 0 else "end" if index == points - 1 else "middle"
             parts.append(
                 f'<text class="axis" x="{x(index):.1f}" y="{HEIGHT - 8}" '
-                f'text-anchor="middle">{escape(label)}</text>'
+                f'text-anchor="{anchor}">{escape(label)}</text>'
             )
     for s in series:
         coords = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(s.values))

@@ -16,7 +16,7 @@ from orchestrator import job_search, store
 from orchestrator.db import db_now
 from orchestrator.errors import JobNotFoundError
 from orchestrator.states import REQUEUEABLE, State
-from orchestrator_api.dashboard.web import PREFIX, display_arguments, refusal, render
+from orchestrator_api.dashboard.web import PREFIX, display_arguments, refusal, render, state_counts
 from orchestrator_api.runtime import runtime_of
 
 router = APIRouter(prefix=PREFIX)
@@ -119,7 +119,7 @@ async def job_list(request: Request) -> HTMLResponse:
             return refusal(request, 400, "This page link is not valid any more; start again.")
         except job_search.SearchTooSlowError:
             return refusal(request, 422, _TOO_SLOW)
-        tabs = await job_search.state_counts(conn)
+        tabs = await state_counts(request, conn)
         queues = []
         if where.state is State.ENQUEUED:
             for name in await job_search.queue_names(conn):

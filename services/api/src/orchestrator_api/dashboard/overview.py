@@ -16,7 +16,7 @@ from orchestrator import job_search, states
 from orchestrator.db import db_now
 from orchestrator.states import State
 from orchestrator_api.dashboard.graphs import Series, line_chart
-from orchestrator_api.dashboard.web import PREFIX, render
+from orchestrator_api.dashboard.web import PREFIX, render, state_counts
 from orchestrator_api.runtime import runtime_of
 
 router = APIRouter(prefix=PREFIX)
@@ -71,9 +71,9 @@ def _rates(request: Request) -> OutcomeRates:
 
 
 def _realtime_chart(start: int, values: Mapping[str, list[int]]) -> Markup:
-    labels = [f"-{WINDOW - i}s" for i in range(WINDOW)]
+    labels = [f"-{WINDOW - 1 - i}s" for i in range(WINDOW - 1)] + ["now"]
     series = [Series(name, css, values[name]) for name, css in _PLOTTED]
-    return line_chart("Jobs per second, last minute", labels, series, tick_every=10)
+    return line_chart("Jobs per second, last minute", labels, series, tick_every=10, width=1100)
 
 
 def _history_charts(
@@ -108,7 +108,7 @@ async def overview(request: Request) -> HTMLResponse:
     runtime = runtime_of(request)
     async with runtime.engine.connect() as conn:
         now = await db_now(conn)
-        counts = await job_search.state_counts(conn)
+        counts = await state_counts(request, conn)
         retries = await job_search.bounded_count(conn, job_search.Search(retries_only=True))
         counted = await states.counted(conn, job_search.hours_back(now, 24 * 7))
         start, values = await _rates(request).series(conn)

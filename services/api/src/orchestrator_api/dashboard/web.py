@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cache
@@ -23,7 +24,9 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from orchestrator import job_search
 from orchestrator.redaction import redact_for
 from orchestrator_api.auth import SESSION_COOKIE, find_key, key_of_session
 from orchestrator_api.runtime import runtime_of
@@ -49,6 +52,25 @@ CSP = (
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 Role = Literal["admin", "read"]
+
+
+#: Counts per state are shared by every page of one API process for this long: the list pages
+#: show them on their tabs, and seven bounded counts per request would cost more than the list.
+COUNTS_MAX_AGE = 2.0
+
+
+async def state_counts(request: Request, conn: AsyncConnection) -> dict[str, tuple[int, bool]]:
+    """Bounded counts per state (``job_search.state_counts``), at most COUNTS_MAX_AGE old."""
+    state = request.app.state
+    cached: tuple[float, dict[str, tuple[int, bool]]] | None = getattr(
+        state, "dashboard_counts", None
+    )
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < COUNTS_MAX_AGE:
+        return cached[1]
+    counts = await job_search.state_counts(conn)
+    state.dashboard_counts = (now, counts)
+    return counts
 
 
 def time_tag(value: datetime | None) -> Markup:
