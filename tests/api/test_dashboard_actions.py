@@ -12,8 +12,10 @@ import aio_pika
 import sqlalchemy as sa
 
 from orchestrator import job_search, store
+from orchestrator.db import db_now
 from orchestrator.states import State
 from orchestrator.topology import declare_control_queue
+from orchestrator_api.dashboard.overview import OutcomeRates
 from orchestrator_api.dashboard.web import count_text
 from tests.api.conftest import ADD, ECHO, FAIL, Api
 from tests.api.dashboard_pages import act, add_dead_letter, job_state, open_page, post, read
@@ -247,3 +249,31 @@ async def test_a_text_search_past_its_time_limit_is_stopped(
         monkeypatch.setattr(job_search, "TEXT_SEARCH_TIMEOUT_MS", 60_000)
         found = await _jobs_page(api, "q=%5B49999%5D")  # the arguments [49999]
         assert len(found.job_links) == 1
+
+
+async def test_realtime_reads_only_the_seconds_not_yet_final(api: Api) -> None:
+    """Seconds over by more than SETTLE are kept by the API process and not read again."""
+    job_id = uuid.UUID(await api.enqueue())
+    async with api.runtime.engine.begin() as conn:
+        at = await db_now(conn) - timedelta(seconds=20)
+        await conn.execute(
+            sa.insert(store.history_table),
+            [
+                {"job_id": job_id, "state": state, "at": at, "reason": "test"}
+                for state in ("Succeeded", "Succeeded", "Failed", "Processing")
+            ],
+        )
+    rates = OutcomeRates()
+    async with api.runtime.engine.connect() as conn:
+        start, values = await rates.series(conn)
+    second = int(at.timestamp()) - start
+    assert values["Succeeded"][second] == 2 and values["Failed"][second] == 1
+    assert sum(values["Succeeded"]) == 2 and sum(values["Failed"]) == 1
+    async with api.runtime.engine.begin() as conn:
+        await conn.execute(sa.delete(store.history_table))
+    async with api.runtime.engine.connect() as conn:
+        _, again = await rates.series(conn)
+    assert sum(again["Succeeded"]) == 2  # from the process's own record of that second
+    async with api.runtime.engine.connect() as conn:
+        _, fresh = await OutcomeRates().series(conn)
+    assert sum(fresh["Succeeded"]) == 0  # a new process reads the store, which is empty now
