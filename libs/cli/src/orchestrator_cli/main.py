@@ -9,12 +9,23 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 
 from orchestrator.settings import load_settings
 
 ROLES = ("api", "worker", "scheduler", "janitor")
+
+
+def _shown(url: str) -> str:
+    """The URL with its password masked: what the command prints ends up in shared logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _set_env(**values: object) -> None:
@@ -102,7 +113,7 @@ def upgrade() -> None:
 
     settings = load_settings()
     run_upgrade(settings.database_url)
-    click.echo(f"database at {settings.database_url} is up to date")
+    click.echo(f"database at {_shown(settings.database_url)} is up to date")
 
 
 def _broker_reachable(url: str) -> str | None:
@@ -128,7 +139,7 @@ def dev(jobs: str | None) -> None:
     problem = _broker_reachable(settings.amqp_url)
     if problem is not None:
         click.echo(
-            f"RabbitMQ is not reachable at {settings.amqp_url} ({problem}).\n"
+            f"RabbitMQ is not reachable at {_shown(settings.amqp_url)} ({problem}).\n"
             "Start it first, for example:\n"
             "  rabbitmq-server -detached            (installed locally)\n"
             "  docker run -d -p 5672:5672 rabbitmq:3.13-management\n"
@@ -139,7 +150,7 @@ def dev(jobs: str | None) -> None:
     from orchestrator.migrate import upgrade as run_upgrade
 
     run_upgrade(settings.database_url)
-    click.echo(f"store: {settings.database_url}  broker: {settings.amqp_url}")
+    click.echo(f"store: {_shown(settings.database_url)}  broker: {_shown(settings.amqp_url)}")
     click.echo(f"API and dashboard: http://localhost:{settings.api_port}/hangfire")
     raise SystemExit(_supervise(ROLES))
 
