@@ -114,6 +114,8 @@ def configure(level: str, log_format: LogFormat) -> None:
         root.removeHandler(existing)
     root.addHandler(handler(log_format))
     root.setLevel(level.upper())
+    # Warnings too (e.g. a library's never-awaited coroutine found at exit), as ``py.warnings``.
+    logging.captureWarnings(True)
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
     sys.unraisablehook = _log_unraisable
