@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 from orchestrator.filters import CallNext, Created, Creating, Election, JobFilter, Performing
-from orchestrator.states import State
+from orchestrator.states import Applied, State
+from tests.api.conftest import ECHO as ECHO_JOB
 
 #: What the hooks saw, for the tests to read.
 CREATED: list[Created] = []
@@ -53,3 +55,71 @@ class DeleteOnKeyError(JobFilter):
         if election.state is State.FAILED and isinstance(election.exception, KeyError):
             election.state = State.DELETED
             election.reason = f"Deleted by filter: KeyError {election.exception}"
+
+
+class Journal(JobFilter):
+    """Writes down every state change it is shown (applied hook), and which ones committed."""
+
+    def __init__(self) -> None:
+        self.shown: list[tuple[uuid.UUID, str]] = []
+        self.committed: list[tuple[uuid.UUID, str]] = []
+
+    async def applied(self, context: Applied) -> None:
+        moves = [(row.id, context.target.value) for row in context.rows]
+        self.shown.extend(moves)
+        context.after_commit(lambda: self.committed.extend(moves))
+
+    def life_of(self, job_id: uuid.UUID) -> list[str]:
+        return [state for moved, state in self.committed if moved == job_id]
+
+
+class RunNowInsteadOfDelete(JobFilter):
+    """Deleting a scheduled job runs it now instead; every election it sees is written down."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[uuid.UUID, str | None, str]] = []
+
+    def elect(self, election: Election) -> None:
+        source = election.source.value if election.source is not None else None
+        self.seen.append((election.job.job_id, source, election.state.value))
+        if election.state is State.DELETED and election.source is State.SCHEDULED:
+            election.state = State.ENQUEUED
+            election.reason = "Run now instead of deleted"
+
+
+class Quarantine(JobFilter):
+    """Jobs of a quarantined name never run again: what would enqueue them deletes them."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = set(names)
+
+    def elect(self, election: Election) -> None:
+        if election.state is State.ENQUEUED and election.job.name in self.names:
+            election.state = State.DELETED
+            election.reason = f"Quarantined: {election.job.name} may not run"
+
+
+class BackToAwaiting(JobFilter):
+    """A wrong filter: asks for a transition the state machine does not allow."""
+
+    def elect(self, election: Election) -> None:
+        if election.state is State.DELETED and election.source is State.ENQUEUED:
+            election.state = State.AWAITING
+
+
+#: The instances the API builds from ``module:factory`` specs, for the tests to read.
+BUILT: list[JobFilter] = []
+
+
+def run_now_instead_of_delete() -> RunNowInsteadOfDelete:
+    built = RunNowInsteadOfDelete()
+    BUILT.append(built)
+    return built
+
+
+def quarantine_echo() -> Quarantine:
+    return Quarantine(ECHO_JOB)
+
+
+def back_to_awaiting() -> BackToAwaiting:
+    return BackToAwaiting()

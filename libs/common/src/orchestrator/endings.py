@@ -15,6 +15,11 @@ A deleted child ends in turn, so deletion runs down a chain of any length (itera
 recursion). A batch member's first ending sets ``first_ended_at`` and counts in
 ``batches.ended``; the change that brings ``ended`` to ``total`` enqueues the batch's
 continuation, once: ``first_ended_at`` is set only once, and ``ended`` only grows.
+
+This runs as the state machine's first built-in applied hook (:data:`FOLLOW`), so it follows
+every change whoever makes it; the children it moves pass the caller's filters on (their
+``applied`` hooks see a continuation released), without an election: a continuation's fate
+follows its parent's.
 """
 
 from __future__ import annotations
@@ -24,13 +29,16 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator import outbox, states
 from orchestrator.models import Batch, Job
+
+if TYPE_CHECKING:
+    from orchestrator.filters import Filters
 
 ENDED: Final = frozenset({"Succeeded", "Failed", "Deleted"})
 #: ``continue_on`` of a batch's continuation (it has no parent job; ``batches`` points at it).
@@ -42,12 +50,30 @@ _batches = Batch.__table__  # type: ignore[attr-defined]
 _following: ContextVar[bool] = ContextVar("orchestrator_endings_following", default=False)
 
 
+class FollowEndings:
+    """The built-in applied hook: what follows the moved jobs' ending (see :func:`follow`)."""
+
+    async def applied(self, context: states.Applied) -> None:
+        context.pending += await follow(
+            context.conn,
+            context.rows,
+            context.target,
+            context.now,
+            context.retention,
+            context.filters,
+        )
+
+
+FOLLOW: Final = FollowEndings()
+
+
 async def follow(
     conn: AsyncConnection,
     rows: Sequence[sa.Row[Any]],
     target: states.State,
     now: datetime,
     retention: timedelta,
+    filters: Filters | None = None,
 ) -> list[outbox.Pending]:
     """Release the continuations of ``rows`` (just moved to ``target``) and count batch
     members; returns the outbox entries of every job this enqueued."""
@@ -58,12 +84,13 @@ async def follow(
     state = target
     while frontier:
         members = [job_id for job_id, batch_id in frontier if batch_id is not None]
-        pending += await _batch_progress(conn, members, now, retention)
+        pending += await _batch_progress(conn, members, now, retention, filters)
         children = await _awaiting_children(conn, [job_id for job_id, _ in frontier])
         release = [c for c in children if _released(state, c.continue_on)]
-        pending += await _enqueue(conn, release, f"Parent {{}} {state.value}", now, retention)
+        reason = f"Parent {{}} {state.value}"
+        pending += await _enqueue(conn, release, reason, now, retention, filters)
         doomed = [c for c in children if _doomed(state, c.continue_on)]
-        deleted = set(await _move(conn, doomed, "Parent {} was deleted", now, retention))
+        deleted = set(await _move(conn, doomed, "Parent {} was deleted", now, retention, filters))
         frontier = [(c.id, c.batch_id) for c in doomed if c.id in deleted]
         state = states.State.DELETED
     return pending
@@ -103,6 +130,7 @@ async def _move(
     reason: str,
     now: datetime,
     retention: timedelta,
+    filters: Filters | None,
     target: str = "Deleted",
 ) -> list[uuid.UUID]:
     """Move Awaiting children; each history row names the child's own parent. The move does
@@ -113,7 +141,7 @@ async def _move(
         states.RowChange(c.id, states.Change(reason.format(c.parent_id), data=_parent(c)))
         for c in children
     ]
-    return await _move_quietly(conn, items, states.State(target), now, retention)
+    return await _move_quietly(conn, items, states.State(target), now, retention, filters)
 
 
 async def _move_quietly(
@@ -122,6 +150,7 @@ async def _move_quietly(
     target: states.State,
     now: datetime,
     retention: timedelta,
+    filters: Filters | None,
 ) -> list[uuid.UUID]:
     token = _following.set(True)
     try:
@@ -133,6 +162,8 @@ async def _move_quietly(
                 target=target,
                 now=now,
                 retention=retention,
+                filters=filters,
+                elect=False,
             )
         )
     finally:
@@ -149,8 +180,9 @@ async def _enqueue(
     reason: str,
     now: datetime,
     retention: timedelta,
+    filters: Filters | None,
 ) -> list[outbox.Pending]:
-    moved = set(await _move(conn, jobs, reason, now, retention, "Enqueued"))
+    moved = set(await _move(conn, jobs, reason, now, retention, filters, "Enqueued"))
     return await _publications(conn, [j for j in jobs if j.id in moved], now)
 
 
@@ -162,7 +194,11 @@ async def _publications(
 
 
 async def _batch_progress(
-    conn: AsyncConnection, members: Sequence[uuid.UUID], now: datetime, retention: timedelta
+    conn: AsyncConnection,
+    members: Sequence[uuid.UUID],
+    now: datetime,
+    retention: timedelta,
+    filters: Filters | None,
 ) -> list[outbox.Pending]:
     """Count members ending for the first time; enqueue the continuation of completed batches."""
     if not members:
@@ -191,11 +227,15 @@ async def _batch_progress(
             )
             if row.continuation_id is not None:
                 continuations[row.continuation_id] = batch_id
-    return await _release_batch_continuations(conn, continuations, now, retention)
+    return await _release_batch_continuations(conn, continuations, now, retention, filters)
 
 
 async def _release_batch_continuations(
-    conn: AsyncConnection, of: Mapping[uuid.UUID, uuid.UUID], now: datetime, retention: timedelta
+    conn: AsyncConnection,
+    of: Mapping[uuid.UUID, uuid.UUID],
+    now: datetime,
+    retention: timedelta,
+    filters: Filters | None,
 ) -> list[outbox.Pending]:
     """Enqueue each completed batch's continuation (``of``: continuation id -> batch id)."""
     if not of:
@@ -206,7 +246,7 @@ async def _release_batch_continuations(
         )
         for job_id, batch_id in of.items()
     ]
-    moved = set(await _move_quietly(conn, items, states.State.ENQUEUED, now, retention))
+    moved = set(await _move_quietly(conn, items, states.State.ENQUEUED, now, retention, filters))
     jobs = await conn.execute(
         sa.select(_jobs.c.id, _jobs.c.queue, _jobs.c.trace_context).where(
             _jobs.c.id.in_(list(moved))

@@ -18,25 +18,48 @@ you need; the others do nothing)::
             finally:
                 observe(time.monotonic() - started)
 
-        def elect(self, election: Election) -> None:            # worker, before the outcome
+        def elect(self, election: Election) -> None:            # before a job changes state
             if election.state is State.FAILED and isinstance(election.exception, Gone):
                 election.state = State.DELETED                  # replace the state to enter
 
-Filters are configured explicitly, never discovered: ``ORCHESTRATOR_FILTERS=module:factory,…``
-(each factory is called once with no arguments and returns a filter), read when the API or a
-worker starts, or passed as objects to ``create_app(settings, filters=…)`` and
-``Worker(settings, catalog, filters=…)``. They run in the order given; ``around`` filters nest
-(the first is outermost); each ``elect`` sees the state the filters before it left.
+        async def applied(self, context: Applied) -> None:      # after a change is written
+            for row in context.rows:                            # inside its transaction
+                audit(row.id, context.target)
+            context.after_commit(lambda: count(context.target)) # once it commits
 
-The worker's chain of election filters starts with the built-in retry filter
-(``orchestrator_worker``'s ``RetryFilter``): a ``Failed`` outcome with a retry left becomes
-``Scheduled`` (reason ``retry``). A filter configured after it therefore sees ``Failed`` only once
-no retry is left (or the failure is not retried). Elections run inside the transaction that
-records the outcome, for outcomes a worker records; a person's delete or requeue and the
-scheduler's promotions are not elected. Continuations and batch progress are not filters on
-purpose: they must follow every ending, whoever causes it, in the same transaction (see
-``orchestrator.endings``), and metrics are counted after commit so an outcome whose transaction
-failed is never counted; a filter can still count what it sees (``around`` for durations).
+Filters are configured explicitly, never discovered: ``ORCHESTRATOR_FILTERS=module:factory,…``
+(each factory is called once with no arguments and returns a filter), read when the API, a
+worker or the scheduler starts, or passed as objects to ``create_app(settings, filters=…)``,
+``Worker(settings, catalog, filters=…)`` and ``Scheduler(settings, filters=…)``. They run in the
+order given; ``around`` filters nest (the first is outermost); each ``elect`` sees the state the
+filters before it left.
+
+**Elections** (``elect``) run inside the transaction of the change, before it is written:
+
+* for the outcomes a worker records. The worker's chain starts with the built-in retry filter
+  (``orchestrator_worker``'s ``RetryFilter``): a ``Failed`` outcome with a retry left becomes
+  ``Scheduled`` (reason ``retry``), so a filter after it sees ``Failed`` only once no retry is
+  left (or the failure is not retried);
+* for a person's delete and requeue (API and dashboard), and the scheduler's promotions of due
+  jobs and lease expiries. There ``election.source`` is the job's state, ``election.job`` a
+  :class:`StoredJob` and ``exception`` None; a job elected into ``Enqueued`` gets its message, one
+  elected into ``Scheduled`` (``election.schedule(…, why="delay")``) is promoted when due.
+
+A replacement must be an allowed transition from the job's state (``states.ALLOWED``), else the
+change fails with :class:`~orchestrator.errors.IllegalTransitionError` (409 through the API) and
+nothing is written. Cost: with no election filter configured (the default) moves stay set-based
+statements; with one, those moves are elected and written job by job. Claims, continuations
+released by an ending (their fate follows the parent's) and the janitor's moves are not elected.
+
+**Applied hooks** (``applied``) run after every state change made through ``orchestrator.states``,
+in its transaction, with the rows moved, the target state and the connection
+(:class:`~orchestrator.states.Applied`); ``after_commit`` defers work (counting) until the commit,
+so a change rolled back is never counted. The state machine installs its built-in hooks first, on
+every change whoever makes it: continuations and batch progress (``orchestrator.endings``), then
+counting (the per-hour state counters and ``orchestrator_state_changes_total``). Then the
+configured filters' hooks run, for the changes made in the process they are configured in (API,
+worker, scheduler), including the continuations an ending releases — shown before the ending
+itself, as the built-in hook releasing them runs first.
 """
 
 from __future__ import annotations
@@ -48,9 +71,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from orchestrator.errors import JobRefusedError
 from orchestrator.jobs import JobContext
-from orchestrator.states import State
+from orchestrator.models import Job
+from orchestrator.states import Applied, Change, State, check_allowed
 
 CallNext = Callable[[], Awaitable[Any]]
 
@@ -120,6 +147,8 @@ class Election:
     exception: BaseException | None = None
     #: With ``state`` Scheduled: whole seconds the job's message waits in the broker.
     delay_seconds: int | None = None
+    #: The state the job is in (None for a worker's outcome: it is Processing).
+    source: State | None = None
 
     def schedule(self, delay_seconds: int, reason: str, *, why: str = "retry") -> None:
         """Enter ``Scheduled`` for ``delay_seconds``; the message goes through the delay levels."""
@@ -145,6 +174,35 @@ class JobFilter:
     def elect(self, election: Election) -> None:
         return None
 
+    async def applied(self, context: Applied) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class StoredJob:
+    """The job an election outside the worker is about (read from the store)."""
+
+    job_id: uuid.UUID
+    name: str
+    queue: str
+    attempt: int
+    retries: int
+    retries_used: int
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What an election decided for one job: from ``source`` to ``state`` with ``change``."""
+
+    job_id: uuid.UUID
+    source: State
+    state: State
+    change: Change
+
+
+_jobs = Job.__table__  # type: ignore[attr-defined]
+
 
 class Filters:
     """An ordered list of filters and the ways to run each hook over all of them."""
@@ -154,6 +212,11 @@ class Filters:
 
     def __bool__(self) -> bool:
         return bool(self.items)
+
+    @property
+    def elects(self) -> bool:
+        """Whether any filter overrides ``elect`` (only then does a move go job by job)."""
+        return any(type(item).elect is not JobFilter.elect for item in self.items)
 
     async def creating(self, context: Creating) -> None:
         for item in self.items:
@@ -173,6 +236,49 @@ class Filters:
     def elect(self, election: Election) -> None:
         for item in self.items:
             item.elect(election)
+
+    async def applied(self, context: Applied) -> None:
+        for item in self.items:
+            await item.applied(context)
+
+    async def elect_stored(
+        self,
+        conn: AsyncConnection,
+        changes: Mapping[uuid.UUID, Change],
+        expected: frozenset[State],
+        target: State,
+        now: datetime,
+        where: sa.ColumnElement[bool] | None = None,
+    ) -> list[Choice]:
+        """Elect the state each stored job in an ``expected`` state enters instead of
+        ``target``; a replacement must be allowed from the job's state."""
+        query = sa.select(
+            _jobs.c.id,
+            _jobs.c.state,
+            _jobs.c.name,
+            _jobs.c.queue,
+            _jobs.c.attempt,
+            _jobs.c.retries,
+            _jobs.c.retries_used,
+            _jobs.c.options,
+        ).where(_jobs.c.id.in_(list(changes)), _jobs.c.state.in_([s.value for s in expected]))
+        if where is not None:
+            query = query.where(where)
+        choices = []
+        for row in (await conn.execute(query)).all():
+            change = changes[row.id]
+            job = StoredJob(
+                row.id, row.name, row.queue, row.attempt, row.retries, row.retries_used, row.options
+            )
+            data = dict(change.data) if change.data is not None else None
+            election = Election(
+                job, target, change.reason, now, dict(change.values), data, source=State(row.state)
+            )
+            self.elect(election)
+            check_allowed({State(row.state)}, election.state)
+            chosen = Change(election.reason, election.values, election.data)
+            choices.append(Choice(row.id, State(row.state), election.state, chosen))
+        return choices
 
 
 def _link(item: JobFilter, call_next: CallNext, context: Performing) -> CallNext:

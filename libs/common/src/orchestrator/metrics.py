@@ -38,6 +38,10 @@ JOBS_RETRIED = Counter(
     ["queue", "job_name"],
 )
 JOBS_REQUEUED = Counter("orchestrator_jobs_requeued_total", "Jobs requeued by a person.", ["queue"])
+#: Counted by the state machine's built-in applied hook, after commit, in whichever process moved.
+STATE_CHANGES = Counter(
+    "orchestrator_state_changes_total", "Jobs that entered a state, any cause.", ["state"]
+)
 CLAIMS_LOST = Counter(
     "orchestrator_claims_lost_total",
     "Deliveries dropped because their job was not claimable (duplicate or stale message).",

@@ -2,6 +2,14 @@
 
 Every change is a compare-and-set on the state the caller expects, and appends a history row in the
 same transaction. Nothing else in the code base assigns ``jobs.state``.
+
+After each change is written, the *applied* hooks run in the same transaction with an
+:class:`Applied` (the rows moved, the target, the connection): first the built-in ones, installed
+here so that no change escapes them — continuations and batch progress
+(:data:`orchestrator.endings.FOLLOW`) and state counting (per-hour counters in the store, and
+``orchestrator_state_changes_total`` after commit) — then the ``applied`` hooks of the filters the
+caller passes (``filters=``; see :mod:`orchestrator.filters`). With filters that elect, a move
+asks them first, per job, which state to enter (:func:`move`).
 """
 
 from __future__ import annotations
@@ -9,20 +17,26 @@ from __future__ import annotations
 import enum
 import json
 import uuid
+import weakref
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator import endings
+from orchestrator import endings, metrics, outbox
 from orchestrator.db import is_postgres
 from orchestrator.errors import IllegalTransitionError
 from orchestrator.models import Job, JobHistory, StateCounter
 from orchestrator.outbox import Pending
+
+if TYPE_CHECKING:  # filters.py imports this module; the state machine only calls its methods
+    from orchestrator.filters import Filters
 
 
 class State(enum.StrEnum):
@@ -99,6 +113,86 @@ class Moved(list[_T]):
     def __init__(self, items: Iterable[_T] = (), pending: Sequence[Pending] = ()) -> None:
         super().__init__(items)
         self.pending: list[Pending] = list(pending)
+        #: The state each job entered when election filters replaced the target (else empty).
+        self.elected: dict[uuid.UUID, State] = {}
+
+    def entered(self, job_id: uuid.UUID, target: State) -> bool:
+        """Whether the moved job ``job_id`` entered ``target`` (the target the caller asked)."""
+        return self.elected.get(job_id, target) is target
+
+
+@dataclass
+class Applied:
+    """A state change just written, for the applied hooks (inside its transaction)."""
+
+    conn: AsyncConnection
+    #: The rows moved: ``id``, ``expire_after_seconds``, ``batch_id`` (and a move's ``returning``).
+    rows: Sequence[sa.Row[Any]]
+    target: State
+    changes: Sequence[tuple[uuid.UUID, Change]]
+    now: datetime
+    retention: timedelta
+    #: The caller's filters, for hooks that move jobs in turn (continuations) to pass on.
+    filters: Filters | None = None
+    #: Outbox entries of jobs the hooks enqueued; the caller publishes them after commit.
+    pending: list[Pending] = field(default_factory=list)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once this transaction commits (never if it rolls back)."""
+        after_commit(self.conn, callback)
+
+
+class AppliedHook(Protocol):
+    async def applied(self, context: Applied) -> None: ...
+
+
+#: Callbacks waiting for the commit of each connection's transaction.
+_waiting: weakref.WeakKeyDictionary[Connection, list[Callable[[], None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def after_commit(conn: AsyncConnection, callback: Callable[[], None]) -> None:
+    """Run ``callback`` after the transaction of ``conn`` commits; dropped on rollback."""
+    sync = conn.sync_connection
+    if sync is None:
+        return
+    waiting = _waiting.get(sync)
+    if waiting is None:
+        waiting = _waiting[sync] = []
+        if not event.contains(sync, "commit", _committed):
+            event.listen(sync, "commit", _committed)
+            event.listen(sync, "rollback", _rolled_back)
+    waiting.append(callback)
+
+
+def _committed(sync: Connection) -> None:
+    for callback in _waiting.pop(sync, []):
+        callback()
+
+
+def _rolled_back(sync: Connection) -> None:
+    _waiting.pop(sync, None)
+
+
+class _CountStates:
+    """Built-in: per-hour counters of the states the dashboard graphs (in the transaction),
+    and the state-change counter (after commit, so a change rolled back is never counted)."""
+
+    async def applied(self, context: Applied) -> None:
+        moved = len(context.rows)
+        if context.target in COUNTED:
+            await count_states(context.conn, context.now, Counter({context.target: moved}))
+        counter = metrics.STATE_CHANGES.labels(context.target.value)
+        context.after_commit(lambda: counter.inc(moved))
+
+
+_COUNT_STATES: Final = _CountStates()
+
+
+def built_in_hooks() -> tuple[AppliedHook, ...]:
+    """The applied hooks the state machine runs first on every change, in order."""
+    return (endings.FOLLOW, _COUNT_STATES)
 
 
 _jobs = Job.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ at class creation
@@ -117,16 +211,29 @@ async def move(
     retention: timedelta,
     where: sa.ColumnElement[bool] | None = None,
     returning: Sequence[sa.ColumnElement[Any]] = (),
+    filters: Filters | None = None,
+    elect: bool = True,
 ) -> Moved[sa.Row[Any]]:
     """Move every listed job that is in an ``expected`` state to ``target``, in one statement.
 
     Returns the rows moved (``id``, ``expire_after_seconds``, ``batch_id`` and any ``returning``
     columns); jobs in another state are left alone and simply not returned.
+
+    ``filters`` run their ``applied`` hooks after the change. When one of them elects (and
+    ``elect``), each job is first put to the election filters and moved on its own to the state
+    they chose, which must be allowed from the job's state (:class:`IllegalTransitionError`);
+    ``Moved.elected`` tells which jobs entered another state. Without such filters (the default)
+    the move stays one set-based statement.
     """
     expected = frozenset(expected)
     check_allowed(expected, target)
     if not job_ids:
         return Moved()
+    if elect and filters is not None and filters.elects:
+        by_job = dict.fromkeys(job_ids, change)
+        return await _move_elected(
+            conn, by_job, {}, expected, target, now, retention, filters, where, returning
+        )
     condition = sa.and_(
         _jobs.c.id.in_(list(job_ids)), _jobs.c.state.in_([s.value for s in expected])
     )
@@ -140,7 +247,8 @@ async def move(
         .returning(_jobs.c.id, _jobs.c.expire_after_seconds, _jobs.c.batch_id, *returning)
     )
     rows = list((await conn.execute(stmt)).all())
-    pending = await _after_move(conn, rows, target, now, [(r.id, change) for r in rows], retention)
+    changes = [(r.id, change) for r in rows]
+    pending = await _after_move(conn, rows, target, now, changes, retention, filters)
     return Moved(rows, pending)
 
 
@@ -152,12 +260,23 @@ async def move_each(
     target: State,
     now: datetime,
     retention: timedelta,
+    filters: Filters | None = None,
+    elect: bool = True,
 ) -> Moved[uuid.UUID]:
     """Like :func:`move`, but each job gets its own values and guards; returns the ids moved."""
     expected = frozenset(expected)
     check_allowed(expected, target)
     if not items:
         return Moved()
+    if elect and filters is not None and filters.elects:
+        by_job = {item.job_id: item.change for item in items}
+        guards = {item.job_id: item.guard for item in items}
+        elected = await _move_elected(
+            conn, by_job, guards, expected, target, now, retention, filters
+        )
+        result: Moved[uuid.UUID] = Moved([row.id for row in elected], elected.pending)
+        result.elected = elected.elected
+        return result
     base = _state_columns(target, now, retention)
     states = [s.value for s in expected]
     if is_postgres(conn) and len(items) > 1 and _uniform(items):
@@ -175,8 +294,62 @@ async def move_each(
             moved.extend((await conn.execute(stmt)).all())
     by_id = {item.job_id: item.change for item in items}
     changes = [(row.id, by_id[row.id]) for row in moved]
-    pending = await _after_move(conn, moved, target, now, changes, retention)
+    pending = await _after_move(conn, moved, target, now, changes, retention, filters)
     return Moved([row.id for row in moved], pending)
+
+
+async def _move_elected(
+    conn: AsyncConnection,
+    changes: Mapping[uuid.UUID, Change],
+    guards: Mapping[uuid.UUID, Mapping[str, Any]],
+    expected: frozenset[State],
+    target: State,
+    now: datetime,
+    retention: timedelta,
+    filters: Filters,
+    where: sa.ColumnElement[bool] | None = None,
+    returning: Sequence[sa.ColumnElement[Any]] = (),
+) -> Moved[sa.Row[Any]]:
+    """Each job to the state its election chose, one job at a time (only with election
+    filters configured; the set-based path is untouched otherwise)."""
+    moved: Moved[sa.Row[Any]] = Moved()
+    for choice in await filters.elect_stored(conn, changes, expected, target, now, where):
+        guard = guards.get(choice.job_id, {})
+        clauses = [_jobs.c[name] == value for name, value in guard.items()]
+        clauses += [where] if where is not None else []
+        one = await move(
+            conn,
+            [choice.job_id],
+            expected={choice.source},
+            target=choice.state,
+            change=choice.change,
+            now=now,
+            retention=retention,
+            where=sa.and_(*clauses) if clauses else None,
+            returning=returning,
+            filters=filters,
+            elect=False,
+        )
+        moved.extend(one)
+        moved.pending.extend(one.pending)
+        if one and choice.state is not target:
+            moved.elected[choice.job_id] = choice.state
+    moved.pending += await _publish_elected(conn, moved.elected, now)
+    return moved
+
+
+async def _publish_elected(
+    conn: AsyncConnection, elected: Mapping[uuid.UUID, State], now: datetime
+) -> list[Pending]:
+    """A job an election sent to ``Enqueued`` instead of another state gets its message here
+    (a caller sends messages only for the target it asked for)."""
+    enqueued = [job_id for job_id, state in elected.items() if state is State.ENQUEUED]
+    if not enqueued:
+        return []
+    query = sa.select(_jobs.c.id, _jobs.c.queue, _jobs.c.trace_context)
+    rows = (await conn.execute(query.where(_jobs.c.id.in_(enqueued)))).all()
+    publications = [outbox.Publication(r.id, r.queue, r.trace_context or {}) for r in rows]
+    return await outbox.add(conn, publications, now)
 
 
 def _uniform(items: Sequence[RowChange]) -> bool:
@@ -250,8 +423,9 @@ async def _after_move(
     now: datetime,
     changes: Sequence[tuple[uuid.UUID, Change]],
     retention: timedelta,
+    filters: Filters | None = None,
 ) -> list[Pending]:
-    """History, expiry and counters of the moved rows; then what their ending sets off."""
+    """History and expiry of the moved rows; then the applied hooks, built-in ones first."""
     if not rows:
         return []
     await conn.execute(
@@ -274,10 +448,14 @@ async def _after_move(
         ]
         update = sa.update(_jobs).where(_jobs.c.id == sa.bindparam("jid"))
         await conn.execute(update.values(expires_at=sa.bindparam("exp")), expiry)
-    if target in COUNTED:
-        await count_states(conn, now, Counter({target: len(rows)}))
-    # Continuations and batch progress: in this transaction, so no ending is ever missed.
-    return await endings.follow(conn, rows, target, now, retention)
+    applied = Applied(conn, rows, target, changes, now, retention, filters)
+    # Continuations, batch progress and counting: in this transaction, whoever moves the job,
+    # so no ending is ever missed; the caller's filters after them.
+    for hook in built_in_hooks():
+        await hook.applied(applied)
+    if filters is not None:
+        await filters.applied(applied)
+    return applied.pending
 
 
 async def count_states(conn: AsyncConnection, now: datetime, counts: Counter[State]) -> None:

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -17,6 +17,9 @@ from orchestrator import outbox, states
 from orchestrator.errors import ConflictError, JobNotFoundError
 from orchestrator.models import Job, JobHistory, Server
 from orchestrator.states import State
+
+if TYPE_CHECKING:
+    from orchestrator.filters import Filters
 
 jobs_table = Job.__table__  # type: ignore[attr-defined]
 history_table = JobHistory.__table__  # type: ignore[attr-defined]
@@ -244,12 +247,18 @@ async def known_queues(conn: AsyncConnection) -> set[str]:
 
 
 async def delete_job(
-    conn: AsyncConnection, job_id: uuid.UUID, now: datetime, retention: Any, reason: str
+    conn: AsyncConnection,
+    job_id: uuid.UUID,
+    now: datetime,
+    retention: Any,
+    reason: str,
+    filters: Filters | None = None,
 ) -> list[outbox.Pending]:
     """Move a job to Deleted from any other state; deleting a Deleted job changes nothing.
 
     Returns the outbox entries of the continuations the deletion enqueued (``finished`` ones),
-    for the caller to publish after commit."""
+    for the caller to publish after commit. Election ``filters`` may have the job enter another
+    state instead."""
     row = await get_job(conn, job_id)
     if row.state == State.DELETED.value:
         return []
@@ -262,6 +271,7 @@ async def delete_job(
         change=states.Change(reason),
         now=now,
         retention=retention,
+        filters=filters,
     )
     if not moved:
         raise ConflictError(f"job {job_id} changed state while being deleted; try again")
@@ -269,9 +279,15 @@ async def delete_job(
 
 
 async def requeue_job(
-    conn: AsyncConnection, job_id: uuid.UUID, now: datetime, retention: Any, reason: str
+    conn: AsyncConnection,
+    job_id: uuid.UUID,
+    now: datetime,
+    retention: Any,
+    reason: str,
+    filters: Filters | None = None,
 ) -> list[outbox.Pending]:
-    """Run a job again now with a fresh retry budget (a person's decision)."""
+    """Run a job again now with a fresh retry budget (a person's decision; election
+    ``filters`` may have it enter another state, then no message is sent)."""
     row = await get_job(conn, job_id)
     if State(row.state) not in states.REQUEUEABLE:
         raise ConflictError(
@@ -287,10 +303,13 @@ async def requeue_job(
         ),
         now=now,
         retention=retention,
+        filters=filters,
     )
     if not moved:
         raise ConflictError(f"job {job_id} changed state while being requeued; try again")
-    return await outbox.add(
+    if not moved.entered(job_id, State.ENQUEUED):
+        return moved.pending
+    return moved.pending + await outbox.add(
         conn, [outbox.Publication(job_id, row.queue, row.trace_context or {})], now
     )
 

@@ -118,24 +118,33 @@ async def list_jobs(
 
 @router.delete("/{job_id}")
 async def delete_job(job_id: str, request: Request) -> dict[str, Any]:
-    """Move the job to Deleted; deleting a Deleted job changes nothing."""
+    """Move the job to Deleted; deleting a Deleted job changes nothing. Election filters may
+    have it enter another state instead; the answer names the state it entered."""
     parsed = _job_id(job_id)
     runtime = runtime_of(request)
     pending: list[Pending] = []
+    state = State.DELETED.value
     async with runtime.engine.begin() as conn:
         row = await store.get_job(conn, parsed)
         changed = row.state != State.DELETED.value
         if changed:
             now = await db_now(conn)
             pending = await store.delete_job(
-                conn, parsed, now, runtime.settings.job_retention, "Deleted through the API"
+                conn,
+                parsed,
+                now,
+                runtime.settings.job_retention,
+                "Deleted through the API",
+                runtime.filters,
             )
+            if runtime.filters.elects:
+                state = (await store.get_job(conn, parsed)).state
     runtime.submit(pending)  # continuations with continue_on="finished"
-    if changed:
+    if changed and state == State.DELETED.value:
         JOBS_DELETED.labels(row.queue, row.name).inc()
-    if row.state == State.PROCESSING.value:
+    if row.state == State.PROCESSING.value:  # every state it may enter leaves Processing
         await runtime.signal_cancel(parsed)
-    return {"id": str(parsed), "state": State.DELETED.value}
+    return {"id": str(parsed), "state": state}
 
 
 @router.post("/{job_id}/requeue", responses={409: {"description": "Enqueued or Processing"}})
@@ -143,13 +152,21 @@ async def requeue_job(job_id: str, request: Request) -> dict[str, Any]:
     """Run the job again now with a fresh retry budget (not from Enqueued or Processing)."""
     parsed = _job_id(job_id)
     runtime = runtime_of(request)
+    state = State.ENQUEUED.value
     async with runtime.engine.begin() as conn:
         now = await db_now(conn)
         pending = await store.requeue_job(
-            conn, parsed, now, runtime.settings.job_retention, "Requeued through the API"
+            conn,
+            parsed,
+            now,
+            runtime.settings.job_retention,
+            "Requeued through the API",
+            runtime.filters,
         )
-        queue = pending[0].message.queue if pending else None
+        if runtime.filters.elects:  # an election filter may have chosen another state
+            state = (await store.get_job(conn, parsed)).state
+        queue = pending[-1].message.queue if pending else None  # the requeue's own message
     runtime.submit(pending)
-    if queue is not None:
+    if queue is not None and state == State.ENQUEUED.value:
         JOBS_REQUEUED.labels(queue).inc()
-    return {"id": str(parsed), "state": State.ENQUEUED.value}
+    return {"id": str(parsed), "state": state}

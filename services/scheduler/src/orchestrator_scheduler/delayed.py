@@ -17,6 +17,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.broker import Publisher
+from orchestrator.filters import Filters
 from orchestrator.loops import Loop
 from orchestrator.outbox import OutboxSender
 from orchestrator.settings import Settings
@@ -40,6 +41,7 @@ class DelayedJobs:
         topology: Topology,
         publisher: Callable[[], Awaitable[Publisher | None]],
         connection: Callable[[], AbstractRobustConnection | None],
+        filters: Filters | None = None,
     ) -> None:
         self._topology = topology
         self._publisher = publisher
@@ -63,6 +65,7 @@ class DelayedJobs:
             lost_limit=settings.worker_lost_limit,
             retention=settings.job_retention,
             interval=settings.lease_expiry_interval_seconds,
+            filters=filters,
         )
         self.promoter = Promoter(
             engine,
@@ -70,6 +73,7 @@ class DelayedJobs:
             retention=settings.job_retention,
             active=self.leadership.held,
             retry_grace=settings.retry_grace_seconds,
+            filters=filters,
         )
         self._queue: AbstractQueue | None = None
 

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator import outbox, states
 from orchestrator.db import db_now, is_postgres
+from orchestrator.filters import Filters
 from orchestrator.loops import Loop
 from orchestrator.outbox import OutboxSender, Pending
 from orchestrator.states import RowChange, State
@@ -87,8 +88,10 @@ async def expire_leases(
     lost_limit: int,
     retention: timedelta,
     limit: int = 500,
+    filters: Filters | None = None,
 ) -> Expired:
-    """Re-enqueue (or fail) up to ``limit`` Processing jobs whose lease ended before ``now``."""
+    """Re-enqueue (or fail) up to ``limit`` Processing jobs whose lease ended before ``now``
+    (election ``filters`` may replace either; only jobs re-enqueued here get a message)."""
     columns = ("id", "lease_until", "worker_id", "lost_count", "attempt")
     query = (
         sa.select(*(jobs_table.c[name] for name in columns))
@@ -108,6 +111,7 @@ async def expire_leases(
         target=State.ENQUEUED,
         now=now,
         retention=retention,
+        filters=filters,
     )
     failed = await states.move_each(
         conn,
@@ -116,8 +120,10 @@ async def expire_leases(
         target=State.FAILED,
         now=now,
         retention=retention,
+        filters=filters,
     )
-    pending = await _publications(conn, list(requeued), now)
+    enqueued = [job_id for job_id in requeued if requeued.entered(job_id, State.ENQUEUED)]
+    pending = await _publications(conn, enqueued, now)
     return Expired(len(requeued), len(failed), pending + requeued.pending + failed.pending)
 
 
@@ -185,8 +191,10 @@ class LeaseExpiry:
         retention: timedelta,
         interval: float,
         batch: int = 500,
+        filters: Filters | None = None,
     ) -> None:
         self._engine = engine
+        self._filters = filters
         self._sender = sender
         self.guard = guard
         self._lost_limit = lost_limit
@@ -203,7 +211,12 @@ class LeaseExpiry:
         async with self._engine.begin() as conn:
             now = await db_now(conn)
             done = await expire_leases(
-                conn, now, lost_limit=self._lost_limit, retention=self._retention, limit=self._batch
+                conn,
+                now,
+                lost_limit=self._lost_limit,
+                retention=self._retention,
+                limit=self._batch,
+                filters=self._filters,
             )
         self._sender.submit(done.pending)
         if done.requeued or done.failed:

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator import outbox, states
 from orchestrator.db import db_now, is_postgres
+from orchestrator.filters import Filters
 from orchestrator.metrics import SCHEDULER_LATENESS
 from orchestrator.outbox import OutboxSender, Pending
 from orchestrator.states import State
@@ -64,9 +65,11 @@ async def promote_due(
     limit: int,
     retention: timedelta,
     retry_grace: timedelta = timedelta(seconds=60),
+    filters: Filters | None = None,
 ) -> tuple[list[Pending], bool]:
     """Promote up to ``limit`` jobs due by ``now``, oldest due first; returns their outbox
-    entries and whether more may be due."""
+    entries and whether more may be due. Election ``filters`` may have a job enter another
+    state than ``Enqueued``; only the jobs enqueued get a message."""
     query = (
         sa.select(jobs_table.c.id, jobs_table.c.due_at, jobs_table.c.scheduled_reason)
         .where(_due(now, retry_grace))
@@ -89,9 +92,16 @@ async def promote_due(
         for row in due
     ]
     moved = await states.move_each(
-        conn, items, expected={State.SCHEDULED}, target=State.ENQUEUED, now=now, retention=retention
+        conn,
+        items,
+        expected={State.SCHEDULED},
+        target=State.ENQUEUED,
+        now=now,
+        retention=retention,
+        filters=filters,
     )
     _observe_lateness(due, set(moved), now)
+    enqueued = [job_id for job_id in moved if moved.entered(job_id, State.ENQUEUED)]
     rows = await conn.execute(
         sa.select(
             jobs_table.c.id,
@@ -99,7 +109,7 @@ async def promote_due(
             jobs_table.c.queue,
             jobs_table.c.attempt,
             jobs_table.c.trace_context,
-        ).where(jobs_table.c.id.in_(list(moved)))
+        ).where(jobs_table.c.id.in_(enqueued))
     )
     # Each promotion is a span in its job's trace; the attempt is the one it leads to.
     publications = [
@@ -156,6 +166,7 @@ class Promoter:
         clock: Clock = db_now,
         active: Callable[[], bool] = lambda: True,
         retry_grace: float = 60.0,
+        filters: Filters | None = None,
     ) -> None:
         self._engine = engine
         self._sender = sender
@@ -165,6 +176,7 @@ class Promoter:
         self._clock = clock
         self._active = active
         self._retry_grace = timedelta(seconds=retry_grace)
+        self._filters = filters
         self._woken = asyncio.Event()
         #: Epoch seconds of the next due time this promoter knows of (None: none).
         self.next_due_at: float | None = None
@@ -195,6 +207,7 @@ class Promoter:
                 limit=self.batch,
                 retention=self._retention,
                 retry_grace=self._retry_grace,
+                filters=self._filters,
             )
             upcoming = None if more else await next_due(conn, self._retry_grace)
         self._sender.submit(pending)

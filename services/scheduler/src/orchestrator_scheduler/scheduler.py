@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from orchestrator import servers
 from orchestrator.broker import Publisher, connect
 from orchestrator.db import create_engine
+from orchestrator.filters import Filters, JobFilter
+from orchestrator.filters import load as load_filters
 from orchestrator.loops import Loop, run_role
 from orchestrator.settings import Settings
 from orchestrator.topology import Topology
@@ -29,8 +32,11 @@ log = logging.getLogger(__name__)
 
 
 class Scheduler:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, filters: Sequence[JobFilter] | None = None) -> None:
         self.settings = settings
+        # Filters: given here, else ORCHESTRATOR_FILTERS; they elect and see promotions.
+        chosen = list(filters) if filters is not None else load_filters(settings.filters)
+        self.filters = Filters(chosen)
         self.info = servers.ServerInfo(role="scheduler")
         self.topology = Topology(settings.broker_namespace, settings.delivery_limit)
         self._connection: AbstractRobustConnection | None = None
@@ -46,6 +52,7 @@ class Scheduler:
             self.topology,
             self._ensure_publisher,
             lambda: self._connection,
+            self.filters,
         )
         gauges = SystemGauges(
             engine,

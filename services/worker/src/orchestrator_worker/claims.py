@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator import metrics, outbox, states
 from orchestrator.broker import ENQUEUED_AT_HEADER, decode_job_id
+from orchestrator.filters import Filters
 from orchestrator.outbox import Pending
 from orchestrator.states import State
 from orchestrator.store import jobs_table
@@ -70,10 +71,16 @@ def decode(deliveries: Sequence[Delivery]) -> ClaimResult:
 
 
 async def claim(
-    conn: AsyncConnection, batch: ClaimResult, worker_id: str, lease: timedelta, now: datetime
+    conn: AsyncConnection,
+    batch: ClaimResult,
+    worker_id: str,
+    lease: timedelta,
+    now: datetime,
+    filters: Filters | None = None,
 ) -> None:
     """``Enqueued → Processing`` (or a due ``Scheduled`` retry) for every decoded delivery's job,
-    in the caller's transaction; fills ``batch.claimed``."""
+    in the caller's transaction; fills ``batch.claimed``. ``filters`` see the claims through
+    their applied hooks; a claim is not elected (the delivery is the worker's to run)."""
     ids = list({job_id for _, job_id in batch.decoded})
     if not ids:
         return
@@ -95,6 +102,8 @@ async def claim(
         where=sa.or_(jobs_table.c.state == State.ENQUEUED.value, jobs_table.c.due_at <= now),
         now=now,
         retention=timedelta(0),
+        filters=filters,
+        elect=False,
         returning=[
             jobs_table.c.name,
             jobs_table.c.queue,

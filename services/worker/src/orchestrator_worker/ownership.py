@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import outbox, states
 from orchestrator.db import db_now
+from orchestrator.filters import Filters
 from orchestrator.states import State
 from orchestrator.store import jobs_table
 
@@ -38,9 +39,14 @@ async def renew_leases(
 
 
 async def hand_back(
-    engine: AsyncEngine, worker_id: str, job_ids: Sequence[uuid.UUID], retention: timedelta
+    engine: AsyncEngine,
+    worker_id: str,
+    job_ids: Sequence[uuid.UUID],
+    retention: timedelta,
+    filters: Filters | None = None,
 ) -> list[outbox.Pending]:
-    """Put unfinished jobs back to Enqueued without spending their retry budget."""
+    """Put unfinished jobs back to Enqueued without spending their retry budget (``filters``
+    see it through their applied hooks; not elected: the job must not be lost)."""
     async with engine.begin() as conn:
         now = await db_now(conn)
         moved = await states.move(
@@ -53,6 +59,8 @@ async def hand_back(
             now=now,
             retention=retention,
             returning=[jobs_table.c.queue, jobs_table.c.trace_context],
+            filters=filters,
+            elect=False,
         )
         return await outbox.add(
             conn,

@@ -78,8 +78,16 @@ async def record(
             )
             for e in chosen
         ]
+        # Elected above already; the filters' applied hooks see the move.
         moved = await states.move_each(
-            conn, items, expected={State.PROCESSING}, target=target, now=now, retention=retention
+            conn,
+            items,
+            expected={State.PROCESSING},
+            target=target,
+            now=now,
+            retention=retention,
+            filters=filters,
+            elect=False,
         )
         recorded.update(dict.fromkeys(moved, target))
         pending.extend(moved.pending)

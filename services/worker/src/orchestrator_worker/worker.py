@@ -160,7 +160,7 @@ class Worker:
                 recorded, pending = await record(
                     conn, outcomes, self.info.id, self.settings.job_retention, now, self.elections
                 )
-                await claim(conn, batch, self.info.id, self.settings.lease, now)
+                await claim(conn, batch, self.info.id, self.settings.lease, now, self.filters)
                 pending += batch.redelayed
         except Exception:
             log.exception("writing to the store failed; will retry outcomes, return deliveries")
@@ -330,9 +330,9 @@ class Worker:
             await self._hand_back([r.job for r in leftover])
 
     async def _hand_back(self, jobs: list[ClaimedJob]) -> None:
-        pending = await hand_back(
-            self.engine, self.info.id, [j.job_id for j in jobs], self.settings.job_retention
-        )
+        ids = [j.job_id for j in jobs]
+        retention = self.settings.job_retention
+        pending = await hand_back(self.engine, self.info.id, ids, retention, self.filters)
         if self._sender is not None:
             self._sender.submit(pending)
             with contextlib.suppress(Exception):
