@@ -15,6 +15,7 @@ from orchestrator import states, store
 from orchestrator.db import db_now
 from orchestrator.filters import Filters
 from orchestrator.states import Change, State
+from orchestrator_scheduler.leases import expire_leases
 from orchestrator_scheduler.promotion import promote_due
 from tests.api.conftest import DOWN_AMQP_URL, ECHO
 from tests.retries import user_filters
@@ -159,3 +160,31 @@ async def test_promotions_are_elected(engine: AsyncEngine) -> None:
         assert [(await store.get_job(conn, j.id)).state for j in jobs] == ["Deleted", "Enqueued"]
     assert [p.message.job_id for p in pending] == [jobs[1].id]
     assert sorted(watcher.seen) == sorted((j.id, "Scheduled", "Enqueued") for j in jobs)
+
+
+async def test_lease_expiry_is_elected(engine: AsyncEngine) -> None:
+    jobs = [_job("q"), _job("ok"), _job("q")]
+    async with engine.begin() as conn:
+        now = await db_now(conn)
+        await store.create_jobs(conn, jobs, now - HOUR)
+        for job, lease in zip(jobs, (-5, -5, 60), strict=True):  # the last lease still holds
+            await states.move(
+                conn,
+                [job.id],
+                expected={State.ENQUEUED},
+                target=State.PROCESSING,
+                change=Change(
+                    "Started", {"lease_until": now + timedelta(seconds=lease), "worker_id": "w"}
+                ),
+                now=now,
+                retention=HOUR,
+            )
+        done = await expire_leases(
+            conn, now, lost_limit=3, retention=HOUR, filters=Filters([user_filters.Quarantine("q")])
+        )
+        assert [(await store.get_job(conn, j.id)).state for j in jobs] == [
+            "Deleted",
+            "Enqueued",
+            "Processing",
+        ]
+    assert [p.message.job_id for p in done.pending] == [jobs[1].id]  # no message for "q"
