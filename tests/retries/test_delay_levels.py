@@ -100,6 +100,9 @@ async def test_delays_arrive_after_their_time_shorter_not_stuck_behind_longer(
         arrivals = {job_id: at - started for job_id, at in await receiving}
     finally:
         await connection.close()
-    assert arrivals[none_id] < 0.5
-    assert 1.0 <= arrivals[short_id] < 2.5
-    assert 3.0 <= arrivals[long_id] < 5.0
+    # Never early; and the 1 s message overtakes the 3 s one published before it (not stuck
+    # behind it). Order, not speed: a loaded CI machine may deliver any of them a bit late.
+    assert arrivals[none_id] < arrivals[short_id] < arrivals[long_id]
+    assert arrivals[short_id] >= 1.0
+    assert arrivals[long_id] >= 3.0
+    assert arrivals[long_id] - arrivals[short_id] >= 1.0
