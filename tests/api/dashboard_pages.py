@@ -15,30 +15,6 @@ from orchestrator import store
 from orchestrator.models import DeadLetter
 from tests.api.conftest import Api
 
-PAGES = {
-    "/hangfire": "Overview",
-    "/hangfire/jobs": "Jobs",
-    "/hangfire/retries": "Retries",
-    "/hangfire/recurring": "Recurring",
-    "/hangfire/queues": "Queues",
-    "/hangfire/servers": "Servers",
-    "/hangfire/batches": "Batches",
-    "/hangfire/dead-letters": "Dead letters",
-}
-NAV = ["Overview", "Jobs", "Retries", "Recurring", "Queues", "Servers", "Batches", "Dead letters"]
-ACTION_BUTTONS = {
-    "Requeue",
-    "Delete",
-    "Enqueue now",
-    "Requeue selected",
-    "Delete selected",
-    "Requeue all failed",
-    "Trigger now",
-    "Pause",
-    "Resume",
-    "Replay",
-    "Discard",
-}
 _JOB_LINK = re.compile(r"^/hangfire/jobs/([0-9a-f-]{36})$")
 
 

@@ -11,9 +11,6 @@ import pytest
 from orchestrator.states import State
 from tests.api.conftest import ADD, DOWN_AMQP_URL, ECHO, Api
 from tests.api.dashboard_pages import (
-    ACTION_BUTTONS,
-    NAV,
-    PAGES,
     add_dead_letter,
     job_state,
     open_page,
@@ -21,6 +18,7 @@ from tests.api.dashboard_pages import (
     read,
     snapshot,
 )
+from tests.support.dashboard_contract import ACTION_BUTTONS, NAV_LINKS, PAGES
 
 REMOTE = ("10.0.0.5", 40000)
 
@@ -57,7 +55,7 @@ async def test_every_page_renders_with_its_heading_and_navigation(api: Api) -> N
     ]:
         page = await open_page(api, path)
         assert page.h1 == heading, path
-        assert page.nav_links == NAV, path
+        assert page.nav_links == list(NAV_LINKS), path
         assert page.external == [], path  # everything is served by the API itself
     details = await open_page(api, f"/hangfire/jobs/{ids['awaiting']}")
     assert details.job_state == "Awaiting"
@@ -205,9 +203,9 @@ async def test_read_key_sees_everything_and_no_action(keyed_api: Api) -> None:
         await _sign_in(reader, "read-secret")
         for path in [*PAGES, f"/hangfire/jobs/{job_id}", "/hangfire/jobs?state=Failed"]:
             page = await open_page(keyed_api, path, reader)
-            assert not ACTION_BUTTONS & set(page.buttons), (path, page.buttons)
+            assert not set(ACTION_BUTTONS) & set(page.buttons), (path, page.buttons)
             assert page.checkboxes == [], path
-            assert page.nav_links == NAV
+            assert page.nav_links == list(NAV_LINKS)
         token = (await open_page(keyed_api, "/hangfire/jobs", reader)).csrf_token
         before = await snapshot(keyed_api)
         for path in (

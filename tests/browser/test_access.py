@@ -12,7 +12,8 @@ from orchestrator import Client
 from orchestrator_api.auth import SESSION_COOKIE
 from tests.browser import jobs
 from tests.browser.conftest import Keys, Tabs, sign_in
-from tests.browser.ui import ACTION_BUTTONS, PAGES, Dashboard
+from tests.browser.ui import Dashboard
+from tests.support.dashboard_contract import ACTION_BUTTONS, PAGES
 
 pytestmark = pytest.mark.e2e
 

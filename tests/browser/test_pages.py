@@ -15,7 +15,8 @@ from playwright.sync_api import expect
 from orchestrator import Client
 from tests.browser import jobs
 from tests.browser.conftest import PHONE, Tabs
-from tests.browser.ui import NAV_LINKS, PAGES, Dashboard
+from tests.browser.ui import Dashboard
+from tests.support.dashboard_contract import NAV_LINKS, PAGES
 
 pytestmark = pytest.mark.e2e
 

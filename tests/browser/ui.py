@@ -14,41 +14,6 @@ from urllib.parse import urljoin
 
 from playwright.sync_api import Locator, Page, Request, Response, expect
 
-NAV_LINKS = (
-    "Overview",
-    "Jobs",
-    "Retries",
-    "Recurring",
-    "Queues",
-    "Servers",
-    "Batches",
-    "Dead letters",
-)
-#: Every page of the dashboard by its <h1>; each has the navigation above.
-PAGES = {
-    "/hangfire": "Overview",
-    "/hangfire/jobs": "Jobs",
-    "/hangfire/retries": "Retries",
-    "/hangfire/recurring": "Recurring",
-    "/hangfire/queues": "Queues",
-    "/hangfire/servers": "Servers",
-    "/hangfire/batches": "Batches",
-    "/hangfire/dead-letters": "Dead letters",
-}
-#: Buttons that change something; a read-only session must see none of them.
-ACTION_BUTTONS = (
-    "Requeue",
-    "Delete",
-    "Enqueue now",
-    "Requeue selected",
-    "Delete selected",
-    "Requeue all failed",
-    "Trigger now",
-    "Pause",
-    "Resume",
-    "Replay",
-    "Discard",
-)
 STATES = (
     "Enqueued",
     "Scheduled",
