@@ -25,6 +25,9 @@ from orchestrator.db import create_engine
 from orchestrator.migrate import upgrade
 from orchestrator.settings import Settings, load_settings
 
+# One in-memory span exporter for the process, defined once so it is installed once.
+from tests.support.spans import _installed_exporter, spans  # noqa: F401  (fixtures)
+
 POSTGRES_URL = os.environ.get(
     "ORCHESTRATOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )

@@ -6,10 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from orchestrator import outbox, store, tracing
@@ -19,18 +15,6 @@ from orchestrator.settings import Settings
 from orchestrator.topology import Topology, declare_base, declare_work_queue
 from orchestrator_worker.worker import Worker
 from tests.worker.test_worker import CATALOG, ended, wait_for_states
-
-_EXPORTER = InMemorySpanExporter()
-
-
-@pytest.fixture(scope="module")
-def spans() -> InMemorySpanExporter:
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-    return _EXPORTER
 
 
 async def test_trace_context_reaches_the_message_and_the_job_span(
