@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -33,6 +34,30 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "ORCHESTRATOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 AMQP_URL = os.environ.get("ORCHESTRATOR_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+#: A role that used no CPU for this long while not ready is stuck (a slow one still computes).
+STALL_SECONDS = float(os.environ.get("ORCHESTRATOR_TEST_STALL_SECONDS", "45"))
+#: The longest any readiness wait lasts while its roles keep computing.
+READY_LIMIT_SECONDS = float(os.environ.get("ORCHESTRATOR_TEST_READY_LIMIT_SECONDS", "600"))
+LOG_TAIL_CHARS = 4000
+
+
+class RoleNotReadyError(RuntimeError):
+    """A role of a test system did not become ready; says which, and shows its log."""
+
+    def __init__(self, summary: str, logs: str):
+        super().__init__(f"{summary}\n{logs}")
+        self.summary = summary
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time a process has used (Linux /proc), or None when it is gone or unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -72,6 +97,8 @@ class System:
     extra_env: dict[str, str] = field(default_factory=dict)
     log_dir: Path = field(default_factory=lambda: Path(os.environ.get("TMPDIR", "/tmp")))
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: The role each process in ``processes`` was started as.
+    roles: dict[str, str] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
@@ -105,33 +132,98 @@ class System:
             stderr=subprocess.STDOUT,
         )
         self.processes[name] = process
+        self.roles[name] = role
         return process
 
     def log_of(self, name: str) -> str:
         return (self.log_dir / f"{self.namespace}-{name}.log").read_text(errors="replace")
 
-    def wait_for_api(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.api_url}/readyz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"API did not become ready:\n{self.log_of('api')}")
+    def wait_for_api(self, timeout: float | None = None) -> None:
+        """Until the API answers /readyz with 200."""
 
-    def wait_for_catalog(self, name: str, timeout: float = 60) -> None:
-        """Until a worker has registered job ``name`` in the store."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             with contextlib.suppress(httpx.HTTPError):
-                items = httpx.get(f"{self.api_url}/api/v1/catalog", timeout=2).json()["items"]
-                if any(item["name"] == name for item in items):
-                    return
+                return httpx.get(f"{self.api_url}/readyz", timeout=2).status_code == 200
+            return False
+
+        self.wait_until_ready("the API to be ready", ready, self._named("api"), timeout)
+
+    def wait_for_catalog(
+        self, name: str, timeout: float | None = None, api_key: str | None = None
+    ) -> None:
+        """Until the API serves and a worker has registered job ``name`` in the store."""
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+
+        def registered() -> bool:
+            with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+                answer = httpx.get(f"{self.api_url}/api/v1/catalog", headers=headers, timeout=2)
+                return any(item["name"] == name for item in answer.json()["items"])
+            return False
+
+        roles = self._named("api", "worker")
+        self.wait_until_ready(f"job {name} in the catalog", registered, roles, timeout)
+
+    def wait_until_ready(
+        self,
+        what: str,
+        ready: Callable[[], bool],
+        names: Sequence[str],
+        timeout: float | None = None,
+    ) -> None:
+        """Until ``ready()`` holds, for as long as the roles ``names`` make progress.
+
+        A loaded machine makes starting slow, not stuck, so the wait is not a fixed time: it
+        fails at once when one of the roles exits, when none of them has used any CPU for
+        ``STALL_SECONDS`` (stuck, not slow), or after ``timeout`` (default
+        ``READY_LIMIT_SECONDS``, a last resort). The error names the roles and shows their logs.
+        """
+        limit = READY_LIMIT_SECONDS if timeout is None else timeout
+        started = last_progress = time.monotonic()
+        used: dict[str, float] = {}
+        while not ready():
+            now = time.monotonic()
+            for name in names:
+                process = self.processes.get(name)
+                if process is not None and process.poll() is not None:
+                    raise RoleNotReadyError(
+                        f"waiting for {what}: the {name} exited with code {process.returncode}",
+                        self._logs([name]),
+                    )
+                cpu = cpu_seconds(process.pid) if process is not None else None
+                if cpu is not None and cpu > used.get(name, -1.0):
+                    used[name] = cpu
+                    last_progress = now
+            if now - last_progress > STALL_SECONDS:
+                raise RoleNotReadyError(
+                    f"waiting for {what}: {', '.join(names)} used no CPU for "
+                    f"{STALL_SECONDS:.0f} s (stuck, not slow)",
+                    self._logs(names),
+                )
+            if now - started > limit:
+                raise RoleNotReadyError(
+                    f"waiting for {what}: not within {limit:.0f} s although "
+                    f"{', '.join(names)} kept running",
+                    self._logs(names),
+                )
             time.sleep(0.1)
-        raise RuntimeError(f"job {name} never appeared in the catalog")
+
+    def _named(self, *roles: str) -> list[str]:
+        """The processes started for ``roles``, or those roles' usual names."""
+        found = [name for name, role in self.roles.items() if role in roles]
+        return found or [name for name in roles if name in self.processes]
+
+    def _logs(self, names: Sequence[str]) -> str:
+        parts = []
+        for name in names:
+            path = self.log_dir / f"{self.namespace}-{name}.log"
+            text = path.read_text(errors="replace") if path.exists() else ""
+            tail = text[-LOG_TAIL_CHARS:] if text.strip() else "(nothing written yet)"
+            parts.append(f"--- log of the {name} ---\n{tail}")
+        return "\n".join(parts)
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 40) -> int:
         process = self.processes.pop(name)
+        self.roles.pop(name, None)
         if process.poll() is None:
             process.send_signal(sig)
         try:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import sqlalchemy as sa
 
-from bench.system import delete_namespace
+from bench.system import RoleNotReadyError, delete_namespace
 from orchestrator.db import create_engine
 from orchestrator.migrate import upgrade
 from orchestrator.settings import Settings, load_settings
@@ -170,3 +170,20 @@ async def engine(database_url: str) -> AsyncIterator[sa.ext.asyncio.AsyncEngine]
     eng = create_engine(database_url)
     yield eng
     await eng.dispose()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """A system that failed to start fails every test that shares it: the first test shows the
+    role and its log, the others point to it instead of repeating the log."""
+    outcome = yield
+    report = outcome.get_result()
+    error = call.excinfo.value if call.excinfo is not None else None
+    if call.when != "setup" or not isinstance(error, RoleNotReadyError):
+        return
+    first = _first_reports.setdefault(id(error), item.nodeid)
+    if first != item.nodeid:
+        report.longrepr = f"{error.summary} (shared set-up; its log is in the error of {first})"
+
+
+_first_reports: dict[int, str] = {}

@@ -14,14 +14,12 @@ import asyncio
 import contextlib
 import os
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from playwright.sync_api import (
@@ -36,7 +34,6 @@ from playwright.sync_api import (
 from bench.system import ROOT, System
 from orchestrator import Client
 from orchestrator.db import create_engine
-from orchestrator.errors import ApiError
 from tests.browser.ui import WAIT_MS, Dashboard, Problems, Screenshots
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -108,26 +105,10 @@ def system(
         running.start("worker", "worker", "--queues", "default", "--concurrency", "4")
         running.start("scheduler", "scheduler")
         running.start("janitor", "janitor")  # records dead letters for the dashboard
-        _wait_for_catalog(running, "browser.hold")
+        running.wait_for_catalog("browser.hold", api_key=Keys.admin)
         yield running
     finally:
         running.stop_all()
-
-
-def _wait_for_catalog(system: System, name: str, timeout: float = 60) -> None:
-    """Until the API serves and a worker has registered ``name``; fails at once if a role
-    exits (System's own waits read without a key and outwait a crash)."""
-    deadline = time.monotonic() + timeout
-    with Client(system.api_url, api_key=Keys.admin) as client:
-        while time.monotonic() < deadline:
-            for role, process in system.processes.items():
-                if process.poll() is not None:
-                    raise RuntimeError(f"the {role} exited:\n{system.log_of(role)[-4000:]}")
-            with contextlib.suppress(httpx.HTTPError, ApiError):
-                if any(item["name"] == name for item in client.catalog()["items"]):
-                    return
-            time.sleep(0.1)
-    raise RuntimeError(f"job {name} never appeared in the catalog:\n{system.log_of('worker')}")
 
 
 @pytest.fixture
