@@ -1,5 +1,6 @@
-"""A real Prometheus server for tests: Debian's /usr/bin/prometheus (``make system-packages``)
-with a generated configuration, a free port and its own storage directory."""
+"""A real Prometheus server for tests: Debian's build, unpacked into .tools/prometheus by
+``make system-packages`` (never installed as a service), with a generated configuration, a free
+port and its own storage directory."""
 
 from __future__ import annotations
 
@@ -17,8 +18,17 @@ import yaml
 
 from bench.system import free_port
 
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+_UNPACKED = Path(__file__).resolve().parents[2] / ".tools/prometheus/usr/bin"
+
+
+def _program(name: str) -> str:
+    """The unpacked program, else one on PATH (a machine that has Prometheus already)."""
+    unpacked = _UNPACKED / name
+    return str(unpacked) if unpacked.exists() else shutil.which(name) or str(unpacked)
+
+
+PROMETHEUS = _program("prometheus")
+PROMTOOL = _program("promtool")
 
 
 def require_prometheus() -> str:
