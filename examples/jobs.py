@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, date, datetime
 
 from orchestrator import JobContext, job
 
@@ -15,10 +15,15 @@ def greet(name: str, greeting: str = "Hello") -> str:
 
 
 @job(name="reports.daily", queue="default", retries=3)
-async def daily_report(day: datetime, recipients: list[str]) -> dict[str, object]:
-    """Async jobs run on the worker's event loop."""
+async def daily_report(recipients: list[str], day: date | None = None) -> dict[str, object]:
+    """Async jobs run on the worker's event loop.
+
+    A recurring job's arguments are fixed when it is registered, so the day to report on is
+    read when the job runs (``day`` is there for a rerun of a past day).
+    """
     await asyncio.sleep(0.1)
-    return {"day": day.date().isoformat(), "sent_to": len(recipients)}
+    reported = day or datetime.now(UTC).date()
+    return {"day": reported.isoformat(), "sent_to": len(recipients)}
 
 
 @job(name="examples.countdown")
