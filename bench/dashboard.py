@@ -149,7 +149,7 @@ async def measure(url: str, runs: int, namespace: str) -> bool:
     ok = True
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             deep = await _deep_page(http, "/hangfire/jobs?state=Succeeded", pages=20)
             targeted = [*TARGETED, ("state=Succeeded, page 21", deep)]
             print(f"\n{'page':40} {'rows':>5} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")

@@ -54,7 +54,7 @@ async def api(
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-        async with AsyncClient("http://testserver", transport=transport) as client:
+        async with AsyncClient("http://127.0.0.1", transport=transport) as client:
             yield Running(app, client)
 
 

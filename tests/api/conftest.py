@@ -46,7 +46,7 @@ class Api:
     def client(self, address: tuple[str, int]) -> httpx.AsyncClient:
         """Another client of the same running app, calling from ``address``."""
         transport = httpx.ASGITransport(app=self.app, client=address)
-        return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+        return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
 
     async def enqueue(self, job: str = ADD, **body: Any) -> str:
         if job == ADD and "args" not in body and "kwargs" not in body:
@@ -100,7 +100,7 @@ def start_api(make_settings: Callable[..., Settings]) -> ApiFactory:
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app, client=client)
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
                 yield Api(app, http, settings)
 
     return start

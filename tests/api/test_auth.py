@@ -25,7 +25,7 @@ async def keyed_api(start_api: Any, sqlite_url: str) -> AsyncIterator[Api]:
     async with start_api(
         sqlite_url,
         amqp_url=DOWN_AMQP_URL,
-        api_keys=["admin-secret", "read-secret:read"],
+        api_keys=["admin-secret-0123", "read-secret-01234:read"],
         client=REMOTE,
     ) as api:
         yield api
@@ -74,16 +74,16 @@ async def test_missing_and_unknown_keys_are_401(keyed_api: Api) -> None:
     for headers in (
         bearer("wrong"),
         bearer(""),
-        {"Authorization": "Basic YWRtaW4tc2VjcmV0"},
-        bearer("admin-secre"),
-        bearer("admin-secret2"),
+        {"Authorization": "Basic YWRtaW4tc2VjcmV0LTAxMjM="},
+        bearer("admin-secret-012"),
+        bearer("admin-secret-01232"),
     ):
         response = await keyed_api.http.get("/api/v1/jobs", headers=headers)
         assert response.status_code == 401, headers
 
 
 async def test_read_key_reads_but_never_writes(keyed_api: Api) -> None:
-    read = bearer("read-secret")
+    read = bearer("read-secret-01234")
     for path in ("/api/v1/jobs", "/api/v1/stats", "/api/v1/catalog", "/api/v1/servers"):
         assert (await keyed_api.http.get(path, headers=read)).status_code == 200, path
     refused = await keyed_api.http.post("/api/v1/jobs", json=ENQUEUE, headers=read)
@@ -92,7 +92,7 @@ async def test_read_key_reads_but_never_writes(keyed_api: Api) -> None:
     bulk = await keyed_api.http.post("/api/v1/jobs/bulk", json={"jobs": [ENQUEUE]}, headers=read)
     assert bulk.status_code == 403
     assert await keyed_api.count() == 0
-    admin = bearer("admin-secret")
+    admin = bearer("admin-secret-0123")
     created = await keyed_api.http.post("/api/v1/jobs", json=ENQUEUE, headers=admin)
     assert created.status_code == 201
     job_id = created.json()["id"]
@@ -121,7 +121,7 @@ async def login(api: Api, key: str) -> Any:
 async def test_login_cookie_opens_the_dashboard_but_never_the_api(keyed_api: Api) -> None:
     assert (await keyed_api.http.get("/hangfire")).status_code == 303  # to the login form
     assert (await keyed_api.http.get("/hangfire/login")).status_code == 200
-    response = await login(keyed_api, "read-secret")
+    response = await login(keyed_api, "read-secret-01234")
     assert response.status_code == 303
     set_cookie = response.headers["set-cookie"]
     assert "HttpOnly" in set_cookie
@@ -135,7 +135,7 @@ async def test_login_cookie_opens_the_dashboard_but_never_the_api(keyed_api: Api
     assert api_call.status_code == 401
     tampered = {"Cookie": f"orchestrator_session={token[:-1]}{'0' if token[-1] != '0' else '1'}"}
     assert (await keyed_api.http.get("/hangfire", headers=tampered)).status_code == 303
-    with_header = await keyed_api.http.get("/hangfire", headers=bearer("admin-secret"))
+    with_header = await keyed_api.http.get("/hangfire", headers=bearer("admin-secret-0123"))
     assert with_header.status_code == 200
 
 

@@ -166,7 +166,7 @@ async def keyed_api(start_api: Any, sqlite_url: str) -> AsyncIterator[Api]:
     async with start_api(
         sqlite_url,
         amqp_url=DOWN_AMQP_URL,
-        api_keys=["admin-secret", "read-secret:read"],
+        api_keys=["admin-secret-0123", "read-secret-01234:read"],
         client=REMOTE,
     ) as running:
         yield running
@@ -178,7 +178,7 @@ async def _sign_in(client: Any, key: str) -> None:
 
 
 async def test_read_key_sees_everything_and_no_action(keyed_api: Api) -> None:
-    admin_bearer = {"Authorization": "Bearer admin-secret"}
+    admin_bearer = {"Authorization": "Bearer admin-secret-0123"}
     created = await keyed_api.http.post(
         "/api/v1/jobs", json={"job": ADD, "args": [1, 2]}, headers=admin_bearer
     )
@@ -192,7 +192,7 @@ async def test_read_key_sees_everything_and_no_action(keyed_api: Api) -> None:
     assert put.status_code == 201
 
     async with keyed_api.client(REMOTE) as admin:
-        await _sign_in(admin, "admin-secret")
+        await _sign_in(admin, "admin-secret-0123")
         admin_page = await open_page(keyed_api, f"/hangfire/jobs/{job_id}", admin)
         assert {"Requeue", "Delete"} <= set(admin_page.buttons)
         failed_list = await open_page(keyed_api, "/hangfire/jobs?state=Failed", admin)
@@ -200,7 +200,7 @@ async def test_read_key_sees_everything_and_no_action(keyed_api: Api) -> None:
         assert "Requeue all failed" in failed_list.buttons
 
     async with keyed_api.client(REMOTE) as reader:
-        await _sign_in(reader, "read-secret")
+        await _sign_in(reader, "read-secret-01234")
         for path in [*PAGES, f"/hangfire/jobs/{job_id}", "/hangfire/jobs?state=Failed"]:
             page = await open_page(keyed_api, path, reader)
             assert not set(ACTION_BUTTONS) & set(page.buttons), (path, page.buttons)

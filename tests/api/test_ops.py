@@ -60,7 +60,9 @@ async def test_metrics_count_requests_by_route_template(api: Api) -> None:
 async def test_requests_refused_before_routing_never_label_the_raw_path(
     start_api: Any, sqlite_url: str
 ) -> None:
-    async with start_api(sqlite_url, amqp_url=DOWN_AMQP_URL, api_keys=["k"]) as api:
+    async with start_api(
+        sqlite_url, amqp_url=DOWN_AMQP_URL, api_keys=["ops-test-key-0123456"]
+    ) as api:
         before = _requests("/api/*", "401")
         await api.http.get("/api/v1/jobs/123")
         assert _requests("/api/*", "401") == before + 1

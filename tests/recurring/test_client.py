@@ -14,7 +14,7 @@ from tests.api.conftest import Api
 
 def client_of(api: Api) -> AsyncClient:
     transport = httpx.ASGITransport(app=api.app, client=("127.0.0.1", 50000))
-    return AsyncClient("http://testserver", transport=transport)
+    return AsyncClient("http://127.0.0.1", transport=transport)
 
 
 async def test_async_client_round_trip(api: Api) -> None:

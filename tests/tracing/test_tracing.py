@@ -190,7 +190,7 @@ async def test_the_client_joins_the_callers_trace(
 ) -> None:
     async with start_api(postgres_url, jobs=[TEST_JOBS, JOBS]) as api:
         transport = httpx.ASGITransport(app=api.app, client=LOOPBACK)
-        async with AsyncClient("http://testserver", transport=transport) as client:
+        async with AsyncClient("http://127.0.0.1", transport=transport) as client:
             with tracing.tracer.start_as_current_span("caller") as caller:
                 job_id = await client.enqueue(JobCall.named(SIGN_IN, "ann", PASSWORD))
         async with api.runtime.engine.connect() as conn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import timedelta
 from typing import Annotated, Literal
@@ -12,6 +13,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 QUEUE_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+#: Shorter API keys are refused at start-up: a key is the only thing between a network client
+#: and the API, and failed guesses are only throttled, not stopped.
+MIN_API_KEY_LENGTH = 16
 
 
 def parse_duration(value: object) -> object:
@@ -52,13 +56,23 @@ class ApiKey:
             raise ValueError(f"API key role must be 'admin' or 'read', not {role!r}")
         if not secret:
             raise ValueError("API key secret is empty")
+        if len(secret) < MIN_API_KEY_LENGTH:
+            # The length only: the message reaches logs, the key must not.
+            raise ValueError(
+                f"ORCHESTRATOR_API_KEYS: one {role} key has only {len(secret)} characters; keys "
+                f"need at least {MIN_API_KEY_LENGTH} (e.g. python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
         return cls(secret, role)  # type: ignore[arg-type]  # narrowed by the check above
 
 
 class Settings(BaseSettings):
     """Configuration shared by every role; each field maps to ``ORCHESTRATOR_<FIELD>``."""
 
-    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore")
+    # Settings hold secrets (keys, passwords in URLs): a refused value is never quoted back.
+    model_config = SettingsConfigDict(
+        env_prefix="ORCHESTRATOR_", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str = "sqlite:///./orchestrator.db"
     amqp_url: str = "amqp://guest:guest@localhost:5672/"
@@ -69,6 +83,30 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 5001
     max_body_bytes: int = 1024 * 1024
+    #: Host names (besides loopback names) the API answers under: ``name`` or ``.example.com``
+    #: (that domain and its subdomains), ``*`` for any. Without keys only loopback names and these
+    #: are served (a DNS-rebound name is refused); with keys, when set, only these and loopback.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Origins (``scheme://host[:port]``) besides the API's own whose browser pages may send
+    #: state-changing requests.
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Addresses or networks of reverse proxies whose ``X-Forwarded-For``/``-Proto``/``-Host``
+    #: are believed (client address for throttling, https for cookies, the public host name).
+    #: Loopback-only mode never believes them.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Dashboard cookies ``Secure``: unset follows the request's scheme (https directly or from
+    #: a trusted proxy); ``true`` always (behind any TLS proxy), ``false`` never.
+    cookie_secure: bool | None = None
+    #: Failed sign-ins and unknown bearer keys a client may make at once, then this many a
+    #: minute (a token bucket per client address); past it, 429 with Retry-After.
+    auth_failure_burst: int = Field(default=10, ge=1)
+    auth_failures_per_minute: float = Field(default=6.0, gt=0)
+    #: A client has this long to send a request's line and headers (from connecting, or from the
+    #: previous answer), and this long to send its body; then the connection is closed.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: An idle keep-alive connection is closed after this long.
+    keep_alive_seconds: int = Field(default=5, ge=1)
     #: Quorum-queue delivery limit. On RabbitMQ 3.x every return of a message counts toward it,
     #: including the returns a busy worker makes, so it is generous.
     delivery_limit: int = 20
@@ -119,7 +157,16 @@ class Settings(BaseSettings):
     #: for /metrics (orchestrator_scheduler.gauges).
     gauge_interval_seconds: float = Field(default=5.0, gt=0)
 
-    @field_validator("jobs", "api_keys", "worker_queues", "filters", mode="before")
+    @field_validator(
+        "jobs",
+        "api_keys",
+        "worker_queues",
+        "filters",
+        "allowed_hosts",
+        "allowed_origins",
+        "trusted_proxies",
+        mode="before",
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -139,6 +186,18 @@ class Settings(BaseSettings):
             ApiKey.parse(text)
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for text in value:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"ORCHESTRATOR_TRUSTED_PROXIES: {text!r} is not an address or network"
+                ) from None
+        return value
+
     @field_validator("counter_retention")
     @classmethod
     def _counter_retention(cls, value: timedelta) -> timedelta:
@@ -149,6 +208,10 @@ class Settings(BaseSettings):
     @property
     def parsed_api_keys(self) -> list[ApiKey]:
         return [ApiKey.parse(text) for text in self.api_keys]
+
+    @property
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(text, strict=False) for text in self.trusted_proxies]
 
     @property
     def lease(self) -> timedelta:

@@ -20,11 +20,14 @@ from orchestrator_api import (
     routes_recurring,
 )
 from orchestrator_api.auth import AuthMiddleware
+from orchestrator_api.guards import BrowserGuardMiddleware
 from orchestrator_api.middleware import (
     BodyLimitMiddleware,
     RequestMetricsMiddleware,
+    SecurityHeadersMiddleware,
     TracingMiddleware,
 )
+from orchestrator_api.peers import Proxies
 from orchestrator_api.runtime import Runtime
 
 
@@ -69,9 +72,19 @@ def create_app(settings: Settings, filters: Sequence[JobFilter] | None = None) -
         dashboard,
     ):
         app.include_router(module.router)
-    # Added last = outermost: metrics see every answer, auth runs before a body is read.
+    proxies = Proxies(settings.trusted_proxy_networks)
+    # Added last = outermost: metrics see every answer, every answer gets the security headers,
+    # web pages are refused before auth, and auth runs before a body is read.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware, keys=settings.parsed_api_keys)
+    app.add_middleware(
+        BrowserGuardMiddleware,
+        keyless=not settings.parsed_api_keys,
+        allowed_hosts=settings.allowed_hosts,
+        allowed_origins=settings.allowed_origins,
+        proxies=proxies,
+    )
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestMetricsMiddleware)
     app.add_middleware(TracingMiddleware)  # outermost: the server span covers everything
     return app

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from orchestrator import job_search
 from orchestrator.redaction import redact_for
 from orchestrator_api.auth import SESSION_COOKIE, find_key, key_of_session
+from orchestrator_api.middleware import DASHBOARD_CSP
 from orchestrator_api.runtime import runtime_of
 
 PACKAGE = Path(__file__).parent
@@ -46,11 +47,8 @@ NAV = (
     ("Batches", "/batches"),
     ("Dead letters", "/dead-letters"),
 )
-#: Served with every page: scripts and styles only from this origin, nothing framed.
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
+#: Served with every page (also added by SecurityHeadersMiddleware to any other answer).
+CSP = DASHBOARD_CSP
 Role = Literal["admin", "read"]
 
 
