@@ -52,6 +52,11 @@ DELIVERIES_RETURNED = Counter(
     "Deliveries handed back to RabbitMQ because no slot was free.",
     ["queue"],
 )
+JOBS_REPUBLISHED = Counter(
+    "orchestrator_jobs_republished_total",
+    "Enqueued jobs published again by the scheduler because their message was missing.",
+    ["queue"],
+)
 JOB_DURATION = Histogram(
     "orchestrator_job_duration_seconds",
     "Execution time of a job.",

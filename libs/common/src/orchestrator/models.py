@@ -37,6 +37,15 @@ class Job(SQLModel, table=True):
             postgresql_where=sa.text("state = 'Scheduled'"),
             sqlite_where=sa.text("state = 'Scheduled'"),
         ),
+        # The reconciliation's candidates: Enqueued the longest, per queue.
+        sa.Index(
+            "ix_jobs_enqueued_since",
+            "queue",
+            "state_changed_at",
+            "id",
+            postgresql_where=sa.text("state = 'Enqueued'"),
+            sqlite_where=sa.text("state = 'Enqueued'"),
+        ),
         sa.Index(
             "ix_jobs_processing_lease",
             "lease_until",

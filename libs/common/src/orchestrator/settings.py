@@ -135,6 +135,10 @@ class Settings(BaseSettings):
     dead_letter_body_max_bytes: int = Field(default=64 * 1024, ge=0)
     #: Runs whose worker was lost (lease expired) before the job is Failed ("worker lost").
     worker_lost_limit: int = Field(default=3, ge=1)
+    #: An Enqueued job whose message is missing from its queue (purged, lost with a broker node)
+    #: is published again once it has waited this long unclaimed; a job that entered Enqueued
+    #: more recently is never republished (orchestrator_scheduler.reconcile).
+    republish_after_seconds: float = Field(default=300.0, gt=0)
     #: How often the active scheduler looks for expired leases.
     lease_expiry_interval_seconds: float = 1.0
     traceback_max_chars: int = 16_000

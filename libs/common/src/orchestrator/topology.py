@@ -219,10 +219,14 @@ async def declare_control_queue(channel: AbstractChannel, topology: Topology) ->
 
 
 async def queue_depth(channel: AbstractChannel, topology: Topology, queue: str) -> tuple[int, int]:
-    """(ready messages, consumers) of a job queue, or (0, 0) when it was never declared."""
+    """(ready messages, consumers) of a job queue, or (0, 0) when it was never declared.
+
+    Only "not found" means empty: any other refusal (a quorum queue without a leader) raises,
+    since the reconciliation would read a zero as every message lost.
+    """
     try:
         declared = await channel.declare_queue(topology.work_queue(queue).name, passive=True)
-    except aio_pika.exceptions.ChannelClosed:
+    except aio_pika.exceptions.ChannelNotFoundEntity:
         return (0, 0)
     result = declared.declaration_result
     return (result.message_count or 0, result.consumer_count or 0)

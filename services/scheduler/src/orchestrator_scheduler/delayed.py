@@ -1,9 +1,9 @@
 """Wiring of the scheduler's time loops: the lease, the promoter and its wake-up queue.
 
-Only the lease holder runs the time loops (promotion, recurring jobs, lease expiry: every loop
-but the outbox relay, which is safe anywhere). Each scheduler listens on its own exclusive queue
-bound to the wake-up fanout, so whichever holds the lease hears that an earlier delayed job was
-stored.
+Only the lease holder runs the time loops (promotion, recurring jobs, lease expiry, the
+reconciliation of lost messages: every loop but the outbox relay, which is safe anywhere).
+Each scheduler listens on its own exclusive queue bound to the wake-up fanout, so whichever
+holds the lease hears that an earlier delayed job was stored.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from orchestrator.topology import Topology, declare_scheduler_wake_queue
 from orchestrator_scheduler.leadership import Leadership
 from orchestrator_scheduler.leases import LeaseExpiry, OutageGuard
 from orchestrator_scheduler.promotion import Promoter
+from orchestrator_scheduler.reconcile import Republisher
 
 log = logging.getLogger(__name__)
 #: Loops every replica runs; all others are time loops, run by the lease holder only. The
@@ -67,6 +68,13 @@ class DelayedJobs:
             interval=settings.lease_expiry_interval_seconds,
             filters=filters,
         )
+        self.republisher = Republisher(
+            engine,
+            self.sender,
+            topology,
+            connection,
+            republish_after=settings.republish_after_seconds,
+        )
         self.promoter = Promoter(
             engine,
             self.sender,
@@ -80,7 +88,7 @@ class DelayedJobs:
     def loops(self, loops: Sequence[Loop], stop: asyncio.Event) -> list[Loop]:
         """``loops`` with the time loops gated on the lease, plus the lease, the promoter and
         the wake-up listener."""
-        loops = [*loops, self.lease_expiry.loop()]
+        loops = [*loops, self.lease_expiry.loop(), self.republisher.loop()]
         gated = [loop if loop.name in UNGATED else self._gate(loop) for loop in loops]
 
         async def promote() -> bool:
