@@ -98,8 +98,9 @@ class BodyLimitMiddleware:
 class SecurityHeadersMiddleware:
     """Headers every answer gets unless it set its own: ``nosniff``, no referrer to other
     origins (not ``no-referrer``: with it browsers send ``Origin: null`` on the dashboard's own
-    form posts, which the Origin check refuses), readable by this origin only, ``no-store`` (answers are live state and may be private); pages of the
-    dashboard and the docs are never framed and get their content policy."""
+    form posts, which the Origin check refuses), readable by this origin only, ``no-store``
+    (answers are live state and may be private); pages of the dashboard and the docs are never
+    framed and get their content policy."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
