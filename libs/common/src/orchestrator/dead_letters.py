@@ -108,6 +108,9 @@ async def record(
 
     Returns (dead letters new to the store, jobs failed)."""
     recorded = failed = 0
+    named = [decode_job_id(letter.body) for letter in letters]
+    # The jobs to fail, locked in ascending id order first (one move per letter follows).
+    locked = await states.lock(conn, [i for i in named if i is not None], {State.ENQUEUED})
     for letter in letters:
         headers = plain(dict(letter.headers))
         death = last_death(headers)
@@ -138,7 +141,11 @@ async def record(
         if inserted.first() is None:
             continue  # the same dead letter again: recorded before
         recorded += 1
-        if job_id is not None and job == State.ENQUEUED.value:
+        if (
+            job_id is not None
+            and job == State.ENQUEUED.value
+            and (locked is None or job_id in locked)
+        ):
             failed += await _fail(conn, job_id, why, now, retention)
     return recorded, failed
 

@@ -198,6 +198,55 @@ def built_in_hooks() -> tuple[AppliedHook, ...]:
 _jobs = Job.__table__  # type: ignore[attr-defined]  # SQLModel sets __table__ at class creation
 _history = JobHistory.__table__  # type: ignore[attr-defined]
 _counters = StateCounter.__table__  # type: ignore[attr-defined]
+#: The jobs table once more, for the locking subqueries of the UPDATEs below (a subquery on
+#: the table an UPDATE writes would otherwise be correlated with it).
+_locking = _jobs.alias("locking")
+
+
+def in_lock_order(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+    """``jobs.id IN`` the rows matching ``condition`` (written against :data:`_jobs`), locked
+    in ascending id order, for an UPDATE's WHERE on PostgreSQL.
+
+    A plain UPDATE locks rows in whatever order its plan meets them (an index scan, a hash join
+    on ``unnest``, the array's order), so two transactions moving overlapping jobs could each
+    hold a row the other waits for. Every transaction that locks several job rows takes them
+    in ascending id order (see "Lock order" in docs/architecture.md); ``FOR NO KEY UPDATE`` is
+    the lock the UPDATE takes anyway, so it blocks nothing more than the UPDATE would.
+    """
+    adapted = sa.sql.util.ClauseAdapter(_locking).traverse(condition)
+    locked = (
+        sa.select(_locking.c.id)
+        .where(adapted)
+        .order_by(_locking.c.id)
+        .with_for_update(key_share=True)
+    )
+    selected: sa.ColumnElement[bool] = _jobs.c.id.in_(locked)
+    return selected
+
+
+async def lock(
+    conn: AsyncConnection, job_ids: Iterable[uuid.UUID], in_states: Iterable[State]
+) -> set[uuid.UUID] | None:
+    """Lock the rows of ``job_ids`` that are in one of ``in_states``, in ascending id order,
+    until the transaction ends (PostgreSQL; SQLite locks the whole database at its first write).
+
+    For transactions that move several sets of jobs one after another (a worker's write round:
+    outcomes, then claims): taking the union first keeps the whole transaction in one order.
+    Only rows the moves can change are locked: an ``Awaiting`` child, say, is locked later by
+    its parent's ending, parent first. Returns the ids locked (None: no lock was needed); the
+    caller moves only those, as a row entering ``in_states`` after this statement would be
+    locked out of order (and came with a message of its own if it was enqueued).
+    """
+    ids = sorted(set(job_ids))
+    if len(ids) < 2 or not is_postgres(conn):
+        return None
+    query = (
+        sa.select(_jobs.c.id)
+        .where(_jobs.c.id.in_(ids), _jobs.c.state.in_([s.value for s in in_states]))
+        .order_by(_jobs.c.id)
+        .with_for_update(key_share=True)
+    )
+    return set((await conn.execute(query)).scalars())
 
 
 async def move(
@@ -239,6 +288,8 @@ async def move(
     )
     if where is not None:
         condition = sa.and_(condition, where)
+    if is_postgres(conn) and len(job_ids) > 1:
+        condition = sa.and_(condition, in_lock_order(condition))
     values = {**_state_columns(target, now, retention), **change.values}
     stmt = (
         sa.update(_jobs)
@@ -283,7 +334,8 @@ async def move_each(
         moved = await _move_each_postgres(conn, items, states, base)
     else:
         moved = []
-        for item in items:
+        # One row per statement: in ascending id order, as every multi-row lock is taken.
+        for item in sorted(items, key=lambda i: i.job_id):
             stmt = (
                 sa.update(_jobs)
                 .where(_jobs.c.id == item.job_id, _jobs.c.state.in_(states))
@@ -313,7 +365,10 @@ async def _move_elected(
     """Each job to the state its election chose, one job at a time (only with election
     filters configured; the set-based path is untouched otherwise)."""
     moved: Moved[sa.Row[Any]] = Moved()
+    locked = await lock(conn, changes, expected)  # one move per job below: in order first
     for choice in await filters.elect_stored(conn, changes, expected, target, now, where):
+        if locked is not None and choice.job_id not in locked:
+            continue  # entered an expected state since: its lock would come out of order
         guard = guards.get(choice.job_id, {})
         clauses = [_jobs.c[name] == value for name, value in guard.items()]
         clauses += [where] if where is not None else []
@@ -384,10 +439,14 @@ async def _move_each_postgres(
                 cast = f"CAST(v.{key} AS {element_cast})" if element_cast else f"v.{key}"
                 assignments.append(f"{name} = {cast}")
     guards = " ".join(f"AND j.{name} = v.g_{name}" for name in guard_names)
+    # The rows are locked in ascending id order by the subquery first (see in_lock_order);
+    # the join on unnest alone would lock them in the array's order.
     statement = sa.text(
         f"UPDATE jobs AS j SET {', '.join(assignments)} "  # noqa: S608 - names are our columns
         f"FROM unnest({', '.join(arrays)}) AS v({', '.join(columns)}) "
         f"WHERE j.id = v.id AND j.state = ANY(CAST(:states AS text[])) {guards} "
+        "AND j.id IN (SELECT l.id FROM jobs AS l WHERE l.id = ANY(CAST(:ids AS uuid[])) "
+        "AND l.state = ANY(CAST(:states AS text[])) ORDER BY l.id FOR NO KEY UPDATE) "
         "RETURNING j.id, j.expire_after_seconds, j.batch_id"
     )
     return list((await conn.execute(statement, params)).all())

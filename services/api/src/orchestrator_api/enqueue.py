@@ -159,10 +159,11 @@ async def parent_states(
     if not ids:
         return {}
     table = store.jobs_table
-    query = sa.select(table.c.id, table.c.state).where(table.c.id.in_(ids))
+    query = sa.select(table.c.id, table.c.state).where(table.c.id.in_(ids)).order_by(table.c.id)
     if is_postgres(conn):
         # Hold the parents' state until this transaction commits: a parent ending meanwhile
-        # waits for us, then finds the new child among its Awaiting children.
+        # waits for us, then finds the new child among its Awaiting children. In ascending
+        # id order, as every lock on several job rows is taken.
         query = query.with_for_update(read=True)
     rows = await conn.execute(query)
     return {row.id: row.state for row in rows}

@@ -77,16 +77,18 @@ async def claim(
     lease: timedelta,
     now: datetime,
     filters: Filters | None = None,
+    only: set[uuid.UUID] | None = None,
 ) -> None:
     """``Enqueued → Processing`` (or a due ``Scheduled`` retry) for every decoded delivery's job,
     in the caller's transaction; fills ``batch.claimed``. ``filters`` see the claims through
-    their applied hooks; a claim is not elected (the delivery is the worker's to run)."""
+    their applied hooks; a claim is not elected (the delivery is the worker's to run).
+    ``only``: the jobs the caller locked (see ``states.lock``); others are lost claims."""
     ids = list({job_id for _, job_id in batch.decoded})
     if not ids:
         return
     rows = await states.move(
         conn,
-        ids,
+        ids if only is None else [i for i in ids if i in only],
         expected={State.ENQUEUED, State.SCHEDULED},
         target=State.PROCESSING,
         change=states.Change(

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import outbox, states
-from orchestrator.db import db_now
+from orchestrator.db import db_now, is_postgres
 from orchestrator.filters import Filters
 from orchestrator.states import State
 from orchestrator.store import jobs_table
@@ -23,15 +23,20 @@ async def renew_leases(
 
     A job missing from the answer was deleted or taken over by another worker.
     """
+    mine = sa.and_(
+        jobs_table.c.worker_id == worker_id,
+        jobs_table.c.state == State.PROCESSING.value,
+        jobs_table.c.id.in_(list(job_ids)),
+    )
     async with engine.begin() as conn:
         now = await db_now(conn)
+        if is_postgres(conn):
+            # In ascending id order, as the outcome writer locks these rows (a plain UPDATE
+            # took them in its plan's order and deadlocked with it).
+            mine = sa.and_(mine, states.in_lock_order(mine))
         renewed = await conn.execute(
             sa.update(jobs_table)
-            .where(
-                jobs_table.c.worker_id == worker_id,
-                jobs_table.c.state == State.PROCESSING.value,
-                jobs_table.c.id.in_(list(job_ids)),
-            )
+            .where(mine)
             .values(lease_until=now + lease)
             .returning(jobs_table.c.id)
         )

@@ -8,6 +8,7 @@ replace it (the first of them is the retry filter: ``Failed`` with a retry left 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,6 +17,7 @@ from orchestrator import outbox, states
 from orchestrator.filters import Election, Filters
 from orchestrator.outbox import Pending
 from orchestrator.states import RowChange, State
+from orchestrator_worker.claims import ClaimResult, claim
 from orchestrator_worker.execution import Outcome
 
 
@@ -100,3 +102,40 @@ def _delayed(election: Election) -> outbox.Publication:
     job = election.job
     trace = getattr(job, "trace_context", None) or {}
     return outbox.Publication(job.job_id, job.queue, trace, election.delay_seconds or 0)
+
+
+@dataclass(frozen=True)
+class Round:
+    """What a write round needs besides its outcomes and deliveries."""
+
+    worker_id: str
+    lease: timedelta
+    retention: timedelta
+    #: The worker's election filters (the retry filter first) for outcomes.
+    elections: Filters
+    #: The worker's configured filters, whose applied hooks see the claims.
+    filters: Filters
+
+
+async def write_round(
+    conn: AsyncConnection,
+    outcomes: Sequence[Outcome],
+    batch: ClaimResult,
+    setup: Round,
+    now: datetime,
+) -> tuple[dict[object, State], list[Pending]]:
+    """Record ``outcomes`` and claim ``batch``'s jobs in the caller's transaction; returns what
+    :func:`record` does, with the claims' outbox entries added.
+
+    The rows of both are locked first, together, in ascending id order: each move locks its
+    own rows in that order, but outcomes (one move per target state) and then claims would
+    otherwise take several ascending runs, which can cross another transaction's one. A job
+    not claimable at that moment is a lost claim (an outcome's row is this worker's already).
+    """
+    ids = [o.job.job_id for o in outcomes] + [job_id for _, job_id in batch.decoded]
+    locked = await states.lock(conn, ids, {State.PROCESSING, State.ENQUEUED, State.SCHEDULED})
+    recorded, pending = await record(
+        conn, outcomes, setup.worker_id, setup.retention, now, setup.elections
+    )
+    await claim(conn, batch, setup.worker_id, setup.lease, now, setup.filters, only=locked)
+    return recorded, pending + batch.redelayed

@@ -27,12 +27,12 @@ from orchestrator.settings import Settings
 from orchestrator.states import State
 from orchestrator.topology import Topology
 from orchestrator_worker import cancellation, isolation
-from orchestrator_worker.claims import ClaimedJob, ClaimResult, claim, decode, observe_started
+from orchestrator_worker.claims import ClaimedJob, ClaimResult, decode, observe_started
 from orchestrator_worker.execution import Limits, Outcome, execute, new_context
 from orchestrator_worker.intake import Delivery, Intake, ack_batch
 from orchestrator_worker.overruns import flag_overrunning
 from orchestrator_worker.ownership import hand_back, renew_leases
-from orchestrator_worker.recorder import record
+from orchestrator_worker.recorder import Round, write_round
 from orchestrator_worker.retrying import RetryFilter
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,11 @@ class Worker:
         self._store_watch: asyncio.Task[None] | None = None
         #: Set once the worker consumes its queues.
         self.ready = asyncio.Event()
+
+    @property
+    def _round(self) -> Round:
+        s = self.settings
+        return Round(self.info.id, s.lease, s.job_retention, self.elections, self.filters)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -157,11 +162,7 @@ class Worker:
         try:
             async with self.engine.begin() as conn:
                 now = await db_now(conn)
-                recorded, pending = await record(
-                    conn, outcomes, self.info.id, self.settings.job_retention, now, self.elections
-                )
-                await claim(conn, batch, self.info.id, self.settings.lease, now, self.filters)
-                pending += batch.redelayed
+                recorded, pending = await write_round(conn, outcomes, batch, self._round, now)
         except Exception:
             log.exception("writing to the store failed; will retry outcomes, return deliveries")
             await self._write_failed(batch, outcomes)
