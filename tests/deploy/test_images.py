@@ -183,8 +183,8 @@ async def test_health_check_script_follows_readiness() -> None:
         return dict(state)
 
     port = free_port()
-    task = await ops_server.serve("127.0.0.1", port, ready)
-    assert task is not None
+    server = await ops_server.serve("127.0.0.1", port, ready)
+    assert server is not None
     env = {"ORCHESTRATOR_SCHEDULER_OPS_PORT": str(port)}
     try:
         async with httpx.AsyncClient() as client:
@@ -198,9 +198,7 @@ async def test_health_check_script_follows_readiness() -> None:
         assert await asyncio.to_thread(_run_healthcheck, env, "scheduler") == 1
         assert await asyncio.to_thread(_run_healthcheck, env, "scheduler", "/healthz") == 0
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await server.stop()
     # Nothing listening: unhealthy. Ops server switched off (port 0): nothing to check.
     assert _run_healthcheck(env, "scheduler") == 1
     assert _run_healthcheck({"ORCHESTRATOR_SCHEDULER_OPS_PORT": "0"}, "scheduler") == 0

@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 
-from orchestrator import JobContext, job
+from orchestrator import JobContext, JobInterrupted, job
 
 
 @job(name="retry.flaky", retries=2, retry_delays=[1, 1])
@@ -107,3 +107,30 @@ def process_sleeper(notes: str, ctx: JobContext) -> str:
     _note(notes, f"start {ctx.attempt} {os.getpid()}")
     time.sleep(60)
     return "finished"
+
+
+def _yield_at_shutdown(notes: str, ctx: JobContext) -> str:
+    _note(notes, f"start {ctx.attempt} {os.getpid()}")
+    if not ctx.shutting_down.wait(60):
+        return "never told"
+    _note(notes, f"shutting down, cancelled={ctx.cancelled.is_set()}")
+    raise JobInterrupted("stopping for the shutdown; run me again")
+
+
+@job(name="shutdown.yields", retries=2, retry_delays=[1])
+def shutdown_yields(notes: str, ctx: JobContext) -> str:
+    """Waits for its worker's shutdown, then asks to be run again later."""
+    return _yield_at_shutdown(notes, ctx)
+
+
+@job(name="shutdown.process_yields", retries=2, retry_delays=[1], isolation="process")
+def shutdown_process_yields(notes: str, ctx: JobContext) -> str:
+    return _yield_at_shutdown(notes, ctx)
+
+
+@job(name="shutdown.finishes", retries=2, retry_delays=[1], isolation="process")
+def shutdown_finishes(notes: str, ctx: JobContext) -> str:
+    """Finishes its work once told of the shutdown: recorded as usual."""
+    _note(notes, f"start {ctx.attempt} {os.getpid()}")
+    ctx.shutting_down.wait(60)
+    return "finished in the grace"

@@ -2,6 +2,7 @@
 
 from orchestrator.client import AsyncClient, Client
 from orchestrator.cron import Cron
+from orchestrator.errors import JobInterrupted
 from orchestrator.jobs import JobCall, JobContext, job
 
-__all__ = ["AsyncClient", "Client", "Cron", "JobCall", "JobContext", "job"]
+__all__ = ["AsyncClient", "Client", "Cron", "JobCall", "JobContext", "JobInterrupted", "job"]

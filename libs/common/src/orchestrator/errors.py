@@ -72,3 +72,9 @@ class JobTimeoutError(OrchestratorError):
 
 class JobRefusedError(JobValidationError):
     """A client-side filter refused to create the job (HTTP 422); nothing was stored."""
+
+
+class JobInterrupted(OrchestratorError):  # noqa: N818 - a signal to the worker, not a failure
+    """Raised by a job to stop early and be run again later, typically when
+    ``ctx.shutting_down`` is set: the worker hands it back to ``Enqueued`` without spending a
+    retry and without counting a failure."""

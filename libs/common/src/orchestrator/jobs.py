@@ -39,8 +39,13 @@ class JobContext:
 
     job_id: uuid.UUID
     attempt: int
-    #: Set when the job is deleted or its worker shuts down; behaves like ``threading.Event``.
+    #: Set when the job is deleted (or its lease was taken over) or its timeout has passed: stop
+    #: now, nothing more of this run will be recorded. Behaves like ``threading.Event``.
     cancelled: threading.Event = field(default_factory=threading.Event)
+    #: Set when the worker begins to shut down: finish within its grace period
+    #: (``ORCHESTRATOR_WORKER_SHUTDOWN_GRACE_SECONDS``) or raise ``JobInterrupted`` to be run
+    #: again later without spending a retry. Behaves like ``threading.Event``.
+    shutting_down: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(frozen=True)

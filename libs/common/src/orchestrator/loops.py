@@ -94,6 +94,6 @@ async def run_role(
         await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         if ops is not None:
-            ops.cancel()
+            await ops.stop()
         with contextlib.suppress(Exception):
             await servers.withdraw(engine, info)

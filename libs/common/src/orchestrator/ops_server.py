@@ -44,10 +44,28 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-async def serve(host: str, port: int, ready: ReadinessCheck) -> asyncio.Task[None] | None:
+class OpsServer:
+    """A running ops server; :meth:`stop` ends it the way uvicorn ends on a signal (no
+    cancellation, so no ``CancelledError`` traceback from inside uvicorn)."""
+
+    def __init__(self, server: uvicorn.Server) -> None:
+        self._server = server
+        self._task = asyncio.create_task(server.serve(), name=f"ops-server-{server.config.port}")
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        self._server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except BaseException:
+            # A server that does not stop in time (a stuck request) is cancelled after all.
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+
+
+async def serve(host: str, port: int, ready: ReadinessCheck) -> OpsServer | None:
     """Start serving in the background of the current event loop; port 0 serves nothing."""
     if port == 0:
         return None
     config = uvicorn.Config(ops_app(ready), host=host, port=port, log_level="warning")
-    server = _EmbeddedServer(config)
-    return asyncio.create_task(server.serve(), name=f"ops-server-{port}")
+    return OpsServer(_EmbeddedServer(config))

@@ -5,7 +5,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import gc
+import logging
+import os
 import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import NoReturn
 
 from orchestrator import logs, tracing
 from orchestrator.settings import Settings
@@ -41,10 +47,70 @@ def _collect_while_logging_works() -> None:
     gc.collect()
 
 
+#: A signal this soon after the previous one is the same person's: in ``orchestrator dev`` the
+#: terminal delivers a Ctrl-C to every role and the supervisor forwards it once more.
+SAME_PERSON_SECONDS = 1.0
+
+
+class Signals:
+    """SIGTERM/SIGINT as a person means them: the first asks for a graceful stop (``stop``), a
+    second one (not the echo of the first) for a stop at once (``now``).
+
+    ``on_now`` runs when that second signal comes, in the event loop; by default it sets
+    ``now`` only, so the role decides how fast "at once" is.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.stop = asyncio.Event()
+        self.now = asyncio.Event()
+        self._clock = clock
+        self._first: float | None = None
+
+    def install(self) -> Signals:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.received)
+        return self
+
+    def received(self) -> None:
+        at = self._clock()
+        if self._first is None:
+            self._first = at
+            self.stop.set()
+        elif at - self._first >= SAME_PERSON_SECONDS:
+            self.now.set()
+
+
 def stop_on_signals() -> asyncio.Event:
-    """An event set by SIGTERM or SIGINT, for a role's graceful shutdown (call inside the loop)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
+    """An event set by SIGTERM or SIGINT, for a role's graceful shutdown (call inside the loop);
+    a person's second signal ends the process at once."""
+    signals = Signals().install()
+
+    async def exit_on_second() -> None:
+        await signals.now.wait()
+        exit_now(0, "second signal: stopping at once")
+
+    task = asyncio.get_running_loop().create_task(exit_on_second(), name="second-signal")
+    _keep.add(task)
+    return signals.stop
+
+
+_keep: set[asyncio.Task[None]] = set()
+
+
+def exit_now(code: int, why: str | None = None) -> NoReturn:
+    """End the process this instant (``os._exit``): no thread is joined, no finalizer runs, so
+    nothing of a job that was handed back can run on after the hand-back; logs are flushed."""
+    if why is not None:
+        logging.getLogger(__name__).warning("%s", why)
+    for handler in logging.getLogger().handlers:
+        try:
+            handler.flush()
+        except Exception:  # noqa: S112 - a broken stream must not stop the exit
+            continue
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: S112
+            continue
+    os._exit(code)

@@ -10,10 +10,12 @@ The child is started with multiprocessing's ``forkserver`` context: forked from 
 process that was itself started fresh and never had threads (the worker has threads and an asyncio
 loop, which a plain ``fork`` would copy half-alive). It imports the job's module and finds the
 job by its registered name; nothing is pickled but names, JSON arguments and the answer. Inside
-the child ``ctx.cancelled`` is a real ``threading.Event``, set by a thread that listens on a pipe
-from the worker: at the deadline, on DELETE and on shutdown. If the worker itself dies, the pipe
-closes: the child sets its token and exits ``grace`` seconds later, so an orphan never runs on
-beside the attempt that replaces it.
+the child ``ctx.cancelled`` and ``ctx.shutting_down`` are real ``threading.Event`` objects, set by
+a thread that listens on a pipe from the worker: ``cancelled`` at the deadline and on DELETE,
+``shutting_down`` when the worker begins to stop. At the end of the worker's grace period every
+child is killed (:func:`kill_children`) before its job is handed back. If the worker itself dies,
+the pipe closes: the child sets both and exits ``grace`` seconds later, so an orphan never runs
+on beside the attempt that replaces it.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ _STARTUP_SECONDS = 60.0
 _NOTHING_YET = ("nothing yet", None)
 #: How long joining a child that was killed or has answered may take before we stop waiting.
 _JOIN_SECONDS = 5.0
+#: The messages of the worker-to-child pipe.
+_CANCEL = "cancel"
+_SHUTDOWN = "shutdown"
 
 
 class ChildJobError(Exception):
@@ -97,6 +102,8 @@ class _Request:
 def warm_up(functions: Iterable[JobFunction[Any, Any]]) -> None:
     """Start the fork server now if a job runs in process mode: its imports take seconds, which
     would otherwise delay the first such job (blocks briefly; call it off the event loop)."""
+    global _stopped
+    _stopped = False  # a worker starts (again, in tests): children may start
     if any(function.spec.isolation == "process" for function in functions):
         _FORKSERVER.set_forkserver_preload(_PRELOAD)
         forkserver.ensure_running()
@@ -130,14 +137,34 @@ async def run_in_process(
     )
     child = _Child(request)
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, child.start)
+    _children.add(child)
     try:
+        await loop.run_in_executor(None, child.start)
         return await _supervise(child, context, timeout, grace)
     finally:
-        # Also on cancellation (the worker shuts down and hands the job back): the child goes
-        # before the job can be claimed again.
+        # Also on cancellation: the child goes before the job can be claimed again.
         child.kill()
         await loop.run_in_executor(None, child.join)
+        _children.discard(child)
+
+
+#: Children started and not yet joined, for :func:`kill_children`.
+_children: set[_Child] = set()
+#: Held while a child starts, so none starts after :func:`kill_children` (``_stopped``).
+_starting = threading.Lock()
+_stopped = False
+
+
+def kill_children() -> None:
+    """Kill every job child of this worker, start no new one, and wait until each has ended
+    (blocks; call it off the event loop): a shutdown does this before it hands their jobs back."""
+    global _stopped
+    with _starting:
+        _stopped = True
+        for child in list(_children):
+            child.kill()
+    for child in list(_children):
+        child.wait_ended()
 
 
 async def _supervise(
@@ -199,16 +226,20 @@ async def _supervise(
 
 
 def _forward_cancellation(context: JobContext, child: _Child, wake: Callable[[], object]) -> None:
-    """Make setting the job's token also set the child's, wherever it is set from."""
-    already = context.cancelled.is_set()
+    """Make setting the job's events also set the child's, wherever they are set from; only a
+    cancellation starts the countdown to the kill (``wake``)."""
+    cancelled, shutting_down = context.cancelled.is_set(), context.shutting_down.is_set()
 
-    def on_set() -> None:
-        child.cancel()
+    def on_cancel() -> None:
+        child.send(_CANCEL)
         wake()
 
-    context.cancelled = _NotifyingEvent(on_set)
-    if already:
+    context.cancelled = _NotifyingEvent(on_cancel)
+    context.shutting_down = _NotifyingEvent(lambda: child.send(_SHUTDOWN))
+    if cancelled:
         context.cancelled.set()
+    if shutting_down:
+        context.shutting_down.set()
 
 
 class _NotifyingEvent(threading.Event):
@@ -252,14 +283,18 @@ class _Child:
             name=f"job-{request.job_id}",
             daemon=True,  # never outlives the worker
         )
-        self._cancel_sent = False
+        self._sent: set[str] = set()
+        self._pipe_lock = threading.Lock()
 
     @property
     def exitcode(self) -> int | None:
         return self._process.exitcode
 
     def start(self) -> None:
-        self._process.start()
+        with _starting:
+            if _stopped:
+                raise ChildDiedError("the worker is shutting down; the job's process not started")
+            self._process.start()
         # The child holds its ends now; closing ours lets EOF say "the other side is gone".
         self._cancel_in.close()
         self._answer_out.close()
@@ -296,23 +331,30 @@ class _Child:
             return None
         return message
 
-    def cancel(self) -> None:
-        if self._cancel_sent:
-            return
-        self._cancel_sent = True
-        with contextlib.suppress(OSError):
-            self._cancel_out.send("cancel")
+    def send(self, message: str) -> None:
+        """Tell the child once (the events may be set from any thread)."""
+        with self._pipe_lock:
+            if message in self._sent:
+                return
+            self._sent.add(message)
+            with contextlib.suppress(OSError, ValueError):
+                self._cancel_out.send(message)
 
     def kill(self) -> None:
         if self._process.pid is not None and self._process.exitcode is None:
             with contextlib.suppress(ProcessLookupError):
                 self._process.kill()
 
-    def join(self) -> None:
+    def wait_ended(self) -> None:
         if self._process.pid is not None:
-            self._process.join(_JOIN_SECONDS)
-        for connection in (self._cancel_out, self._answer_in):
-            connection.close()
+            with contextlib.suppress(Exception):
+                self._process.join(_JOIN_SECONDS)
+
+    def join(self) -> None:
+        self.wait_ended()
+        with self._pipe_lock:
+            for connection in (self._cancel_out, self._answer_in):
+                connection.close()
 
 
 # -- in the child -------------------------------------------------------------------------
@@ -321,15 +363,14 @@ class _Child:
 def child_main(request: _Request, cancel_in: Connection, answer_out: Connection) -> None:
     """The child's entry point: run the job once and send back its answer."""
     _adopt_context(request)
-    cancelled = threading.Event()
+    context = JobContext(uuid.UUID(request.job_id), request.attempt)
     listener = threading.Thread(
-        target=_listen, args=(cancel_in, cancelled, request.grace), daemon=True
+        target=_listen, args=(cancel_in, context, request.grace), daemon=True
     )
     listener.start()
     try:
         function = _find(request.module, request.name)
         arguments = validate_with_model(function, request.args, request.kwargs)
-        context = JobContext(uuid.UUID(request.job_id), request.attempt, cancelled)
         answer_out.send(("started", None))
         answer: tuple[str, Any] = ("ok", _jsonable(function.invoke(arguments, context)))
     except BaseException as exc:
@@ -345,17 +386,18 @@ def _adopt_context(request: _Request) -> None:
     logs.name_job(request.job_id, request.name)
 
 
-def _listen(cancel_in: Connection, cancelled: threading.Event, grace: float) -> None:
+def _listen(cancel_in: Connection, context: JobContext, grace: float) -> None:
     while True:
         try:
-            cancel_in.recv()
+            message = cancel_in.recv()
         except (EOFError, OSError):
             # The worker is gone: nobody will record this run, and after its lease expires
             # another worker runs the job again. Stop, at the latest after the grace period.
-            cancelled.set()
+            context.shutting_down.set()
+            context.cancelled.set()
             time.sleep(grace)
             os._exit(70)
-        cancelled.set()
+        (context.shutting_down if message == _SHUTDOWN else context.cancelled).set()
 
 
 def _find(module_name: str, name: str) -> JobFunction[Any, Any]:

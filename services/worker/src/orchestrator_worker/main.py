@@ -6,22 +6,27 @@ import asyncio
 import logging
 
 from orchestrator.catalog import Catalog
-from orchestrator.process import prepare_service, stop_on_signals
+from orchestrator.process import Signals, exit_now, prepare_service
 from orchestrator.settings import Settings, load_settings
 from orchestrator_worker.worker import Worker
 
 
 async def run(settings: Settings, *, shutdown_grace: float | None = None) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully (``worker_shutdown_grace_seconds``
-    unless ``shutdown_grace`` is given)."""
+    unless ``shutdown_grace`` is given); a person's second signal ends the grace at once.
+
+    Jobs still running when the grace ends are handed back and the process ends that instant
+    (``os._exit``): a thread cannot be stopped, and it must not run on beside the next attempt.
+    """
     catalog = Catalog.from_modules(settings.jobs)
     if not len(catalog):
         logging.getLogger(__name__).warning(
             "no jobs loaded: set ORCHESTRATOR_JOBS (or --jobs) to your job modules"
         )
-    stop = stop_on_signals()
+    signals = Signals().install()
     grace = settings.worker_shutdown_grace_seconds if shutdown_grace is None else shutdown_grace
-    await Worker(settings, catalog, shutdown_grace=grace).run(stop)
+    worker = Worker(settings, catalog, shutdown_grace=grace, exit_process=lambda: exit_now(0))
+    await worker.run(signals.stop, signals.now)
 
 
 def main() -> None:

@@ -49,6 +49,8 @@ async def hand_back(
     job_ids: Sequence[uuid.UUID],
     retention: timedelta,
     filters: Filters | None = None,
+    *,
+    reason: str = "Worker shut down before the job finished",
 ) -> list[outbox.Pending]:
     """Put unfinished jobs back to Enqueued without spending their retry budget (``filters``
     see it through their applied hooks; not elected: the job must not be lost)."""
@@ -59,7 +61,7 @@ async def hand_back(
             list(job_ids),
             expected={State.PROCESSING},
             target=State.ENQUEUED,
-            change=states.Change("Worker shut down before the job finished"),
+            change=states.Change(reason),
             where=jobs_table.c.worker_id == worker_id,
             now=now,
             retention=retention,

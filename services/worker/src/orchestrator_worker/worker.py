@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from aio_pika.abc import AbstractRobustConnection
@@ -20,6 +21,7 @@ from orchestrator.batching import Batcher
 from orchestrator.broker import Publisher, connect
 from orchestrator.catalog import Catalog
 from orchestrator.db import create_engine, db_now
+from orchestrator.errors import JobInterrupted
 from orchestrator.filters import Filters, JobFilter
 from orchestrator.filters import load as load_filters
 from orchestrator.jobs import JobContext
@@ -36,6 +38,10 @@ from orchestrator_worker.recorder import Round, write_round
 from orchestrator_worker.retrying import RetryFilter
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+#: Bound on each store step of a shutdown (last outcomes, the hand-back): a store that stopped
+#: answering must not keep a stopping worker alive; its leases then expire as after a crash.
+_SHUTDOWN_STEP_SECONDS = 10.0
 
 
 @dataclass
@@ -56,6 +62,7 @@ class Worker:
         *,
         shutdown_grace: float = 30.0,
         filters: Sequence[JobFilter] | None = None,
+        exit_process: Callable[[], object] | None = None,
     ):
         self.settings = settings
         self.catalog = catalog
@@ -64,6 +71,14 @@ class Worker:
         self.filters = Filters(chosen)
         self.elections = Filters([RetryFilter(catalog), *chosen])
         self.shutdown_grace = shutdown_grace
+        #: Called right after jobs still running at the end of the grace were handed back (the
+        #: role's entry point ends the process there, so none of their code runs on); None
+        #: (embedded in tests) closes normally.
+        self._exit_process = exit_process
+        #: Set at the first stop signal: from then on no claimed job is started.
+        self.stopping = False
+        #: Jobs handed back at the end of the grace while their code may still have been running.
+        self.abandoned = 0
         self.info = servers.ServerInfo(
             role="worker",
             queues=list(settings.worker_queues),
@@ -83,6 +98,7 @@ class Worker:
         self._intake: Intake | None = None
         self._store_down = False
         self._store_watch: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
         #: Set once the worker consumes its queues.
         self.ready = asyncio.Event()
 
@@ -101,7 +117,8 @@ class Worker:
         assert self._intake is not None
         return self._intake
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, now: asyncio.Event | None = None) -> None:
+        """Work until ``stop``; then shut down within the grace period, or at once on ``now``."""
         self._engine = create_engine(self.settings.database_url)
         ops = await ops_server.serve(
             self.settings.api_host, self.settings.worker_ops_port, self._readiness
@@ -130,14 +147,13 @@ class Worker:
             await cancellation.listen(self._connection, self.topology, self._cancel)
             self.ready.set()
             log.info("worker %s consuming %s", self.info.id, self.settings.worker_queues)
-            heartbeat = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+            # Leases are renewed until the process ends, grace period and hand-back included:
+            # a lease that lapsed while its job was still finishing would run the job twice.
+            self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
             await stop.wait()
-            heartbeat.cancel()
-            await self._shutdown()
+            await self._shutdown(now or asyncio.Event())
         finally:
-            if ops is not None:
-                ops.cancel()
-            await self._close()
+            await self._close(ops)
 
     async def _register(self) -> None:
         async with self.engine.begin() as conn:
@@ -196,6 +212,7 @@ class Worker:
         await self._reject_undecodable(batch)
         await ack_batch([delivery for delivery, _ in batch.decoded])
         started: set[uuid.UUID] = set()
+        unstarted: list[ClaimedJob] = []
         for delivery, job_id in batch.decoded:
             job = batch.claimed.get(job_id)
             if job is None or job_id in started:
@@ -203,7 +220,14 @@ class Worker:
                 self.intake.release()
                 continue
             started.add(job_id)
+            if self.stopping:
+                # Claimed while the worker began to stop: never started, so handed back now.
+                unstarted.append(job)
+                self.intake.release()
+                continue
             self._start(job)
+        if unstarted:
+            await self._give_back(unstarted, "Worker shut down before the job started")
 
     def _start(self, job: ClaimedJob) -> None:
         running = Running(job, new_context(job))
@@ -213,22 +237,30 @@ class Worker:
 
     async def _run_job(self, running: Running) -> None:
         try:
-            outcome = await execute(
-                running.job,
-                self.catalog,
-                running.context,
-                self._threads,
-                self.settings.traceback_max_chars,
-                self.filters,
-                Limits(self.settings.timeout_grace_seconds, self._overrunning),
-            )
+            outcome = await self._execute(running)
         except asyncio.CancelledError:
             if running.lost:
                 # The job was deleted (or claimed again elsewhere): nothing to record.
                 self._finish(running.job)
                 return
             raise
+        if isinstance(outcome.exception, JobInterrupted):
+            # The job asked to be run again later: not a failure, no retry spent.
+            await self._give_back([running.job], "Job interrupted (JobInterrupted): run again")
+            self._finish(running.job)
+            return
         self._outcomes.submit(outcome)
+
+    async def _execute(self, running: Running) -> Outcome:
+        return await execute(
+            running.job,
+            self.catalog,
+            running.context,
+            self._threads,
+            self.settings.traceback_max_chars,
+            self.filters,
+            Limits(self.settings.timeout_grace_seconds, self._overrunning),
+        )
 
     async def _overrunning(self, job: ClaimedJob) -> None:
         try:
@@ -310,35 +342,63 @@ class Worker:
             if job_id not in still_mine and job_id in self.running:
                 self._cancel(job_id)
 
-    async def _shutdown(self) -> None:
-        """Stop taking work, let running jobs finish within the grace period, hand back the rest."""
+    async def _shutdown(self, now: asyncio.Event) -> None:
+        """Start nothing more; running jobs see ``ctx.shutting_down`` and may finish within the
+        grace period (leases still renewed); at its end, or on ``now``, hand back the rest."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.shutdown_grace
+        self.stopping = True
+        for running in self.running.values():
+            running.context.shutting_down.set()
         if self._intake is not None:
             await self.intake.stop()
-        waiting = [r.done.wait() for r in self.running.values()]
+        # Claims already on their way are committed and handed back unstarted (``_claimed``).
+        await _within(self._claims.drain(), deadline - loop.time(), now)
+        waiting = [asyncio.ensure_future(r.done.wait()) for r in self.running.values()]
         if waiting:
             log.info("waiting up to %.0f s for %d running jobs", self.shutdown_grace, len(waiting))
-            await asyncio.wait(
-                [asyncio.ensure_future(w) for w in waiting], timeout=self.shutdown_grace
-            )
-        await self._claims.drain()
-        await self._outcomes.drain()
+            await _within(asyncio.wait(waiting), deadline - loop.time(), now)
+            for future in waiting:
+                future.cancel()
+        # Outcomes of jobs that ended just now are committed, even when stopping at once.
+        await _within(self._outcomes.drain(), _SHUTDOWN_STEP_SECONDS)
         leftover = list(self.running.values())
+        if not leftover:
+            return
+        # Children first: once handed back, the job may be claimed again at any moment.
+        await loop.run_in_executor(None, isolation.kill_children)
+        jobs = [r.job for r in leftover]
+        reason = "Worker shut down before the job finished"
+        # The publication is left to the relay: the process ends right after this commit, so
+        # the job's next attempt can only start once none of this one's code runs any more.
+        handed = await _within(
+            self._give_back(jobs, reason, publish=self._exit_process is None),
+            _SHUTDOWN_STEP_SECONDS,
+        )
+        self.abandoned = len(leftover)
+        if self._exit_process is not None:
+            log.info("handed %d unfinished jobs back; exiting now", handed or 0)
+            self._exit_process()
         for running in leftover:
             running.context.cancelled.set()
             if running.task is not None:
                 running.task.cancel()
-        if leftover:
-            await self._hand_back([r.job for r in leftover])
 
-    async def _hand_back(self, jobs: list[ClaimedJob]) -> None:
+    async def _give_back(self, jobs: list[ClaimedJob], reason: str, *, publish: bool = True) -> int:
+        """Hand ``jobs`` back to Enqueued without spending a retry; how many moved."""
         ids = [j.job_id for j in jobs]
         retention = self.settings.job_retention
-        pending = await hand_back(self.engine, self.info.id, ids, retention, self.filters)
-        if self._sender is not None:
+        try:
+            pending = await hand_back(
+                self.engine, self.info.id, ids, retention, self.filters, reason=reason
+            )
+        except Exception:
+            log.exception("handing %d jobs back failed; their leases will expire", len(ids))
+            return 0
+        if publish and self._sender is not None:
             self._sender.submit(pending)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._sender.flush(), self.settings.publish_timeout_seconds)
-        log.info("handed %d unfinished jobs back to their queues", len(pending))
+        log.info("handed %d jobs back to their queues (%s)", len(pending), reason)
+        return len(pending)
 
     async def _readiness(self) -> dict[str, bool]:
         store_ok = True
@@ -350,7 +410,13 @@ class Worker:
         broker_ok = self._connection is not None and not self._connection.is_closed
         return {"store": store_ok, "broker": broker_ok}
 
-    async def _close(self) -> None:
+    async def _close(self, ops: ops_server.OpsServer | None) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        if ops is not None:
+            await ops.stop()
         await self._claims.stop()
         await self._outcomes.stop()
         if self._sender is not None:
@@ -365,3 +431,23 @@ class Worker:
             await asyncio.wait_for(servers.withdraw(self.engine, self.info), 5)
         self._threads.shutdown(wait=False, cancel_futures=True)
         await self.engine.dispose()
+
+
+async def _within(
+    step: Awaitable[T], timeout: float, interrupt: asyncio.Event | None = None
+) -> T | None:
+    """``step``'s result, or None once ``timeout`` has passed or ``interrupt`` is set first."""
+    task = asyncio.ensure_future(step)
+    waiting: set[asyncio.Future[Any]] = {task}
+    stop = asyncio.ensure_future(interrupt.wait()) if interrupt is not None else None
+    if stop is not None:
+        waiting.add(stop)
+    try:
+        await asyncio.wait(waiting, timeout=max(0.0, timeout), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if stop is not None:
+            stop.cancel()
+    if task.done() and not task.cancelled() and task.exception() is None:
+        return task.result()
+    task.cancel()
+    return None
