@@ -18,6 +18,7 @@ pytestmark = pytest.mark.e2e
 GRACE = 3.0
 
 
+@pytest.mark.timeout(600)
 def test_sigterm_mid_job_finishes_short_jobs_and_hands_back_the_rest(
     make_system: SystemFactory, postgres_url: str, broker: RabbitNode, effects: Effects
 ) -> None:
@@ -27,14 +28,14 @@ def test_sigterm_mid_job_finishes_short_jobs_and_hands_back_the_rest(
     system.start("api", "api")
     system.start("scheduler", "scheduler")
     system.start("worker", "worker", "--concurrency", "4")
-    system.wait_for_api()
-    system.wait_for_catalog("faults.effect")
+    system.wait_for_api(timeout=300)
+    system.wait_for_catalog("faults.effect", timeout=300)
 
     short = enqueue_effects(system.api_url, effects.directory, 2, seconds=1.5)
     long = enqueue_effects(system.api_url, effects.directory, 2, seconds=12)
     everything = short + long
     wait_until(
-        lambda: all(effects.count(j, "start") for j in everything), 20, "all four jobs started"
+        lambda: all(effects.count(j, "start") for j in everything), 120, "all four jobs started"
     )
 
     began = time.monotonic()

@@ -148,8 +148,18 @@ def total_losses(database_url: str) -> int:
     return asyncio.run(read())
 
 
-def running_on(directory: Path, job_ids: list[str], pid: int) -> int:
-    return sum(1 for j in job_ids for a in attempts(directory, j) if a.pid == pid and a.end is None)
+def running_on(directory: Path, job_ids: list[str], pid: int, since: float) -> int:
+    """Runs of ``job_ids`` in process ``pid`` that started after ``since`` and have not ended."""
+    return sum(
+        1
+        for j in job_ids
+        for a in attempts(directory, j)
+        if a.pid == pid and a.end is None and a.start > since
+    )
+
+
+def unstarted(directory: Path, job_ids: list[str]) -> int:
+    return sum(1 for j in job_ids if not attempts(directory, j))
 
 
 @pytest.mark.timeout(900)
@@ -227,12 +237,13 @@ def test_rolling_restart_of_every_worker_counts_no_loss(
 ) -> None:
     marks = tmp_path / "marks"
     marks.mkdir()
+    job_seconds, lease = 10.0, 3.0
     # A grace longer than the lease: only renewals during the grace keep the jobs.
     system = make_system(
         postgres_url,
         amqp_url,
-        ORCHESTRATOR_WORKER_SHUTDOWN_GRACE_SECONDS="15",
-        ORCHESTRATOR_LEASE_SECONDS="3",
+        ORCHESTRATOR_WORKER_SHUTDOWN_GRACE_SECONDS="25",
+        ORCHESTRATOR_LEASE_SECONDS=str(lease),
         ORCHESTRATOR_HEARTBEAT_SECONDS="1",
     )
     system.start("api", "api")
@@ -245,18 +256,27 @@ def test_rolling_restart_of_every_worker_counts_no_loss(
 
     job_ids: list[str] = []
     for victim in originals:
-        job_ids += enqueue_marked(system.api_url, marks, [6.0] * 6)
-        pid = workers.pids[victim]
-        wait_until(lambda: running_on(marks, job_ids, pid) > 0, 120, f"{victim} running a job")  # noqa: B023
         replacement = workers.start()
         workers.wait_ready(replacement)
+        pid = workers.pids[victim]
+
+        def busy() -> bool:
+            # A job that started on the victim so recently that its lease would lapse long
+            # before it ends, unless renewed during the grace.
+            since = time.time() - (job_seconds - lease - 2)
+            if running_on(marks, job_ids, pid, since):  # noqa: B023
+                return True
+            if unstarted(marks, job_ids) < 2:
+                job_ids.extend(enqueue_marked(system.api_url, marks, [job_seconds] * 4))
+            return False
+
+        wait_until(busy, 300, f"{victim} running a fresh job", interval=0.2)
         workers.terminate(victim)
         workers.join()  # one at a time, as a rolling deploy does
-    states = wait_for_states(postgres_url, job_ids, ("Succeeded", "Failed"), timeout=240)
+    states = wait_for_states(postgres_url, job_ids, ("Succeeded", "Failed"), timeout=300)
 
-    lost = [(s, r) for s, r in history_reasons(postgres_url) if "Lease expired" in r]
-    lost += [(s, r) for s, r in history_reasons(postgres_url) if "Worker lost" in r]
-    assert lost == []
+    reasons = history_reasons(postgres_url)
+    assert [(s, r) for s, r in reasons if "Lease expired" in r or "Worker lost" in r] == []
     assert total_losses(postgres_url) == 0
     assert "expired leases" not in system.log_of("scheduler")
     assert not workers.failed_exits()
