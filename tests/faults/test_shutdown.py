@@ -28,8 +28,8 @@ def test_sigterm_mid_job_finishes_short_jobs_and_hands_back_the_rest(
     system.start("api", "api")
     system.start("scheduler", "scheduler")
     system.start("worker", "worker", "--concurrency", "4")
-    system.wait_for_api(timeout=300)
-    system.wait_for_catalog("faults.effect", timeout=300)
+    system.wait_for_api()
+    system.wait_for_catalog("faults.effect")
 
     short = enqueue_effects(system.api_url, effects.directory, 2, seconds=1.5)
     long = enqueue_effects(system.api_url, effects.directory, 2, seconds=12)

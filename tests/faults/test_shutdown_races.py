@@ -69,7 +69,7 @@ class Workers:
         self.pids[name], self.ports[name] = process.pid, port
         return name
 
-    def wait_ready(self, name: str, timeout: float = 300) -> None:
+    def wait_ready(self, name: str) -> None:
         url = f"http://127.0.0.1:{self.ports[name]}/readyz"
 
         def ready() -> bool:
@@ -77,7 +77,7 @@ class Workers:
                 return httpx.get(url, timeout=2).status_code == 200
             return False
 
-        wait_until(ready, timeout, f"{name} ready", interval=0.2)
+        self.system.wait_until_ready(f"{name} to be ready", ready, [name])
 
     def terminate(self, name: str) -> None:
         """SIGTERM ``name``; its exit time is taken by a thread waiting on it."""
@@ -182,8 +182,8 @@ def test_sigterm_while_claims_are_in_flight_never_overlaps_attempts(
     workers = Workers(system, concurrency=4)
     for _ in range(2):
         workers.start()
-    system.wait_for_api(timeout=300)
-    system.wait_for_catalog("faults.marked", timeout=300)
+    system.wait_for_api()
+    system.wait_for_catalog("faults.marked")
 
     job_ids: list[str] = []
     feeding = threading.Event()
@@ -250,7 +250,7 @@ def test_rolling_restart_of_every_worker_counts_no_loss(
     system.start("scheduler", "scheduler")
     workers = Workers(system, concurrency=2)
     originals = [workers.start() for _ in range(3)]
-    system.wait_for_api(timeout=300)
+    system.wait_for_api()
     for name in originals:
         workers.wait_ready(name)
 
