@@ -10,7 +10,7 @@ export UV_PYTHON := $(PYTHON)
 help:
 	@echo "make dev    - set up, migrate and run every role on http://localhost:5001"
 	@echo "make test   - set up and run lint, type checks and the test suite"
-	@echo "make bench  - run the benchmarks (PostgreSQL + RabbitMQ)"
+	@echo "make bench  - run the benchmarks (PostgreSQL + RabbitMQ; bench.peers installs Dramatiq and Celery in /tmp)"
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -41,6 +41,7 @@ test: lint typecheck importcheck system-packages
 
 bench: setup
 	.venv/bin/python -m bench.throughput
+	.venv/bin/python -m bench.peers
 
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache
