@@ -502,7 +502,12 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # so the processes, queues and database are cleaned up
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     args = parse_args()
     python = ensure_venv(args.venv)
     wanted = args.systems.split(",")
