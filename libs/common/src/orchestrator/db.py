@@ -87,6 +87,15 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+async def fetch_autocommit(engine: AsyncEngine, statement: str, *args: Any) -> list[Any]:
+    """One PostgreSQL statement on asyncpg directly, in no transaction (it commits by itself):
+    one round trip, and asyncpg prepares the statement once per connection and reuses it."""
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        # SQLAlchemy began no transaction on this connection, so it has none to end either.
+        return list(await raw.driver_connection.fetch(statement, *args))  # type: ignore[union-attr]
+
+
 def is_postgres(conn: AsyncConnection | AsyncEngine) -> bool:
     return conn.dialect.name == "postgresql"
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator import outbox, states
+from orchestrator.broker import JobMessage
+from orchestrator.db import db_now, fetch_autocommit, is_postgres
 from orchestrator.errors import ConflictError, JobNotFoundError
 from orchestrator.models import Job, JobHistory, Server
 from orchestrator.states import State
@@ -51,6 +54,10 @@ class NewJob:
     trace_context: dict[str, str] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     reason: str = "Created"
+    #: What the request asked for, turned into ``due_at`` by :func:`resolve_timing` (or by the
+    #: database, in :func:`create_plain_jobs`).
+    requested_delay: float | None = None
+    requested_run_at: datetime | None = None
 
     def row(self, now: datetime) -> dict[str, Any]:
         return {
@@ -102,6 +109,120 @@ async def create_jobs(
         if j.state is State.ENQUEUED
     ]
     return await outbox.add(conn, publications, now)
+
+
+def resolve_timing(job: NewJob, now: datetime) -> None:
+    """Scheduled with a due time if the request asked for a future one; else it stays Enqueued."""
+    due_at = None
+    if job.requested_delay is not None and job.requested_delay > 0:
+        due_at = now + timedelta(seconds=job.requested_delay)
+    elif job.requested_run_at is not None and job.requested_run_at > now:
+        due_at = job.requested_run_at
+    if due_at is not None:
+        _scheduled(job, due_at)
+
+
+def _scheduled(job: NewJob, due_at: datetime) -> None:
+    job.state = State.SCHEDULED
+    job.due_at = due_at
+    job.scheduled_reason = "delay"
+    job.reason = f"Delayed until {due_at.isoformat()}"
+
+
+# One statement, so one round trip in autocommit: the jobs, their first history rows and the
+# outbox entries of the Enqueued ones, stamped and timed by the database's clock. The same text
+# for any number of jobs (arrays, not a VALUES list), so asyncpg prepares it once per connection.
+_CREATE_PLAIN = """
+WITH clock AS (SELECT clock_timestamp() AS now),
+given AS (
+    SELECT g.*, clock.now,
+           CASE WHEN g.delay > 0 THEN clock.now + g.delay * interval '1 second'
+                WHEN g.run_at > clock.now THEN g.run_at END AS due_at
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
+                $7::float8[], $8::float8[], $9::text[], $10::text[], $11::float8[],
+                $12::timestamptz[])
+         AS g(id, name, queue, args, kwargs, retries, timeout_seconds, expire_after_seconds,
+              trace_context, options, delay, run_at)
+    CROSS JOIN clock
+),
+job AS (
+    INSERT INTO jobs (id, name, queue, args, kwargs, state, scheduled_reason, due_at, attempt,
+                      retries, retries_used, lost_count, timeout_seconds, created_at,
+                      state_changed_at, expire_after_seconds, trace_context, options)
+    SELECT id, name, queue, args::jsonb, kwargs::jsonb,
+           CASE WHEN due_at IS NULL THEN 'Enqueued' ELSE 'Scheduled' END,
+           CASE WHEN due_at IS NULL THEN NULL ELSE 'delay' END,
+           due_at, 0, retries, 0, 0, timeout_seconds, now, now, expire_after_seconds,
+           trace_context::jsonb, options::jsonb
+    FROM given
+    RETURNING id, queue, due_at, created_at, trace_context
+),
+history AS (
+    INSERT INTO job_history (job_id, state, at, reason)
+    SELECT id, CASE WHEN due_at IS NULL THEN 'Enqueued' ELSE 'Scheduled' END, created_at,
+           CASE WHEN due_at IS NULL THEN 'Created' ELSE 'Delayed until ' ||
+                to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') || '+00:00' END
+    FROM job
+),
+entry AS (
+    INSERT INTO outbox (job_id, queue, delay_seconds, headers, created_at, attempts)
+    SELECT id, queue, 0, coalesce(trace_context, '{}'::jsonb), created_at, 0
+    FROM job WHERE due_at IS NULL
+    RETURNING id, job_id
+)
+SELECT job.id, job.due_at, job.created_at, entry.id AS entry_id
+FROM job LEFT JOIN entry ON entry.job_id = job.id
+"""
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+async def create_plain_jobs(
+    engine: AsyncEngine, new_jobs: Sequence[NewJob]
+) -> list[outbox.Pending]:
+    """Insert jobs with no idempotency key and no parent, each Enqueued or (delayed) Scheduled
+    by the database's clock; commits, and sets each job's state and due time.
+
+    On PostgreSQL this is one prepared statement sent in autocommit (one round trip for any
+    number of jobs), on asyncpg directly; SQLite takes a few statements in one transaction.
+    """
+    if not new_jobs:
+        return []
+    if not is_postgres(engine):
+        async with engine.begin() as conn:
+            now = await db_now(conn)
+            for job in new_jobs:
+                resolve_timing(job, now)
+            return await create_jobs(conn, new_jobs, now)
+    columns = (
+        [j.id for j in new_jobs],
+        [j.name for j in new_jobs],
+        [j.queue for j in new_jobs],
+        [json.dumps(j.args) for j in new_jobs],
+        [json.dumps(j.kwargs) for j in new_jobs],
+        [j.retries for j in new_jobs],
+        [j.timeout_seconds for j in new_jobs],
+        [j.expire_after_seconds for j in new_jobs],
+        [_json(j.trace_context) for j in new_jobs],
+        [json.dumps(j.options) for j in new_jobs],
+        [j.requested_delay for j in new_jobs],
+        [j.requested_run_at for j in new_jobs],
+    )
+    rows = await fetch_autocommit(engine, _CREATE_PLAIN, *columns)
+    by_id = {row["id"]: row for row in rows}
+    pending = []
+    for job in new_jobs:
+        row = by_id[job.id]
+        if row["due_at"] is not None:
+            _scheduled(job, row["due_at"])
+        else:
+            message = JobMessage(
+                job.id, job.queue, job.trace_context or {}, row["created_at"].timestamp()
+            )
+            pending.append(outbox.Pending(row["entry_id"], message))
+    return pending
 
 
 async def find_by_idempotency_keys(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -81,9 +81,20 @@ async def prepare(
     return prepared
 
 
+def is_plain(prepared: Prepared) -> bool:
+    """No idempotency key and no parent: created by one statement, with no lookup first."""
+    request = prepared.request
+    return request.idempotency_key is None and request.continue_after is None
+
+
 async def enqueue(runtime: Runtime, prepared: Sequence[Prepared]) -> list[Outcome]:
     """Store the jobs in one transaction, then hand their messages to the fast path."""
     trace = current_headers() or None
+    if all(is_plain(p) for p in prepared):
+        jobs = [new_job(p, None, {}, trace) for p in prepared]
+        runtime.submit(await store.create_plain_jobs(runtime.engine, jobs))
+        runtime.created(jobs)
+        return [Outcome(job.id, job.state.value) for job in jobs]
     try:
         async with runtime.engine.begin() as conn:
             outcomes, pending, created = await _store(conn, prepared, trace)
@@ -171,10 +182,12 @@ async def parent_states(
 
 def new_job(
     item: Prepared,
-    now: datetime,
+    now: datetime | None,
     parents: Mapping[uuid.UUID, str],
     trace: dict[str, str] | None,
 ) -> store.NewJob:
+    """The job a request creates; its due time is resolved against ``now``, or left to
+    :func:`store.create_plain_jobs` (the database's clock) when ``now`` is None."""
     request = item.request
     options = item.registration.options
     retries = request.retries
@@ -195,20 +208,13 @@ def new_job(
         request_hash=item.request_hash,
         trace_context=trace,
         options=_options(item),
+        requested_delay=request.delay_seconds,
+        requested_run_at=request.run_at,
     )
     if request.continue_after is not None:
         _continuation(job, item, parents)
-        return job
-    due_at = None
-    if request.delay_seconds is not None and request.delay_seconds > 0:
-        due_at = now + timedelta(seconds=request.delay_seconds)
-    elif request.run_at is not None and request.run_at > now:
-        due_at = request.run_at
-    if due_at is not None:
-        job.state = State.SCHEDULED
-        job.due_at = due_at
-        job.scheduled_reason = "delay"
-        job.reason = f"Delayed until {due_at.isoformat()}"
+    elif now is not None:
+        store.resolve_timing(job, now)
     return job
 
 

@@ -1,8 +1,8 @@
 """Group commit for single enqueues: concurrent requests share one transaction.
 
 Each plain request (no idempotency key, no parent) waits for the round that stores it, so it is
-still answered only after its job is committed; a busy API pays one BEGIN/COMMIT and one insert per
-table for many jobs instead of one of each per job.
+still answered only after its job is committed; each round is one statement for all its jobs
+(:func:`orchestrator.store.create_plain_jobs`), so a busy API pays one round trip for many jobs.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import store
 from orchestrator.batching import Batcher
-from orchestrator.db import db_now
 from orchestrator.outbox import Pending
-from orchestrator_api.enqueue import Outcome, Prepared, new_job
+from orchestrator_api.enqueue import Outcome, Prepared, is_plain, new_job
 
 
 @dataclass
@@ -51,8 +50,7 @@ class GroupCommit:
     @staticmethod
     def accepts(prepared: Prepared) -> bool:
         """Plain requests only: idempotency keys and continuations take the careful path."""
-        request = prepared.request
-        return request.idempotency_key is None and request.continue_after is None
+        return is_plain(prepared)
 
     async def enqueue(self, prepared: Prepared, trace: dict[str, str] | None) -> Outcome:
         request = _Request(prepared, trace)
@@ -61,10 +59,8 @@ class GroupCommit:
 
     async def _write(self, requests: list[_Request]) -> None:
         try:
-            async with self._engine.begin() as conn:
-                now = await db_now(conn)
-                jobs = [new_job(r.prepared, now, {}, r.trace) for r in requests]
-                pending = await store.create_jobs(conn, jobs, now)
+            jobs = [new_job(r.prepared, None, {}, r.trace) for r in requests]
+            pending = await store.create_plain_jobs(self._engine, jobs)
         except Exception as exc:
             for request in requests:
                 if not request.done.done():
