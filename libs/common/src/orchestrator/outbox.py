@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from orchestrator import metrics
 from orchestrator.batching import Batcher
 from orchestrator.broker import JobMessage, Publisher
-from orchestrator.db import db_now
+from orchestrator.db import db_now, fetch_autocommit
 from orchestrator.models import OutboxEntry
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,27 @@ async def record_results(
     return len(done)
 
 
+# Both results of a round in one statement (outside a transaction: each part stands alone).
+_RECORD = """
+WITH gone AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]) RETURNING 1),
+     kept AS (UPDATE outbox SET attempts = attempts + 1 WHERE id = ANY($2::bigint[]) RETURNING 1)
+SELECT (SELECT count(*) FROM gone) AS deleted, (SELECT count(*) FROM kept) AS kept
+"""
+
+
+async def record_results_now(
+    engine: AsyncEngine, pending: Sequence[Pending], sent: Sequence[bool]
+) -> int:
+    """:func:`record_results` committed at once; one round trip on PostgreSQL."""
+    if engine.dialect.name != "postgresql":
+        async with engine.begin() as conn:
+            return await record_results(conn, pending, sent)
+    done = [p.entry_id for p, ok in zip(pending, sent, strict=True) if ok]
+    failed = [p.entry_id for p, ok in zip(pending, sent, strict=True) if not ok]
+    await fetch_autocommit(engine, _RECORD, done, failed)
+    return len(done)
+
+
 class OutboxSender:
     """The fast path: publishes committed entries right away, many per round of confirms.
 
@@ -150,10 +171,9 @@ class OutboxSender:
 
     async def _record(self, results: list[tuple[Pending, bool]]) -> None:
         try:
-            async with self._engine.begin() as conn:
-                published = await record_results(
-                    conn, [entry for entry, _ in results], [ok for _, ok in results]
-                )
+            published = await record_results_now(
+                self._engine, [entry for entry, _ in results], [ok for _, ok in results]
+            )
         except Exception:
             # The entries stay in the outbox; the relay publishes them again (a duplicate
             # message is dropped by the worker's claim).
