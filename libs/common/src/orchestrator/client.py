@@ -20,6 +20,7 @@ HTTP errors raise :class:`~orchestrator.errors.ApiError`; network failures raise
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -32,6 +33,7 @@ import httpx
 from orchestrator.client_recurring import AsyncRecurringMethods, RecurringMethods
 from orchestrator.errors import ApiError, JobFailedError
 from orchestrator.jobs import JobCall, JobFunction
+from orchestrator.lean_http import LeanHTTP
 from orchestrator.tracing import current_headers
 
 JobId = str | uuid.UUID
@@ -185,15 +187,19 @@ def job_path(job_id: JobId, action: str = "") -> str:
 
 def parse(response: httpx.Response) -> Any:
     """The decoded body of a 2xx answer, or :class:`ApiError` from ``{"error": {...}}``."""
-    if response.is_success:
-        return response.json()
-    code, message = "http_error", response.text or response.reason_phrase
+    return parse_answer(response.status_code, response.reason_phrase, response.content)
+
+
+def parse_answer(status: int, reason: str, body: bytes) -> Any:
+    if 200 <= status < 300:
+        return json.loads(body)
+    code, message = "http_error", body.decode(errors="replace") or reason
     try:
-        error = response.json()["error"]
+        error = json.loads(body)["error"]
         code, message = str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
         pass
-    raise ApiError(response.status_code, code, message)
+    raise ApiError(status, code, message)
 
 
 def outcome(job: JobDict) -> tuple[bool, Any]:
@@ -210,7 +216,9 @@ def _headers(api_key: str | None) -> dict[str, str]:
 
 
 class Client(RecurringMethods):
-    """Blocking client (``httpx.Client``); use as a context manager or call :meth:`close`."""
+    """Blocking client; use as a context manager or call :meth:`close`. Safe to share between
+    threads. It keeps HTTP/1.1 connections alive (``orchestrator.lean_http``); with a
+    ``transport`` it goes through ``httpx.Client`` and that transport instead."""
 
     def __init__(
         self,
@@ -220,9 +228,14 @@ class Client(RecurringMethods):
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._http = httpx.Client(
-            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
-        )
+        self._http: httpx.Client | None = None
+        self._lean: LeanHTTP | None = None
+        if transport is None:
+            self._lean = LeanHTTP(base_url, _headers(api_key), timeout)
+        else:
+            self._http = httpx.Client(
+                base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
+            )
 
     def __enter__(self) -> Client:
         return self
@@ -231,12 +244,24 @@ class Client(RecurringMethods):
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        if self._lean is not None:
+            self._lean.close()
+        if self._http is not None:
+            self._http.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(
+        self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None
+    ) -> Any:
         # The caller's active span (if it traces) becomes the parent of what the API does.
         headers = current_headers()
-        return parse(self._http.request(method, API + path, headers=headers, **kwargs))
+        if self._lean is not None:
+            status, reason, body = self._lean.request(
+                method, API + path, json_body=json, params=params, headers=headers
+            )
+            return parse_answer(status, reason, body)
+        assert self._http is not None
+        answer = self._http.request(method, API + path, headers=headers, json=json, params=params)
+        return parse(answer)
 
     def enqueue(self, call: JobCall, /, **options: Unpack[EnqueueOptions]) -> str:
         """Run ``call`` as soon as a worker is free; returns the job id."""
