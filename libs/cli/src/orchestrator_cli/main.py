@@ -116,11 +116,11 @@ def upgrade() -> None:
     click.echo(f"database at {_shown(settings.database_url)} is up to date")
 
 
-def _broker_reachable(url: str) -> str | None:
+def _broker_reachable(urls: list[str]) -> str | None:
     from orchestrator.broker import connect
 
     async def probe() -> None:
-        connection = await connect(url, name="orchestrator-dev-probe", timeout=5)
+        connection = await connect(urls, name="orchestrator-dev-probe", timeout=5)
         await connection.close()
 
     try:
@@ -136,10 +136,11 @@ def dev(jobs: str | None) -> None:
     """Run every role locally, one process each, on the configured store and broker."""
     _set_env(jobs=jobs)
     settings = load_settings()
-    problem = _broker_reachable(settings.amqp_url)
+    brokers = ", ".join(_shown(url) for url in settings.broker_urls)
+    problem = _broker_reachable(settings.broker_urls)
     if problem is not None:
         click.echo(
-            f"RabbitMQ is not reachable at {_shown(settings.amqp_url)} ({problem}).\n"
+            f"RabbitMQ is not reachable at {brokers} ({problem}).\n"
             "Start it first, for example:\n"
             "  rabbitmq-server -detached            (installed locally)\n"
             "  docker run -d -p 5672:5672 rabbitmq:3.13-management\n"
@@ -150,7 +151,7 @@ def dev(jobs: str | None) -> None:
     from orchestrator.migrate import upgrade as run_upgrade
 
     run_upgrade(settings.database_url)
-    click.echo(f"store: {_shown(settings.database_url)}  broker: {_shown(settings.amqp_url)}")
+    click.echo(f"store: {_shown(settings.database_url)}  broker: {brokers}")
     click.echo(f"API and dashboard: http://localhost:{settings.api_port}/hangfire")
     raise SystemExit(_supervise(ROLES))
 

@@ -7,8 +7,10 @@ everything that publishes goes through :class:`Publisher`, which sets them right
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import random
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 from opentelemetry.trace import SpanKind
+from yarl import URL
 
 from orchestrator import tracing
 from orchestrator.topology import (
@@ -63,11 +66,82 @@ def _enqueued_header(message: JobMessage) -> dict[str, Any]:
     return {} if message.enqueued_at is None else {ENQUEUED_AT_HEADER: message.enqueued_at}
 
 
-async def connect(url: str, *, name: str, timeout: float = 10.0) -> AbstractRobustConnection:
-    """A robust (self-reconnecting) connection; raises if the broker is unreachable now."""
-    return await aio_pika.connect_robust(
-        url, client_properties={"connection_name": name}, timeout=timeout
-    )
+class FailoverConnection(aio_pika.RobustConnection):
+    """A robust connection over the addresses of several broker nodes (a cluster).
+
+    aio-pika's robust connection reconnects to its one URL, restoring channels, consumers and
+    declarations. This one takes the next address at every connection attempt after the first,
+    so losing a node costs one reconnection to another node (or a few, while more are down),
+    with the same restoration there. It relies on one thing of aio-pika's: ``Connection.connect``
+    reads ``url`` once per attempt (``tests/faults/test_cluster.py`` holds it to that).
+    """
+
+    def __init__(self, addresses: Sequence[str], *, first: int = 0, **kwargs: Any) -> None:
+        if not addresses:
+            raise ValueError("no broker address given")
+        self.addresses = tuple(URL(address) for address in addresses)
+        self._next = first % len(self.addresses)
+        #: The address of the latest attempt (what the connection is, or was last, bound to).
+        self.current = self.addresses[self._next]
+        super().__init__(self.current, **kwargs)
+        self._next = first % len(self.addresses)  # __init__ read ``url`` once, for its options
+
+    @property
+    def url(self) -> URL:
+        """The address for the connection attempt being made: the next one in turn."""
+        self.current = self.addresses[self._next]
+        self._next = (self._next + 1) % len(self.addresses)
+        return self.current
+
+    @url.setter
+    def url(self, value: URL) -> None:
+        # Connection.__init__ stores the first address; update_secret a new password, which
+        # every node of a cluster shares.
+        if value.password != self.current.password:
+            self.addresses = tuple(a.with_password(value.password) for a in self.addresses)
+            self.current = self.current.with_password(value.password)
+
+    def __str__(self) -> str:
+        shown = self.current
+        return str(shown.with_password("******") if shown.password else shown)
+
+    async def _on_connected(self) -> None:
+        await super()._on_connected()
+        if len(self.addresses) > 1:
+            log.info("connected to RabbitMQ at %s:%s", self.current.host, self.current.port)
+
+
+def broker_addresses(urls: str | Sequence[str]) -> list[str]:
+    """One URL, a comma-separated list, or a sequence of URLs, as a list."""
+    if isinstance(urls, str):
+        urls = urls.split(",")
+    return [url.strip() for url in urls if url.strip()]
+
+
+async def connect(
+    urls: str | Sequence[str], *, name: str, timeout: float = 10.0
+) -> AbstractRobustConnection:
+    """A robust (self-reconnecting) connection to one of ``urls`` (the nodes of a cluster, or
+    one broker), failing over between them; raises if none is reachable now.
+
+    Each process starts at a random address, so a cluster's connections spread over its nodes.
+    """
+    addresses = broker_addresses(urls)
+    start = random.randrange(len(addresses)) if addresses else 0  # noqa: S311  (spreading load)
+    failure: BaseException = ValueError("no broker address given")
+    for offset in range(len(addresses)):
+        connection = FailoverConnection(
+            addresses, first=start + offset, client_properties={"connection_name": name}
+        )
+        try:
+            await connection.connect(timeout=timeout)
+        except Exception as exc:
+            failure = exc
+            with contextlib.suppress(Exception):
+                await connection.close()
+            continue
+        return connection
+    raise failure
 
 
 class Publisher:

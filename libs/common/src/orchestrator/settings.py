@@ -76,8 +76,15 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./orchestrator.db"
     amqp_url: str = "amqp://guest:guest@localhost:5672/"
+    #: The nodes of a RabbitMQ cluster, comma-separated; when set it is used instead of
+    #: ``amqp_url``. Every role connects to one and fails over to another (orchestrator.broker).
+    amqp_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: Prefix of every exchange and queue name; tests use a unique one each.
     broker_namespace: str = "orchestrator"
+    #: Replicas of each quorum queue in a cluster (``x-quorum-initial-group-size``), applied
+    #: when a queue is first declared; unset: every node the cluster has at that moment. A
+    #: queue that already exists keeps its arguments: changing this needs new queues.
+    quorum_group_size: int | None = Field(default=None, ge=1)
     jobs: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_host: str = "127.0.0.1"
@@ -169,6 +176,7 @@ class Settings(BaseSettings):
         "allowed_hosts",
         "allowed_origins",
         "trusted_proxies",
+        "amqp_urls",
         mode="before",
     )
     @classmethod
@@ -208,6 +216,19 @@ class Settings(BaseSettings):
         if value < timedelta(days=7):
             raise ValueError("ORCHESTRATOR_COUNTER_RETENTION must be at least 7 days")
         return value
+
+    @field_validator("amqp_urls")
+    @classmethod
+    def _amqp_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("amqp://", "amqps://")):
+                raise ValueError("ORCHESTRATOR_AMQP_URLS holds amqp:// or amqps:// URLs only")
+        return value
+
+    @property
+    def broker_urls(self) -> list[str]:
+        """The broker addresses every role connects through: ``amqp_urls``, else ``amqp_url``."""
+        return list(self.amqp_urls) or [self.amqp_url]
 
     @property
     def parsed_api_keys(self) -> list[ApiKey]:

@@ -36,7 +36,7 @@ from typing import Any, Final
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
-from orchestrator.settings import QUEUE_NAME_PATTERN
+from orchestrator.settings import QUEUE_NAME_PATTERN, Settings
 
 #: Delay levels 0 … 17: queue ``delay.k`` holds messages for 2**k seconds.
 DELAY_LEVELS: Final = 18
@@ -85,6 +85,19 @@ class Topology:
 
     namespace: str = "orchestrator"
     delivery_limit: int = 20
+    #: Replicas of each quorum queue (``x-quorum-initial-group-size``); None: one on every
+    #: cluster node there is when the queue is declared (RabbitMQ's default).
+    quorum_group_size: int | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> Topology:
+        return cls(settings.broker_namespace, settings.delivery_limit, settings.quorum_group_size)
+
+    def _quorum(self) -> tuple[tuple[str, Any], ...]:
+        """The arguments every quorum queue of the topology starts with."""
+        size = self.quorum_group_size
+        group = (("x-quorum-initial-group-size", size),) if size is not None else ()
+        return (("x-queue-type", "quorum"), *group)
 
     @property
     def jobs_exchange(self) -> ExchangeSpec:
@@ -98,7 +111,7 @@ class Topology:
     def dead_letter_queue(self) -> QueueSpec:
         return QueueSpec(
             name=f"{self.namespace}.dead",
-            arguments=(("x-queue-type", "quorum"),),
+            arguments=self._quorum(),
             bindings=((self.dead_letter_exchange.name, ""),),
         )
 
@@ -130,7 +143,7 @@ class Topology:
         return QueueSpec(
             name=f"{self.namespace}.delay.{level}",
             arguments=(
-                ("x-queue-type", "quorum"),
+                *self._quorum(),
                 # One TTL for the whole queue: messages expire in order, head first.
                 ("x-message-ttl", 2**level * 1000),
                 # No routing key of its own: the message keeps its digits for the next level.
@@ -147,7 +160,7 @@ class Topology:
         return QueueSpec(
             name=f"{self.namespace}.q.{queue}",
             arguments=(
-                ("x-queue-type", "quorum"),
+                *self._quorum(),
                 # RabbitMQ 3.x has no default limit: without one a message that crashes every
                 # worker before its claim commits would be redelivered forever.
                 ("x-delivery-limit", self.delivery_limit),

@@ -24,7 +24,7 @@ class BrokerLink:
         self._settings = settings
         self._sender = sender
         self._retry_seconds = retry_seconds
-        self.topology = Topology(settings.broker_namespace, settings.delivery_limit)
+        self.topology = Topology.of(settings)
         self.connection: AbstractRobustConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._connecting = False
@@ -42,7 +42,7 @@ class BrokerLink:
             self._connecting = True
             try:
                 connection = await connect(
-                    self._settings.amqp_url,
+                    self._settings.broker_urls,
                     name="orchestrator-api",
                     timeout=self._settings.publish_timeout_seconds,
                 )

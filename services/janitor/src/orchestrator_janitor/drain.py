@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
@@ -25,7 +26,7 @@ class DeadLetterDrain:
     def __init__(
         self,
         engine: AsyncEngine,
-        amqp_url: str,
+        amqp_urls: Sequence[str],
         topology: Topology,
         *,
         name: str,
@@ -34,7 +35,7 @@ class DeadLetterDrain:
         batch: int = 200,
     ) -> None:
         self._engine = engine
-        self._amqp_url = amqp_url
+        self._amqp_urls = list(amqp_urls)
         self._topology = topology
         self._name = name
         self._body_limit = body_limit
@@ -89,7 +90,7 @@ class DeadLetterDrain:
             return self._queue
         try:
             if self._connection is None:
-                self._connection = await connect(self._amqp_url, name=self._name)
+                self._connection = await connect(self._amqp_urls, name=self._name)
             channel = await self._connection.channel()
             await declare_base(channel, self._topology)
             self._queue = await declare_queue(channel, self._topology.dead_letter_queue)

@@ -30,7 +30,7 @@ class Janitor:
         self.settings = settings
         self.interval = interval
         self.info = servers.ServerInfo(role="janitor")
-        self.topology = Topology(settings.broker_namespace, settings.delivery_limit)
+        self.topology = Topology.of(settings)
 
     async def run(self, stop: asyncio.Event) -> None:
         engine = create_engine(self.settings.database_url)
@@ -52,7 +52,7 @@ class Janitor:
     def drain(self, engine: AsyncEngine) -> DeadLetterDrain:
         return DeadLetterDrain(
             engine,
-            self.settings.amqp_url,
+            self.settings.broker_urls,
             self.topology,
             name=self.info.id,
             body_limit=self.settings.dead_letter_body_max_bytes,

@@ -38,7 +38,7 @@ class Scheduler:
         chosen = list(filters) if filters is not None else load_filters(settings.filters)
         self.filters = Filters(chosen)
         self.info = servers.ServerInfo(role="scheduler")
-        self.topology = Topology(settings.broker_namespace, settings.delivery_limit)
+        self.topology = Topology.of(settings)
         self._connection: AbstractRobustConnection | None = None
         self._publisher: Publisher | None = None
 
@@ -98,7 +98,7 @@ class Scheduler:
         if self._publisher is not None:
             return self._publisher
         try:
-            self._connection = await connect(self.settings.amqp_url, name=self.info.id)
+            self._connection = await connect(self.settings.broker_urls, name=self.info.id)
         except Exception as exc:
             log.warning("RabbitMQ unreachable (%r); outbox entries wait", exc)
             return None

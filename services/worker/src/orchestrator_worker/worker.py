@@ -84,7 +84,7 @@ class Worker:
             queues=list(settings.worker_queues),
             concurrency=settings.worker_concurrency,
         )
-        self.topology = Topology(settings.broker_namespace, settings.delivery_limit)
+        self.topology = Topology.of(settings)
         self.running: dict[uuid.UUID, Running] = {}
         self._threads = ThreadPoolExecutor(settings.worker_concurrency, "job")
         # Claims and outcomes are written in two concurrent rounds, each many jobs per
@@ -164,7 +164,7 @@ class Worker:
     async def _connect(self, stop: asyncio.Event) -> AbstractRobustConnection | None:
         while not stop.is_set():
             try:
-                return await connect(self.settings.amqp_url, name=self.info.id)
+                return await connect(self.settings.broker_urls, name=self.info.id)
             except Exception as exc:
                 log.warning("RabbitMQ unreachable at start (%r); retrying in 2 s", exc)
                 with contextlib.suppress(TimeoutError):
