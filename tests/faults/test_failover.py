@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from orchestrator.broker import FailoverConnection, connect
 from orchestrator.settings import load_settings
+from orchestrator.topology import Topology
 from tests.faults.harness import RabbitNode, free_port
 
 
@@ -94,3 +95,15 @@ def test_the_urls_setting_falls_back_to_the_single_url(monkeypatch: pytest.Monke
     monkeypatch.setenv("ORCHESTRATOR_AMQP_URLS", "rabbit-a:5672")
     with pytest.raises(ValueError, match="amqp:// or amqps://"):
         load_settings()
+
+
+def test_the_quorum_group_size_reaches_every_quorum_queue() -> None:
+    sized = Topology(quorum_group_size=3)
+    queues = [sized.work_queue("default"), sized.dead_letter_queue, sized.delay_queue(4)]
+    for spec in queues:
+        assert ("x-quorum-initial-group-size", 3) in spec.arguments
+    # Unset, nothing is sent: queues declared before keep matching their arguments.
+    unsized = Topology()
+    assert all(
+        name != "x-quorum-initial-group-size" for name, _ in unsized.work_queue("a").arguments
+    )

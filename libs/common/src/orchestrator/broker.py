@@ -73,7 +73,7 @@ class FailoverConnection(aio_pika.RobustConnection):
     declarations. This one takes the next address at every connection attempt after the first,
     so losing a node costs one reconnection to another node (or a few, while more are down),
     with the same restoration there. It relies on one thing of aio-pika's: ``Connection.connect``
-    reads ``url`` once per attempt (``tests/faults/test_cluster.py`` holds it to that).
+    reads ``url`` once per attempt (``tests/faults/test_failover.py`` holds it to that).
     """
 
     def __init__(self, addresses: Sequence[str], *, first: int = 0, **kwargs: Any) -> None:
