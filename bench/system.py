@@ -116,6 +116,8 @@ class System:
             ORCHESTRATOR_SCHEDULER_OPS_PORT="0",
             ORCHESTRATOR_JANITOR_OPS_PORT="0",
             ORCHESTRATOR_LOG_LEVEL="WARNING",
+            # Queues tests and benchmarks name that no job of theirs uses.
+            ORCHESTRATOR_QUEUES="low,other,bench",
             PYTHONPATH=str(ROOT),
         )
         env.update(self.extra_env)

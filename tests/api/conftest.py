@@ -22,6 +22,8 @@ from orchestrator_api.app import create_app
 from orchestrator_api.runtime import Runtime
 
 TEST_JOBS = "tests.jobs_for_tests"
+#: Free-form and secret-taking jobs (tests.api.bounds_jobs), registered beside TEST_JOBS.
+BOUNDS_JOBS = "tests.api.bounds_jobs"
 ADD = f"{TEST_JOBS}.add"
 ECHO = f"{TEST_JOBS}.echo"
 FAIL = f"{TEST_JOBS}.fail"
@@ -110,4 +112,13 @@ def start_api(make_settings: Callable[..., Settings]) -> ApiFactory:
 async def api(start_api: ApiFactory, database_url: str) -> AsyncIterator[Api]:
     """The API on PostgreSQL and on SQLite, with RabbitMQ unreachable (outbox entries stay)."""
     async with start_api(database_url, amqp_url=DOWN_AMQP_URL) as running:
+        yield running
+
+
+@pytest.fixture
+async def bounded_api(start_api: ApiFactory, database_url: str) -> AsyncIterator[Api]:
+    """:func:`api` with the jobs of ``tests.api.bounds_jobs`` in its catalog too."""
+    async with start_api(
+        database_url, amqp_url=DOWN_AMQP_URL, jobs=[TEST_JOBS, BOUNDS_JOBS]
+    ) as running:
         yield running

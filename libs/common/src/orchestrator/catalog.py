@@ -143,8 +143,84 @@ def validate_with_schema(
     if error is None:
         return
     field = _error_field(error)
+    secret = field in secret_parameters(registration.json_schema)
     where = f"argument {field!r}" if field else "arguments"
-    raise JobValidationError(f"job {registration.name!r}: {where}: {error.message}", field=field)
+    if not secret:
+        where += _inner_path(error)
+    raise JobValidationError(
+        f"job {registration.name!r}: {where}: {_rule(error, secret)}", field=field
+    )
+
+
+def secret_parameters(json_schema: Mapping[str, Any]) -> frozenset[str]:
+    """The parameter names a job's stored JSON Schema marks ``writeOnly`` (secret)."""
+    properties = json_schema.get("properties")
+    if not isinstance(properties, Mapping):
+        return frozenset()
+    return frozenset(
+        name
+        for name, schema in properties.items()
+        if isinstance(schema, Mapping) and schema.get("writeOnly") is True
+    )
+
+
+def _inner_path(error: jsonschema.ValidationError) -> str:
+    """Where inside the argument (``.items[3].name``), for a non-secret argument."""
+    path = ""
+    for item in list(error.absolute_path)[1:]:
+        path += f"[{item}]" if isinstance(item, int) else f".{item}"
+    return f" at {path}" if path else ""
+
+
+# What each JSON Schema keyword asks, in words. jsonschema's own messages quote the value that
+# broke the rule, and a value may be a secret argument: these name the rule, never the value.
+_RULES: dict[str, str] = {
+    "format": "must be a valid {!r} string",
+    "enum": "must be one of {}",
+    "const": "must be {}",
+    "minimum": "must be at least {}",
+    "maximum": "must be at most {}",
+    "exclusiveMinimum": "must be more than {}",
+    "exclusiveMaximum": "must be less than {}",
+    "multipleOf": "must be a multiple of {}",
+    "minLength": "must be at least {} characters long",
+    "maxLength": "must be at most {} characters long",
+    "pattern": "must match the pattern {!r}",
+    "minItems": "must have at least {} items",
+    "maxItems": "must have at most {} items",
+    "minProperties": "must have at least {} keys",
+    "maxProperties": "must have at most {} keys",
+}
+
+
+def _rule(error: jsonschema.ValidationError, secret: bool) -> str:
+    keyword, expected = error.validator, error.validator_value
+    if keyword == "type":
+        kinds = expected if isinstance(expected, list) else [expected]
+        return "must be of type " + " or ".join(repr(kind) for kind in kinds)
+    if keyword in ("enum", "const"):
+        return _RULES[str(keyword)].format(json.dumps(expected))
+    if keyword in _RULES:
+        return _RULES[str(keyword)].format(expected)
+    if keyword == "required":
+        return "is required" if not error.absolute_path else "is missing a required key"
+    if keyword in ("additionalProperties", "unevaluatedProperties"):
+        if not error.absolute_path:
+            return "is not a parameter of this job"
+        extra = [] if secret else _extra_keys(error)
+        return "has an unexpected key" + (f" {extra[0]!r}" if extra else "")
+    if keyword == "uniqueItems":
+        return "must not hold the same item twice"
+    if keyword in ("anyOf", "oneOf"):
+        return "matches none of the types it may have"
+    if keyword in ("items", "prefixItems", "unevaluatedItems"):
+        return "has more items than it may have"
+    return f"breaks the schema's {keyword!r} rule"
+
+
+def _extra_keys(error: jsonschema.ValidationError) -> list[str]:
+    allowed = error.schema.get("properties", {})
+    return [key for key in error.instance if key not in allowed]
 
 
 def _error_field(error: jsonschema.ValidationError) -> str | None:
@@ -220,6 +296,13 @@ async def load_registrations(conn: AsyncConnection) -> dict[str, Registration]:
             options=dict(row.options),
         )
     return newest
+
+
+def known_queues(registrations: Mapping[str, Registration], extra: Iterable[str]) -> frozenset[str]:
+    """The queues an enqueue may name: every catalog job's own queue and the operator's list
+    (``ORCHESTRATOR_QUEUES``). Any other queue would be declared in RabbitMQ with nobody to
+    consume it, and would add metric series without bound."""
+    return frozenset(reg.queue for reg in registrations.values()) | frozenset(extra)
 
 
 def require(registrations: Mapping[str, Registration], name: str) -> Registration:

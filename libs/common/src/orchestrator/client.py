@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 import httpx
 
+from orchestrator import bounds
 from orchestrator.client_recurring import AsyncRecurringMethods, RecurringMethods
 from orchestrator.errors import ApiError, JobFailedError
 from orchestrator.jobs import JobCall, JobFunction
@@ -87,9 +88,11 @@ def require_call(call: object, method: str) -> JobCall:
 
 
 def _seconds(value: Seconds, name: str) -> float:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} takes seconds or a timedelta, not a boolean")
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if seconds < 0:
-        raise ValueError(f"{name} must not be negative")
+    if not 0 <= seconds <= bounds.MAX_DURATION_SECONDS:  # NaN fails this too
+        raise ValueError(f"{name} must be 0 to {bounds.MAX_DURATION_SECONDS} seconds")
     return seconds
 
 
@@ -109,6 +112,11 @@ def job_body(
     call = require_call(call, method)
     _check_options(options, allowed, method)
     o = {key: value for key, value in options.items() if value is not None}
+    # The server's bounds that do not depend on its settings (no NaN, NUL, lone surrogate),
+    # checked before sending: the same rule, refused as ValueError naming the argument.
+    bounds.check_arguments(call.args, call.kwargs, max_depth=None, max_bytes=None)
+    if isinstance(o.get("retries"), bool):
+        raise TypeError("retries takes an integer, not a boolean")
     body: JobDict = {"job": call.name, "args": list(call.args), "kwargs": dict(call.kwargs)}
     for key in ("queue", "retries", "retry_delays", "timeout_seconds", "idempotency_key"):
         if key in o:
@@ -130,6 +138,7 @@ def _timing(o: dict[str, Any]) -> JobDict:
         run_at: datetime = o["run_at"]
         if run_at.utcoffset() is None:
             raise ValueError("run_at must be timezone-aware (e.g. datetime.now(timezone.utc))")
+        bounds.check_instant(run_at, "run_at")
         body["run_at"] = run_at.isoformat()
     if "continue_after" in o:
         body["continue_after"] = str(o["continue_after"])

@@ -34,6 +34,19 @@ class UnknownJobError(JobValidationError):
         self.name = name
 
 
+class UnknownQueueError(JobValidationError):
+    """A queue no catalog job uses and the operator did not list (``ORCHESTRATOR_QUEUES``)."""
+
+    def __init__(self, queue: str, known: set[str] | frozenset[str]) -> None:
+        names = ", ".join(sorted(known)) or "none"
+        super().__init__(
+            f"unknown queue {queue!r}: known queues are {names} (the catalog's jobs' queues and "
+            "ORCHESTRATOR_QUEUES)",
+            field="queue",
+        )
+        self.queue = queue
+
+
 class JobNotFoundError(OrchestratorError):
     """No job with that id (HTTP 404)."""
 

@@ -15,14 +15,16 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from orchestrator.bounds import check_instant, check_text
+from orchestrator.catalog import Registration, secret_parameters
 from orchestrator.db import is_postgres
 from orchestrator.states import State
 from orchestrator.store import history_table, jobs_table, servers_table
@@ -56,6 +58,29 @@ class Search:
     #: Only Scheduled jobs waiting for an automatic retry.
     retries_only: bool = False
     sort: Sort = "-created"
+    #: Per job name, where its secret arguments sit (:func:`hidden_arguments`): text search
+    #: never looks at them.
+    hidden: Mapping[str, Hidden] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hidden:
+    """A job's secret parameters as stored: positions in ``args`` and keys in ``kwargs``."""
+
+    positions: tuple[int, ...]
+    keys: tuple[str, ...]
+
+
+def hidden_arguments(registrations: Mapping[str, Registration]) -> dict[str, Hidden]:
+    """Where each catalog job with secret parameters keeps them (the catalog's ``writeOnly``
+    marks, as redaction reads them)."""
+    hidden = {}
+    for name, registration in registrations.items():
+        secret = secret_parameters(registration.json_schema)
+        if secret:
+            positions = [i for i, p in enumerate(registration.parameters) if p in secret]
+            hidden[name] = Hidden(tuple(positions), tuple(sorted(secret)))
+    return hidden
 
 
 class SearchTooSlowError(Exception):
@@ -84,7 +109,43 @@ def arguments_text() -> sa.ColumnElement[str]:
     return sa.literal_column(ARGUMENTS_TEXT, sa.Text)
 
 
-def _conditions(search: Search) -> list[sa.ColumnElement[bool]]:
+def _without_secrets(hidden: Hidden, postgres: bool) -> sa.ColumnElement[str]:
+    """The arguments as one text like :data:`ARGUMENTS_TEXT`, with the secret ones removed
+    (highest position first, so the others keep theirs while removing)."""
+    args: sa.ColumnElement[Any] = _jobs.c.args
+    kwargs: sa.ColumnElement[Any] = _jobs.c.kwargs
+    positions = sorted(hidden.positions, reverse=True)
+    if postgres:  # jsonb - integer drops an element, jsonb - text a key
+        for position in positions:
+            args = args.op("-")(sa.literal(position, sa.Integer))
+        for key in hidden.keys:
+            kwargs = kwargs.op("-")(sa.literal(key, sa.Text))
+    else:
+        if positions:
+            args = sa.func.json_remove(args, *[sa.literal(f"$[{p}]") for p in positions])
+        kwargs = sa.func.json_remove(kwargs, *[sa.literal(_json_key(k)) for k in hidden.keys])
+    return sa.cast(args, sa.Text) + sa.literal(" ") + sa.cast(kwargs, sa.Text)
+
+
+def _json_key(key: str) -> str:
+    return "$." + json.dumps(key)  # SQLite's JSON path: a quoted key takes any characters
+
+
+def _text_condition(search: Search, postgres: bool) -> sa.ColumnElement[bool]:
+    """Text anywhere in the arguments except secret ones: a job with secret parameters is
+    searched in its arguments without them, so a search never tells what a secret holds."""
+    pattern = f"%{_escape_like(search.text or '')}%"
+    if not search.hidden:
+        return arguments_text().ilike(pattern, escape="\\")
+    names = list(search.hidden)
+    branches = [sa.and_(_jobs.c.name.not_in(names), arguments_text().ilike(pattern, escape="\\"))]
+    for name, hidden in search.hidden.items():
+        text = _without_secrets(hidden, postgres)
+        branches.append(sa.and_(_jobs.c.name == name, text.ilike(pattern, escape="\\")))
+    return sa.or_(*branches)
+
+
+def _conditions(search: Search, postgres: bool) -> list[sa.ColumnElement[bool]]:
     where: list[sa.ColumnElement[bool]] = []
     if search.retries_only:
         where.append(_jobs.c.state == State.SCHEDULED.value)
@@ -100,8 +161,7 @@ def _conditions(search: Search) -> list[sa.ColumnElement[bool]]:
     if search.created_to is not None:
         where.append(_jobs.c.created_at < search.created_to)
     if search.text:
-        pattern = f"%{_escape_like(search.text)}%"
-        where.append(arguments_text().ilike(pattern, escape="\\"))
+        where.append(_text_condition(search, postgres))
     return where
 
 
@@ -128,11 +188,11 @@ def decode_cursor(sort: Sort, cursor: str) -> list[Any]:
             parsed = datetime.fromisoformat(text)
             if parsed.tzinfo is None:
                 raise ValueError("invalid cursor")
-            values.append(parsed)
+            values.append(check_instant(parsed))
         elif column is _jobs.c.id:
             values.append(uuid.UUID(text))
         else:
-            values.append(text)
+            values.append(check_text(text))
     return values
 
 
@@ -141,7 +201,7 @@ async def search(
 ) -> Page:
     """One page of jobs matching ``where`` in its sort order, after the ``after`` cursor."""
     columns, descending = _sort_columns(where.sort)
-    query = sa.select(_jobs).where(*_conditions(where))
+    query = sa.select(_jobs).where(*_conditions(where, is_postgres(conn)))
     if after is not None:
         key = sa.tuple_(*columns)
         bound = sa.tuple_(*decode_cursor(where.sort, after))
@@ -166,7 +226,8 @@ async def bounded_count(
     conn: AsyncConnection, where: Search, bound: int = COUNT_BOUND
 ) -> tuple[int, bool]:
     """(count, more): the number of matching jobs up to ``bound``, and whether there are more."""
-    inner = sa.select(sa.literal(1)).select_from(_jobs).where(*_conditions(where)).limit(bound + 1)
+    conditions = _conditions(where, is_postgres(conn))
+    inner = sa.select(sa.literal(1)).select_from(_jobs).where(*conditions).limit(bound + 1)
     count = int(
         (await conn.execute(sa.select(sa.func.count()).select_from(inner.subquery()))).scalar_one()
     )

@@ -276,7 +276,9 @@ def _format_check(kind: type, fmt: str) -> pydantic.BeforeValidator:
         if isinstance(value, kind):
             return value
         if not isinstance(value, str) or not _FORMAT_CHECKER.conforms(value, fmt):
-            raise ValueError(f"{value!r} is not a valid {fmt!r} string")
+            # Never the value itself: the message is stored as the job's error, and the
+            # argument may be secret.
+            raise ValueError(f"is not a valid {fmt!r} string")
         return value  # parsed by the (then lax) inner type; the format is already certain
 
     return pydantic.BeforeValidator(check)

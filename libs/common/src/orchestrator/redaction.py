@@ -15,21 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from orchestrator.catalog import Registration
+from orchestrator.catalog import Registration, secret_parameters
+
+__all__ = ["REDACTED", "redact", "redact_for", "redact_view", "secret_parameters"]
 
 REDACTED = "[redacted]"
-
-
-def secret_parameters(json_schema: Mapping[str, Any]) -> frozenset[str]:
-    """The parameter names a job's stored JSON Schema marks ``writeOnly``."""
-    properties = json_schema.get("properties")
-    if not isinstance(properties, Mapping):
-        return frozenset()
-    return frozenset(
-        name
-        for name, schema in properties.items()
-        if isinstance(schema, Mapping) and schema.get("writeOnly") is True
-    )
 
 
 def redact(

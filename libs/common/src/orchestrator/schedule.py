@@ -15,6 +15,7 @@ Everything here is pure: callers pass the instant to count from.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,10 @@ MACROS = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
+#: Each field's name and how many values it has (a step larger than that is refused).
+_FIELDS = (("minute", 60), ("hour", 24), ("day-of-month", 31), ("month", 12), ("day-of-week", 7))
+_SECONDS_FIELD = ("second", 60)
+_STEP = re.compile(r"/(\d+)")
 #: Naive candidates to look at before giving up (a fold or a gap skips one or two).
 _MAX_CANDIDATES = 1000
 
@@ -135,12 +140,27 @@ def parse(expression: str, timezone: str = "UTC") -> Schedule:
             f"invalid cron expression {expression!r}: expected 5 fields (minute hour day month "
             "weekday) or 6 with seconds first",
         )
+    _check_steps(expression, fields.split())
     tz = zone(timezone)
     try:
         CronSim(fields, datetime(2000, 1, 1))
     except CronSimError as exc:
         raise ScheduleError("cron", f"invalid cron expression {expression!r}: {exc}") from None
     return Schedule(expression=text, fields=fields, zone=tz)
+
+
+def _check_steps(expression: str, parts: list[str]) -> None:
+    """cronsim takes any step (``*/99999999999999999999``); a step is at most the number of
+    values of its field, so every accepted expression means what it says."""
+    names = (_SECONDS_FIELD, *_FIELDS) if len(parts) == 6 else _FIELDS
+    for part, (name, span) in zip(parts, names, strict=True):
+        for step in _STEP.findall(part):
+            if len(step) > 3 or int(step) > span:
+                raise ScheduleError(
+                    "cron",
+                    f"invalid cron expression {expression!r}: a step in the {name} field must be "
+                    f"at most {span}",
+                )
 
 
 def next_occurrence(expression: str, timezone: str, after: datetime) -> datetime:

@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from orchestrator.bounds import DEFAULT_ARGUMENT_BYTES, DEFAULT_ARGUMENT_DEPTH
+
 QUEUE_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -114,6 +116,13 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(default=30.0, gt=0)
     #: An idle keep-alive connection is closed after this long.
     keep_alive_seconds: int = Field(default=5, ge=1)
+    #: A job's arguments: how deeply values may nest, and how many bytes of JSON they may take
+    #: (``orchestrator.bounds``); deeper or larger ones are refused at enqueue with 422.
+    max_argument_depth: int = Field(default=DEFAULT_ARGUMENT_DEPTH, ge=1, le=200)
+    max_argument_bytes: int = Field(default=DEFAULT_ARGUMENT_BYTES, ge=1)
+    #: Queues accepted beyond those of the catalog's jobs (an enqueue naming any other queue is
+    #: refused, so a request cannot make the broker declare queues nobody consumes).
+    queues: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: Quorum-queue delivery limit. On RabbitMQ 3.x every return of a message counts toward it,
     #: including the returns a busy worker makes, so it is generous.
     delivery_limit: int = 20
@@ -172,6 +181,7 @@ class Settings(BaseSettings):
         "jobs",
         "api_keys",
         "worker_queues",
+        "queues",
         "filters",
         "allowed_hosts",
         "allowed_origins",
@@ -183,7 +193,7 @@ class Settings(BaseSettings):
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("worker_queues")
+    @field_validator("worker_queues", "queues")
     @classmethod
     def _queue_names(cls, value: list[str]) -> list[str]:
         for name in value:

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator import outbox, states
+from orchestrator.bounds import check_instant
 from orchestrator.broker import JobMessage
 from orchestrator.db import db_now, fetch_autocommit, is_postgres
 from orchestrator.errors import ConflictError, JobNotFoundError
@@ -312,8 +313,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, _, job_id = base64.urlsafe_b64decode(padded).decode().partition("|")
-        return datetime.fromisoformat(created), uuid.UUID(job_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        created_at = datetime.fromisoformat(created)
+        if created_at.tzinfo is None:
+            raise ValueError("invalid cursor")
+        return check_instant(created_at), uuid.UUID(job_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise ValueError("invalid cursor") from None
 
 

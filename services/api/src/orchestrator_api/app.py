@@ -62,16 +62,10 @@ def create_app(settings: Settings, filters: Sequence[JobFilter] | None = None) -
     )
     app.state.settings = settings
     errors.install(app)
-    for module in (
-        routes_jobs,
-        routes_batches,
-        routes_recurring,
-        routes_dead_letters,
-        routes_info,
-        routes_ops,
-        dashboard,
-    ):
-        app.include_router(module.router)
+    for module in (routes_jobs, routes_batches, routes_recurring, routes_dead_letters, routes_info):
+        app.include_router(module.router, responses=errors.API_ERRORS)
+    app.include_router(routes_ops.router)
+    app.include_router(dashboard.router)
     proxies = Proxies(settings.trusted_proxy_networks)
     # Added last = outermost: metrics see every answer, every answer gets the security headers,
     # web pages are refused before auth, and auth runs before a body is read.

@@ -9,7 +9,8 @@ from collections.abc import Iterable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator.catalog import Catalog, Registration, load_registrations
+from orchestrator.catalog import Catalog, Registration, known_queues, load_registrations
+from orchestrator.errors import UnknownQueueError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,16 @@ class CatalogCache:
         if now - self._loaded_at >= self._max_age:
             await self._try_refresh(now)
         return self._merged()
+
+    async def require_queue(self, queue: str, extra: Iterable[str]) -> None:
+        """Refuse a queue that is not known (``catalog.known_queues``); an unknown one makes
+        it read again, as a worker may just have registered a job of that queue."""
+        if queue in known_queues(await self.all(), extra):
+            return
+        await self._try_refresh(time.monotonic())
+        known = known_queues(self._merged(), extra)
+        if queue not in known:
+            raise UnknownQueueError(queue, known)
 
     async def lookup(self, names: Iterable[str]) -> dict[str, Registration]:
         """The registrations of ``names`` that exist; an unknown name makes it read again."""

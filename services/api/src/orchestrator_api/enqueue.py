@@ -15,13 +15,14 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator import store
+from orchestrator import bounds, store
 from orchestrator.catalog import Registration, validate_with_schema
 from orchestrator.db import db_now, is_postgres
 from orchestrator.errors import ConflictError, JobValidationError, UnknownJobError
 from orchestrator.filters import Creating
 from orchestrator.jobs import DEFAULT_RETRIES
 from orchestrator.outbox import Pending
+from orchestrator.settings import Settings
 from orchestrator.states import State
 from orchestrator.tracing import current_headers
 from orchestrator_api.schemas import EnqueueRequest
@@ -61,8 +62,11 @@ async def prepare(
         try:
             if registration is None:
                 raise UnknownJobError(request.job)
+            check_arguments(runtime.settings, request.args, request.kwargs)
             validate_with_schema(registration, request.args, request.kwargs)
             queue = request.queue or registration.queue
+            if queue != registration.queue:
+                await runtime.catalog.require_queue(queue, runtime.settings.queues)
             creating = Creating(request.job, queue, list(request.args), dict(request.kwargs))
             await runtime.filters.creating(creating)  # may refuse (422) or add parameters
         except JobValidationError as exc:
@@ -74,11 +78,24 @@ async def prepare(
                 request,
                 registration,
                 queue,
-                request.request_hash() if key is not None else None,
+                request.request_hash(registration) if key is not None else None,
                 creating.parameters,
             )
         )
     return prepared
+
+
+def check_arguments(settings: Settings, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    """The edge's bounds on arguments (``orchestrator.bounds``) as this API is configured."""
+    try:
+        bounds.check_arguments(
+            args,
+            kwargs,
+            max_depth=settings.max_argument_depth,
+            max_bytes=settings.max_argument_bytes,
+        )
+    except bounds.BoundsError as exc:
+        raise JobValidationError(str(exc), field=exc.field) from None
 
 
 def is_plain(prepared: Prepared) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -21,6 +22,47 @@ from orchestrator.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"error": {"code", "message"}}``."""
+
+    error: ErrorDetail
+
+
+#: What each documented error status means, for the OpenAPI schema.
+_MEANINGS = {
+    400: "Malformed JSON (NaN, Infinity and numbers past a float are not JSON)",
+    401: "No key, or an unknown one (only when ORCHESTRATOR_API_KEYS is set)",
+    403: "A read key on a write",
+    404: "No such id",
+    409: "The state or an idempotency key forbids it",
+    413: "Body over ORCHESTRATOR_MAX_BODY_BYTES",
+    422: "A field outside its bounds, an unknown job, queue or argument",
+}
+
+
+def documented(*statuses: int, **meanings: str) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: each status with the error body's schema; ``meanings``
+    (``e409="..."``) say what a status means for this route."""
+    return {
+        status: {
+            "model": ErrorBody,
+            "description": meanings.get(f"e{status}", _MEANINGS[status]),
+        }
+        for status in statuses
+    }
+
+
+#: Every /api route may answer these (keys, body limit).
+API_ERRORS = documented(401, 403, 422)
+#: Routes that read a JSON body.
+BODY_ERRORS = documented(400, 413, 422)
 
 
 class ApiError(Exception):

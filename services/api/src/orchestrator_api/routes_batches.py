@@ -22,11 +22,12 @@ from orchestrator.models import Batch
 from orchestrator.states import State
 from orchestrator.tracing import current_headers, tracer
 from orchestrator_api.enqueue import Prepared, new_job, parent_states, prepare
-from orchestrator_api.errors import ApiError
+from orchestrator_api.errors import BODY_ERRORS, ApiError, documented
 from orchestrator_api.runtime import Runtime, runtime_of
 from orchestrator_api.schemas import MAX_BULK, EnqueueRequest
+from orchestrator_api.strict_json import StrictJsonRoute
 
-router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
+router = APIRouter(prefix="/api/v1/batches", tags=["batches"], route_class=StrictJsonRoute)
 _batches = Batch.__table__  # type: ignore[attr-defined]
 _ENDED = {"succeeded": State.SUCCEEDED, "failed": State.FAILED, "deleted": State.DELETED}
 
@@ -74,7 +75,7 @@ async def _prepare_continuation(runtime: Runtime, body: BatchRequest) -> Prepare
     return prepared
 
 
-@router.post("", status_code=201, response_model=BatchResponse)
+@router.post("", status_code=201, response_model=BatchResponse, responses=BODY_ERRORS)
 async def create_batch(body: BatchRequest, request: Request) -> dict[str, Any]:
     """Create every member and the continuation in one transaction: all, or none."""
     runtime = runtime_of(request)
@@ -117,7 +118,7 @@ async def create_batch(body: BatchRequest, request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/{batch_id}")
+@router.get("/{batch_id}", responses=documented(404))
 async def get_batch(batch_id: str, request: Request) -> dict[str, Any]:
     """Progress: members per outcome, ``pending`` (not ended yet), ``state`` ``running`` or
     ``completed`` (every member has ended at least once; the continuation was enqueued)."""

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from orchestrator import store
+from orchestrator.bounds import Text
 from orchestrator.db import db_now
 from orchestrator.errors import JobNotFoundError
 from orchestrator.metrics import JOBS_DELETED, JOBS_REQUEUED
@@ -16,19 +17,15 @@ from orchestrator.redaction import redact_view
 from orchestrator.states import State
 from orchestrator.tracing import JOB_ID, JOB_NAME, QUEUE, current_headers, tracer
 from orchestrator_api.enqueue import enqueue, prepare
-from orchestrator_api.errors import ApiError
+from orchestrator_api.errors import BODY_ERRORS, ApiError, documented
 from orchestrator_api.group_commit import GroupCommit
 from orchestrator_api.runtime import runtime_of
 from orchestrator_api.schemas import BulkRequest, BulkResponse, EnqueueRequest, EnqueueResponse
+from orchestrator_api.strict_json import StrictJsonRoute
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], route_class=StrictJsonRoute)
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Malformed JSON"},
-    409: {"description": "Idempotency key used with another body"},
-    413: {"description": "Body over the size limit"},
-    422: {"description": "Unknown job, bad argument or option"},
-}
+_ERRORS = {**BODY_ERRORS, **documented(409, e409="Idempotency key used with another body")}
 
 
 def _job_id(text: str) -> uuid.UUID:
@@ -77,7 +74,7 @@ async def create_jobs(body: BulkRequest, request: Request) -> dict[str, Any]:
     return {"ids": [outcome.id for outcome in outcomes]}
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", responses=documented(404))
 async def get_job(job_id: str, request: Request) -> dict[str, Any]:
     """The job with its history, oldest state first."""
     parsed = _job_id(job_id)
@@ -88,14 +85,14 @@ async def get_job(job_id: str, request: Request) -> dict[str, Any]:
     return redact_view(store.public_job(row, history), await runtime.catalog.all())
 
 
-@router.get("")
+@router.get("", responses=documented(422))
 async def list_jobs(
     request: Request,
     state: Annotated[str | None, Query(description="one of the seven state names")] = None,
-    queue: str | None = None,
-    job: str | None = None,
+    queue: Annotated[Text | None, Query(max_length=63)] = None,
+    job: Annotated[Text | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
     """Newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
     state_filter = None
@@ -116,7 +113,7 @@ async def list_jobs(
     return {"items": items, "next_cursor": next_cursor}
 
 
-@router.delete("/{job_id}")
+@router.delete("/{job_id}", responses=documented(404))
 async def delete_job(job_id: str, request: Request) -> dict[str, Any]:
     """Move the job to Deleted; deleting a Deleted job changes nothing. Election filters may
     have it enter another state instead; the answer names the state it entered."""
@@ -147,7 +144,7 @@ async def delete_job(job_id: str, request: Request) -> dict[str, Any]:
     return {"id": str(parsed), "state": state}
 
 
-@router.post("/{job_id}/requeue", responses={409: {"description": "Enqueued or Processing"}})
+@router.post("/{job_id}/requeue", responses=documented(404, 409, e409="Enqueued or Processing"))
 async def requeue_job(job_id: str, request: Request) -> dict[str, Any]:
     """Run the job again now with a fresh retry budget (not from Enqueued or Processing)."""
     parsed = _job_id(job_id)

@@ -9,23 +9,28 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator import recurring, store
+from orchestrator.bounds import PositiveSeconds, Text
 from orchestrator.catalog import Registration, validate_with_schema
 from orchestrator.db import db_now
 from orchestrator.errors import UnknownJobError
 from orchestrator.metrics import JOBS_ENQUEUED
 from orchestrator.redaction import redact_view
 from orchestrator.schedule import ScheduleError, parse
-from orchestrator_api.errors import ApiError
+from orchestrator_api.enqueue import check_arguments
+from orchestrator_api.errors import BODY_ERRORS, ApiError, documented
 from orchestrator_api.runtime import Runtime, runtime_of
-from orchestrator_api.schemas import QueueName
+from orchestrator_api.schemas import JobName, QueueName, Retries
+from orchestrator_api.strict_json import StrictJsonRoute
 
-router = APIRouter(prefix="/api/v1/recurring", tags=["recurring"])
+router = APIRouter(prefix="/api/v1/recurring", tags=["recurring"], route_class=StrictJsonRoute)
 
-RecurringId = Annotated[str, Path(min_length=1, max_length=200)]
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No recurring job with that id"},
-    422: {"description": "Invalid cron, unknown time zone, unknown job or bad arguments"},
-}
+RecurringId = Annotated[Text, Path(min_length=1, max_length=200)]
+_ERRORS = documented(
+    404,
+    422,
+    e404="No recurring job with that id",
+    e422="Invalid cron, unknown time zone, unknown job, queue or bad arguments",
+)
 
 
 class RecurringRequest(BaseModel):
@@ -33,20 +38,20 @@ class RecurringRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    job: str = Field(min_length=1, max_length=200, description="a name from the catalog")
+    job: JobName
     args: list[Any] = Field(default_factory=list)
     kwargs: dict[str, Any] = Field(default_factory=dict)
-    cron: str = Field(
+    cron: Text = Field(
         min_length=1,
         max_length=120,
         description="5 fields, 6 with seconds first, or @hourly/@daily/@weekly/@monthly/@yearly",
     )
-    timezone: str = Field(default="UTC", min_length=1, max_length=64, description="IANA name")
+    timezone: Text = Field(default="UTC", min_length=1, max_length=64, description="IANA name")
     queue: QueueName | None = Field(default=None, description="default: the job's own queue")
     misfire: recurring.Misfire = "relaxed"
     overlap: recurring.Overlap = "allow"
-    retries: int | None = Field(default=None, ge=0, le=100)
-    timeout_seconds: float | None = Field(default=None, gt=0)
+    retries: Retries | None = None
+    timeout_seconds: PositiveSeconds | None = None
 
     def definition(self, recurring_id: str) -> recurring.Definition:
         options = {"retries": self.retries, "timeout_seconds": self.timeout_seconds}
@@ -78,14 +83,20 @@ def _check_schedule(body: RecurringRequest) -> None:
         raise ApiError(422, f"invalid_{exc.field}", str(exc)) from None
 
 
-@router.put("/{recurring_id}", responses={**_ERRORS, 201: {"description": "Created"}})
+@router.put(
+    "/{recurring_id}", responses={**BODY_ERRORS, **_ERRORS, 201: {"description": "Created"}}
+)
 async def add_or_update(
     recurring_id: RecurringId, body: RecurringRequest, request: Request, response: Response
 ) -> dict[str, Any]:
     """Create the recurring job or replace its definition (201 created, 200 updated)."""
     runtime = runtime_of(request)
     _check_schedule(body)
-    validate_with_schema(await _registration(runtime, body.job), body.args, body.kwargs)
+    registration = await _registration(runtime, body.job)
+    check_arguments(runtime.settings, body.args, body.kwargs)
+    validate_with_schema(registration, body.args, body.kwargs)
+    if body.queue is not None and body.queue != registration.queue:
+        await runtime.catalog.require_queue(body.queue, runtime.settings.queues)
     definition = body.definition(recurring_id)
     try:
         created = await _save(runtime, definition)

@@ -7,14 +7,32 @@ import json
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from orchestrator.bounds import (
+    MAX_RETRY_DELAY_SECONDS,
+    Instant,
+    PositiveSeconds,
+    Seconds,
+    Text,
+)
+from orchestrator.catalog import Registration
+from orchestrator.redaction import redact_for
 from orchestrator.settings import QUEUE_NAME_PATTERN
 
 MAX_BULK = 10_000
 
 QueueName = Annotated[
     str, Field(pattern=QUEUE_NAME_PATTERN.pattern, description="lowercase letters, digits, _ -")
+]
+#: A job name as a request gives it (looked up in the catalog).
+JobName = Annotated[
+    Text, Field(min_length=1, max_length=200, description="a name from the catalog")
+]
+#: Retries a job may have: a JSON integer (``true`` is not 1).
+Retries = Annotated[int, Field(strict=True, ge=0, le=100)]
+RetryDelay = Annotated[
+    float, Field(strict=True, allow_inf_nan=False, ge=0, le=MAX_RETRY_DELAY_SECONDS)
 ]
 
 
@@ -24,12 +42,14 @@ class EnqueueRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    job: str = Field(min_length=1, max_length=200, description="a name from the catalog")
+    job: JobName
     args: list[Any] = Field(default_factory=list)
     kwargs: dict[str, Any] = Field(default_factory=dict)
     queue: QueueName | None = Field(default=None, description="default: the job's own queue")
-    delay_seconds: float | None = Field(default=None, ge=0, le=10 * 365 * 24 * 3600)
-    run_at: AwareDatetime | None = Field(default=None, description="ISO-8601 with a time zone")
+    delay_seconds: Seconds | None = None
+    run_at: Instant | None = Field(
+        default=None, description="ISO-8601 with a time zone, years 1 to 9999 in UTC"
+    )
     continue_after: uuid.UUID | None = Field(
         default=None, description="run once this job has Succeeded (or ended: continue_on)"
     )
@@ -37,16 +57,16 @@ class EnqueueRequest(BaseModel):
         default=None,
         description='with continue_after: "succeeded" (default) or "finished" (any ending)',
     )
-    retries: int | None = Field(default=None, ge=0, le=100)
-    retry_delays: list[Annotated[float, Field(ge=0, le=30 * 24 * 3600)]] | None = Field(
+    retries: Retries | None = None
+    retry_delays: list[RetryDelay] | None = Field(
         default=None,
         min_length=1,
         max_length=100,
         description="seconds before retry 1, 2, … (the last repeats); default: the job's own",
     )
-    timeout_seconds: float | None = Field(default=None, gt=0)
-    expire_after_seconds: float | None = Field(default=None, gt=0)
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    timeout_seconds: PositiveSeconds | None = None
+    expire_after_seconds: PositiveSeconds | None = None
+    idempotency_key: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
 
     @model_validator(mode="after")
     def _exclusive(self) -> EnqueueRequest:
@@ -60,13 +80,14 @@ class EnqueueRequest(BaseModel):
             raise ValueError("continue_on needs continue_after")
         return self
 
-    def request_hash(self) -> str:
-        """SHA-256 of the canonical body: what an idempotency key promises not to change."""
-        canonical = json.dumps(
-            self.model_dump(mode="json", exclude={"idempotency_key"}),
-            sort_keys=True,
-            separators=(",", ":"),
-        )
+    def request_hash(self, registration: Registration | None) -> str:
+        """SHA-256 of the canonical body: what an idempotency key promises not to change.
+
+        Secret arguments are redacted first, so a replay's answer (the first job, or 409) never
+        depends on a secret value: it cannot confirm a guessed one."""
+        body = self.model_dump(mode="json", exclude={"idempotency_key"})
+        body["args"], body["kwargs"] = redact_for(registration, body["args"], body["kwargs"])
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -30,6 +30,8 @@ from orchestrator_api.dashboard.web import (
     safe_next,
 )
 from orchestrator_api.errors import ApiError
+from orchestrator_api.routes_dead_letters import LetterId
+from orchestrator_api.routes_recurring import RecurringId
 from orchestrator_api.runtime import runtime_of
 
 router = APIRouter(prefix=PREFIX)
@@ -188,7 +190,7 @@ async def _each_failed(request: Request, ids: list[uuid.UUID]) -> str:
 
 
 @router.post("/recurring/{recurring_id}/trigger")
-async def trigger(recurring_id: str, request: Request) -> Response:
+async def trigger(recurring_id: RecurringId, request: Request) -> Response:
     async def run(_: dict[str, Any]) -> str:
         answer = await routes_recurring.trigger(recurring_id, request)
         return f"Recurring job {recurring_id!r} triggered: job {answer['job_id']}."
@@ -197,7 +199,7 @@ async def trigger(recurring_id: str, request: Request) -> Response:
 
 
 @router.post("/recurring/{recurring_id}/pause")
-async def pause(recurring_id: str, request: Request) -> Response:
+async def pause(recurring_id: RecurringId, request: Request) -> Response:
     async def run(_: dict[str, Any]) -> str:
         await routes_recurring.pause(recurring_id, request)
         return f"Recurring job {recurring_id!r} paused."
@@ -206,7 +208,7 @@ async def pause(recurring_id: str, request: Request) -> Response:
 
 
 @router.post("/recurring/{recurring_id}/resume")
-async def resume(recurring_id: str, request: Request) -> Response:
+async def resume(recurring_id: RecurringId, request: Request) -> Response:
     async def run(_: dict[str, Any]) -> str:
         await routes_recurring.resume(recurring_id, request)
         return f"Recurring job {recurring_id!r} resumed."
@@ -215,7 +217,7 @@ async def resume(recurring_id: str, request: Request) -> Response:
 
 
 @router.post("/recurring/{recurring_id}/delete")
-async def delete_recurring(recurring_id: str, request: Request) -> Response:
+async def delete_recurring(recurring_id: RecurringId, request: Request) -> Response:
     async def run(_: dict[str, Any]) -> str:
         await routes_recurring.delete_recurring(recurring_id, request)
         return f"Recurring job {recurring_id!r} deleted (runs already created stay)."
@@ -227,7 +229,7 @@ async def delete_recurring(recurring_id: str, request: Request) -> Response:
 
 
 @router.post("/dead-letters/{letter_id}/replay")
-async def replay(letter_id: int, request: Request) -> Response:
+async def replay(letter_id: LetterId, request: Request) -> Response:
     async def run(_: dict[str, Any]) -> str:
         answer = await routes_dead_letters.replay_dead_letter(letter_id, request)
         return f"Dead letter {letter_id} replayed: job {answer['job_id']} {answer['action']}."
@@ -236,7 +238,7 @@ async def replay(letter_id: int, request: Request) -> Response:
 
 
 @router.post("/dead-letters/{letter_id}/discard")
-async def discard(letter_id: int, request: Request) -> Response:
+async def discard(letter_id: LetterId, request: Request) -> Response:
     async def run(_: dict[str, Any]) -> str:
         await routes_dead_letters.discard_dead_letter(letter_id, request)
         return f"Dead letter {letter_id} discarded."

@@ -7,7 +7,7 @@ from typing import Final
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from orchestrator import dead_letters
+from orchestrator import bounds, dead_letters
 from orchestrator_api.dashboard.web import PREFIX, refusal, render
 from orchestrator_api.runtime import runtime_of
 
@@ -21,12 +21,11 @@ _BODY_SHOWN = 300
 @router.get("/dead-letters", response_class=HTMLResponse)
 async def dead_letters_page(request: Request) -> HTMLResponse:
     after_text = request.query_params.get("after") or ""
-    if after_text and not after_text.isdigit():
+    cursor = bounds.id_cursor(after_text) if after_text else None
+    if after_text and cursor is None:
         return refusal(request, 400, "This page link is not valid any more; start again.")
     async with runtime_of(request).engine.connect() as conn:
-        rows, after = await dead_letters.list_page(
-            conn, limit=PAGE_SIZE, cursor=int(after_text) if after_text else None
-        )
+        rows, after = await dead_letters.list_page(conn, limit=PAGE_SIZE, cursor=cursor)
     items = []
     for row in rows:
         public = dead_letters.public(row)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from orchestrator import job_search, store
+from orchestrator import bounds, job_search, store
 from orchestrator.db import db_now
 from orchestrator.errors import JobNotFoundError
 from orchestrator.states import REQUEUEABLE, State
@@ -34,6 +35,8 @@ SORT_LABELS: Final = {
 _LIST_ARGUMENTS = 120
 
 
+#: The longest text a filter takes (names are at most 200 characters).
+_MAX_FILTER: Final = 500
 _TOO_SLOW = (
     "The text search took too long and was stopped. Narrow it with a state, queue, job name or "
     "time range (or ask for the trigram index described in docs/dashboard.md)."
@@ -51,7 +54,21 @@ def _time_param(text: str, label: str) -> datetime | None:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" ", "T"))
     except ValueError:
         raise BadFilterError(f"{label}: not a date and time (use 2026-11-28T09:30, UTC)") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return bounds.check_instant(value if value.tzinfo else value.replace(tzinfo=UTC), label)
+    except bounds.BoundsError as exc:
+        raise BadFilterError(str(exc)) from None
+
+
+def _text_param(params: Mapping[str, str], key: str, label: str) -> str | None:
+    """A text filter, or None when empty; text no store can compare is refused."""
+    text = params.get(key, "").strip()
+    if len(text) > _MAX_FILTER:
+        raise BadFilterError(f"{label}: longer than {_MAX_FILTER} characters")
+    try:
+        return bounds.check_text(text, label) or None
+    except bounds.BoundsError as exc:
+        raise BadFilterError(str(exc)) from None
 
 
 def parse_search(params: Mapping[str, str]) -> job_search.Search:
@@ -65,9 +82,9 @@ def parse_search(params: Mapping[str, str]) -> job_search.Search:
         raise BadFilterError(f"Sort: {sort!r} is not one of {', '.join(job_search.SORTS)}")
     return job_search.Search(
         state=state,
-        queue=params.get("queue", "").strip() or None,
-        name=params.get("name", "").strip() or None,
-        text=params.get("q", "").strip() or None,
+        queue=_text_param(params, "queue", "Queue"),
+        name=_text_param(params, "name", "Job name"),
+        text=_text_param(params, "q", "Text in arguments"),
         created_from=_time_param(params.get("from", ""), "From"),
         created_to=_time_param(params.get("to", ""), "To"),
         sort=sort,
@@ -112,6 +129,9 @@ async def job_list(request: Request) -> HTMLResponse:
         return refusal(request, 400, str(exc))
     runtime = runtime_of(request)
     after = request.query_params.get("after") or None
+    registrations = await runtime.catalog.all()
+    # Text search skips secret arguments, as the page redacts them.
+    where = replace(where, hidden=job_search.hidden_arguments(registrations))
     async with runtime.engine.connect() as conn:
         try:
             page = await job_search.search(conn, where, limit=PAGE_SIZE, after=after)
@@ -127,7 +147,6 @@ async def job_list(request: Request) -> HTMLResponse:
                     conn, job_search.Search(state=State.ENQUEUED, queue=name)
                 )
                 queues.append((name, count, list_url(params, queue=name)))
-    registrations = await runtime.catalog.all()
     return render(
         request,
         "jobs.html",
