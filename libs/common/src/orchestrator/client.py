@@ -50,7 +50,7 @@ API = "/api/v1"
 class EnqueueOptions(TypedDict, total=False):
     """The options every enqueueing method takes as keywords (never a job's arguments)."""
 
-    queue: str | None  #: default: the job's own queue
+    queue: str | None  #: default: the job's own; another catalog job's queue or ORCHESTRATOR_QUEUES
     retries: int | None  #: re-runs allowed after the first failure; default: the job's own
     retry_delays: list[float] | None  #: seconds before retry 1, 2, … (the last repeats)
     timeout_seconds: float | None

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, TypedDict, Unpack
 from urllib.parse import quote
 
+from orchestrator import bounds
 from orchestrator.jobs import JobCall
 
 Misfire = Literal["relaxed", "strict", "ignore"]
@@ -53,6 +54,9 @@ def recurring_body(
         raise TypeError(
             f"add_or_update() got unknown option(s) {unknown}; job arguments go in .call()"
         )
+    bounds.check_arguments(call.args, call.kwargs, max_depth=None, max_bytes=None)
+    if isinstance(options.get("retries"), bool):
+        raise TypeError("retries takes an integer, not a boolean")
     body: dict[str, Any] = {
         "job": call.name,
         "args": list(call.args),
