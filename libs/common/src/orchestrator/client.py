@@ -91,8 +91,10 @@ def _seconds(value: Seconds, name: str) -> float:
     if isinstance(value, bool):
         raise TypeError(f"{name} takes seconds or a timedelta, not a boolean")
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if not 0 <= seconds <= bounds.MAX_DURATION_SECONDS:  # NaN fails this too
-        raise ValueError(f"{name} must be 0 to {bounds.MAX_DURATION_SECONDS} seconds")
+    if seconds < 0:
+        raise ValueError(f"{name} must not be negative")
+    if not seconds <= bounds.MAX_DURATION_SECONDS:  # NaN fails this too
+        raise ValueError(f"{name} must be at most {bounds.MAX_DURATION_SECONDS} seconds")
     return seconds
 
 
