@@ -34,6 +34,14 @@ POSTGRES_URL = os.environ.get(
 AMQP_URL = os.environ.get("ORCHESTRATOR_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--chaos-seeds",
+        default="",
+        help="comma-separated seeds of tests/faults/test_chaos.py (or ORCHESTRATOR_CHAOS_SEEDS)",
+    )
+
+
 def _reachable(url: str, default_port: int) -> bool:
     parts = urlsplit(url)
     try:

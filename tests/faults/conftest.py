@@ -19,7 +19,6 @@ from tests.faults.scenario import Effects
 CONSUMER_TIMEOUT_MS = 60_000
 
 
-
 @pytest.fixture(scope="session")
 def private_broker() -> Iterator[RabbitNode]:
     """One private RabbitMQ node for the fault tests; tests may stop, kill and restart it."""

@@ -68,3 +68,24 @@ def marked(directory: str, ctx: JobContext, seconds: float = 0.0, yields: bool =
         time.sleep(0.01)
     _attempt_mark(directory, ctx, "end", run)
     return "done"
+
+
+class ChaosFailureError(Exception):
+    """The designed failure of a chaos job enqueued with ``fail=True``."""
+
+
+@job(name="faults.chaos")
+def chaos(directory: str, ctx: JobContext, ms: int = 0, fail: bool = False, tag: str = "") -> str:
+    """One job of the chaos run (``tests/faults/chaos.py``): a ``start`` and an ``end`` mark
+    around ``ms`` milliseconds of work, then fail if asked to.
+
+    The work ignores ``ctx.cancelled`` on purpose, as most real code does: a thread cannot be
+    stopped, so whatever a shutdown does to the job, this attempt runs to its end mark (or to
+    its process's death), and any other attempt that starts before then overlaps it.
+    """
+    _mark(directory, ctx, "start")
+    time.sleep(ms / 1000)
+    _mark(directory, ctx, "end")
+    if fail:
+        raise ChaosFailureError(f"designed failure of {tag or ctx.job_id}")
+    return tag

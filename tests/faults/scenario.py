@@ -123,9 +123,7 @@ class Outcome:
             completed=sum(1 for j in job_ids if states.get(j) == "Succeeded"),
             # Lost: accepted, yet not in the store, or Succeeded without its effect ever done.
             lost=sum(
-                1
-                for j in job_ids
-                if j not in states or (states[j] == "Succeeded" and done[j] == 0)
+                1 for j in job_ids if j not in states or (states[j] == "Succeeded" and done[j] == 0)
             ),
             stuck=sum(1 for j in job_ids if states.get(j) in UNFINISHED),
             ran_twice=sum(1 for j in job_ids if executions[j] > 1),
