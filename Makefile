@@ -5,12 +5,13 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: help setup system-packages dev test lint typecheck importcheck unit bench clean
+.PHONY: help setup system-packages dev test lint typecheck importcheck unit bench chaos clean
 
 help:
 	@echo "make dev    - set up, migrate and run every role on http://localhost:5001"
 	@echo "make test   - set up and run lint, type checks and the test suite"
 	@echo "make bench  - run the benchmarks (PostgreSQL + RabbitMQ; bench.peers installs Dramatiq and Celery in /tmp)"
+	@echo "make chaos  - the chaos test for several seeds (CHAOS_SEEDS=1,2,3,4,5)"
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -42,6 +43,12 @@ test: lint typecheck importcheck system-packages
 bench: setup
 	.venv/bin/python -m bench.throughput
 	.venv/bin/python -m bench.peers
+
+# Random kills and SIGTERMs under load, one run per seed (make test runs one random seed);
+# docs/reliability.md says what it checks.
+CHAOS_SEEDS ?= 1,2,3,4,5
+chaos: setup
+	ORCHESTRATOR_CHAOS_SEEDS="$(CHAOS_SEEDS)" .venv/bin/pytest tests/faults/test_chaos.py -s -p no:warnings
 
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache

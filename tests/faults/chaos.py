@@ -37,12 +37,16 @@ import sqlalchemy as sa
 
 from bench.system import System
 from orchestrator.db import create_engine
-from orchestrator.models import Lease
+from orchestrator.models import Lease, Server
 from orchestrator.store import jobs_table
 
 JOB = "faults.chaos"
 FINAL = ("Succeeded", "Failed", "Deleted")
 _leases = Lease.__table__  # type: ignore[attr-defined]
+_servers = Server.__table__  # type: ignore[attr-defined]
+#: A request with idempotency keys is repeated this long while the API is down (a replacement
+#: API takes 15-60 s to start on a loaded 2-core machine).
+RETRY_FOR = 240.0
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,15 @@ class Fleet:
         incarnation = Incarnation(name, role, slot, process, time.time())
         with self._lock:
             self.incarnations.append(incarnation)
+        # A thread blocked in waitpid notes the exit the moment it happens.
+        threading.Thread(
+            target=self._wait, args=(incarnation,), name=f"wait-{name}", daemon=True
+        ).start()
         return incarnation
+
+    def _wait(self, incarnation: Incarnation) -> None:
+        incarnation.process.wait()
+        self._exited(incarnation, "exit")
 
     def alive(self, role: str) -> list[Incarnation]:
         with self._lock:
@@ -140,12 +152,6 @@ class Fleet:
             if incarnation.exited is None:
                 incarnation.exited = time.time()
                 incarnation.ended_by = incarnation.ended_by or how
-
-    def watch(self) -> None:
-        """Note every exit (a poll every 50 ms: an upper bound of the real exit time)."""
-        for incarnation in list(self.incarnations):
-            if incarnation.exited is None and incarnation.process.poll() is not None:
-                self._exited(incarnation, "exit")
 
     def ready_worker(self, incarnation: Incarnation) -> bool:
         return "consuming" in self.system.log_of(incarnation.name)
@@ -230,7 +236,7 @@ class ApiClient:
         keys, until answered. One without is sent again only when it never left the client
         (connection refused) or the API said nothing was changed (503), else
         :class:`CutOffError`: the job may or may not exist."""
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + RETRY_FOR
         while True:
             self._ledger.note(requests=1)
             try:
@@ -246,7 +252,7 @@ class ApiClient:
                 if response.status_code != 503 and not (keyed and response.status_code >= 500):
                     raise AssertionError(f"POST {path}: {response.status_code} {response.text}")
             if time.monotonic() > deadline:
-                raise CutOffError(f"POST {path}: no answer within 90 s")
+                raise CutOffError(f"POST {path}: no answer within {RETRY_FOR:.0f} s")
             self._ledger.note(retried=1)
             time.sleep(0.2)
 
@@ -429,8 +435,10 @@ class Injector:
 
     def _victim(self, kind: str) -> Incarnation | None:
         if kind.endswith("worker"):
+            # At least one worker keeps consuming while replacements start (15-60 s each on a
+            # loaded machine), so the run has capacity throughout.
             ready = [w for w in self.fleet.alive("worker") if self.fleet.ready_worker(w)]
-            return self.rng.choice(ready) if ready else None
+            return self.rng.choice(ready) if len(ready) >= 2 else None
         if kind == "kill -9 api":
             apis = self.fleet.alive("api")
             return apis[0] if apis and _api_ready(self.fleet.system.api_url) else None
@@ -449,13 +457,15 @@ def _api_ready(url: str) -> bool:
 
 
 class Watcher:
-    """A thread that notes process exits (every 50 ms) and who holds the scheduler lease."""
+    """A thread that notes, every 0.25 s, who holds the scheduler lease and which processes
+    have announced themselves in the store (a scheduler is ready once it has)."""
 
-    def __init__(self, database_url: str, fleet: Fleet) -> None:
+    def __init__(self, database_url: str) -> None:
         self.database_url = database_url
-        self.fleet = fleet
         #: (time, pid of the holder or None) at every change.
         self.leaders: list[tuple[float, int | None]] = []
+        #: pid → when its server record was first seen.
+        self.announced: dict[int, float] = {}
         self.stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="chaos-watcher", daemon=True)
 
@@ -475,13 +485,9 @@ class Watcher:
     async def _loop(self) -> None:
         engine = create_engine(self.database_url, pool_size=1)
         try:
-            tick = 0
             while not self.stop.is_set():
-                self.fleet.watch()
-                if tick % 5 == 0:
-                    await self._read_leader(engine)
-                tick += 1
-                await asyncio.sleep(0.05)
+                await self._read_leader(engine)
+                await asyncio.sleep(0.25)
         finally:
             await engine.dispose()
 
@@ -495,8 +501,12 @@ class Watcher:
                         )
                     )
                 ).scalar()
+                pids = (await conn.execute(sa.select(_servers.c.pid))).scalars().all()
         except Exception:  # the store may be busy; try again next time
             return
+        now = time.time()
+        for announced in pids:
+            self.announced.setdefault(int(announced), now)
         pid = int(str(holder).split(":")[2]) if holder else None
         if not self.leaders or self.leaders[-1][1] != pid:
             self.leaders.append((time.time(), pid))
@@ -551,8 +561,11 @@ class Run:
     injector: Injector
     watcher: Watcher
     recurring_id: str
+    began: float = 0.0
     load_began: float = 0.0
     load_ended: float = 0.0
+    settled_at: float = 0.0
+    stopped_at: float = 0.0
     recurring_deleted: float = 0.0
     settled: bool = False
     dead_queue: int = 0
@@ -569,16 +582,20 @@ def start_fleet(fleet: Fleet, config: ChaosConfig) -> None:
     fleet.start("janitor", "janitor")
 
 
-def wait_ready(run: Run, timeout: float = 120) -> None:
+def wait_ready(run: Run, timeout: float = 300) -> None:
     """Until the API answers, every worker consumes and a scheduler holds the lease."""
-    run.system.wait_for_api(timeout)
     deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not _api_ready(run.system.api_url):
+        time.sleep(0.2)
     while time.monotonic() < deadline:
         workers = run.fleet.alive("worker")
         if all(run.fleet.ready_worker(w) for w in workers) and run.watcher.leader() is not None:
             return
         time.sleep(0.2)
-    raise RuntimeError("the system did not become ready:\n" + run.system.log_of("worker-1.1"))
+    logs = "\n".join(
+        f"{i.name}: {run.system.log_of(i.name)[-2000:]}" for i in run.fleet.incarnations
+    )
+    raise RuntimeError(f"the system did not become ready:\n{logs}")
 
 
 def put_recurring(run: Run) -> None:
@@ -612,12 +629,13 @@ def run_chaos(config: ChaosConfig, system: System, marks: Path) -> Run:
     """Start the system, load it under faults, let it settle, stop it; returns the records."""
     fleet = Fleet(system, config)
     ledger = Ledger()
-    watcher = Watcher(system.database_url, fleet)
+    watcher = Watcher(system.database_url)
     run = Run(
         config, system, marks, fleet, ledger, Injector(config, fleet, watcher.leader), watcher,
         recurring_id=f"chaos-{config.seed}",
     )  # fmt: skip
     watcher.start()
+    run.began = time.time()
     try:
         start_fleet(fleet, config)
         wait_ready(run)
@@ -625,7 +643,9 @@ def run_chaos(config: ChaosConfig, system: System, marks: Path) -> Run:
         _load(run)
         _settle(run)
     finally:
+        run.settled_at = time.time()
         fleet.stop_all()
+        run.stopped_at = time.time()
         watcher.close()
     with contextlib.suppress(Exception):
         run.dead_queue = asyncio.run(dead_queue_depth(system.amqp_url, system.namespace))

@@ -231,6 +231,8 @@ class Report:
     skipped_faults: int
     deadlocks: int
     dead_letters: int
+    #: Seconds: start until ready, load (until the last client's last answer), settling, stop.
+    phases: dict[str, float] = field(default_factory=dict)
     violations: dict[str, list[str]] = field(default_factory=dict)
 
     def table(self) -> str:
@@ -240,6 +242,7 @@ class Report:
             f"{self.recovered} of those in the store), {self.in_store} jobs in the store, "
             f"{self.attempts} attempts, {self.recurring_runs} recurring runs, "
             f"{len(self.faults)} faults ({self.skipped_faults} skipped: no ready target)",
+            "  phases: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.phases.items()),
             f"  {'t (s)':>6}  {'fault':<26} {'target':<14} {'orphans':>7} {'re-run':>7} "
             f"{'new work':>8} {'api back':>8} {'takeover':>8} {'thruput':>7}",
         ]
@@ -310,6 +313,12 @@ def evaluate(run: Run, store: Store, deadlocks_before: int) -> Report:
         skipped_faults=len(run.injector.skipped),
         deadlocks=store.deadlocks - deadlocks_before,
         dead_letters=store.dead_letters + run.dead_queue,
+        phases={
+            "start": run.load_began - run.began,
+            "load": run.load_ended - run.load_began,
+            "settle": run.settled_at - run.load_ended,
+            "stop": run.stopped_at - run.settled_at,
+        },
         violations=violations,
     )
 
@@ -379,9 +388,10 @@ def check_continuations(sent: list[Sent], attempts: dict[str, list[Attempt]]) ->
     for s in sent:
         if s.parent is None or not attempts.get(s.job_id):
             continue
-        ended = [a.end for a in attempts.get(s.parent, []) if a.end is not None]
+        # The parent's last attempt is the one that succeeded and released the child.
+        parent = attempts.get(s.parent)
         first = attempts[s.job_id][0].start
-        if not ended or first < max(ended):
+        if not parent or parent[-1].end is None or first < parent[-1].end:
             early.append(f"{s.job_id} started before its parent {s.parent} ended")
     return early
 
@@ -406,8 +416,11 @@ def check_recurring(run: Run, runs: list[Any]) -> list[str]:
 
 
 def _scheduler_alive(run: Run, at: float) -> bool:
+    """A scheduler was ready at ``at``: announced in the store, not yet exited. (A missed
+    occurrence is fired late by any ready scheduler within the recurring loop's grace of 15 s.)"""
+    announced = run.watcher.announced
     return any(
-        i.started <= at and (i.exited is None or i.exited >= at)
+        i.pid in announced and announced[i.pid] <= at and (i.exited is None or i.exited >= at)
         for i in run.fleet.incarnations
         if i.role == "scheduler"
     )
