@@ -57,7 +57,7 @@ class ChaosConfig:
     #: Upper bound on the settling (every job final); a run that needs longer has stuck jobs.
     settle_seconds: float = 150.0
     workers: int = 3
-    concurrency: int = 6
+    concurrency: int = 8
     schedulers: int = 2
     lease_seconds: float = 6.0
     heartbeat_seconds: float = 1.0
@@ -65,7 +65,7 @@ class ChaosConfig:
     #: Seconds between two faults (uniform in this range).
     fault_every: tuple[float, float] = (4.0, 8.0)
     #: Jobs per second the clients aim at, all together.
-    rate: float = 25.0
+    rate: float = 30.0
     clients: int = 4
     #: Every 2 s: seconds field first.
     recurring_cron: str = "*/2 * * * * *"
@@ -349,7 +349,7 @@ class LoadClient:
         return 1
 
     def bulk(self) -> int:
-        size = self.rng.randint(5, 25)
+        size = self.rng.randint(10, 40)
         keyed = self.rng.random() < 0.5
         bodies = [self._body(key=self._name("b") if keyed else None) for _ in range(size)]
         began = time.time()
@@ -582,20 +582,20 @@ def start_fleet(fleet: Fleet, config: ChaosConfig) -> None:
     fleet.start("janitor", "janitor")
 
 
-def wait_ready(run: Run, timeout: float = 300) -> None:
-    """Until the API answers, every worker consumes and a scheduler holds the lease."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not _api_ready(run.system.api_url):
-        time.sleep(0.2)
-    while time.monotonic() < deadline:
+def wait_ready(run: Run) -> None:
+    """Until the API answers, every worker consumes and a scheduler holds the lease (for as
+    long as the roles make progress: ``System.wait_until_ready``)."""
+
+    def ready() -> bool:
         workers = run.fleet.alive("worker")
-        if all(run.fleet.ready_worker(w) for w in workers) and run.watcher.leader() is not None:
-            return
-        time.sleep(0.2)
-    logs = "\n".join(
-        f"{i.name}: {run.system.log_of(i.name)[-2000:]}" for i in run.fleet.incarnations
-    )
-    raise RuntimeError(f"the system did not become ready:\n{logs}")
+        return (
+            run.watcher.leader() is not None
+            and all(run.fleet.ready_worker(w) for w in workers)
+            and _api_ready(run.system.api_url)
+        )
+
+    names = [i.name for i in run.fleet.incarnations]
+    run.system.wait_until_ready("every role of the chaos run", ready, names)
 
 
 def put_recurring(run: Run) -> None:
