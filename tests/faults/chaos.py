@@ -65,7 +65,7 @@ class ChaosConfig:
     #: Seconds between two faults (uniform in this range).
     fault_every: tuple[float, float] = (4.0, 8.0)
     #: Jobs per second the clients aim at, all together.
-    rate: float = 30.0
+    rate: float = 40.0
     clients: int = 4
     #: Every 2 s: seconds field first.
     recurring_cron: str = "*/2 * * * * *"
@@ -285,9 +285,9 @@ class LoadClient:
         self.per_job = config.clients / config.rate
         self._count = 0
         self.actions: list[tuple[float, Callable[[], int]]] = [
-            (0.45, self.plain),
+            (0.35, self.plain),
             (0.15, self.keyed_twice),
-            (0.10, self.bulk),
+            (0.20, self.bulk),
             (0.12, self.delayed),
             (0.10, self.continuation),
             (0.08, self.failing),
