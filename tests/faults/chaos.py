@@ -348,9 +348,9 @@ class LoadClient:
         record.replay_id = str(again["id"])
         return 1
 
-    def bulk(self) -> int:
-        size = self.rng.randint(10, 40)
-        keyed = self.rng.random() < 0.5
+    def bulk(self, size: int | None = None, keyed: bool | None = None) -> int:
+        size = self.rng.randint(10, 40) if size is None else size
+        keyed = self.rng.random() < 0.5 if keyed is None else keyed
         bodies = [self._body(key=self._name("b") if keyed else None) for _ in range(size)]
         began = time.time()
         try:
@@ -426,6 +426,8 @@ class Injector:
         self.ready: Callable[[int], bool] = lambda pid: pid in watcher.announced
         self.faults: list[Fault] = []
         self.skipped: list[str] = []
+        #: Sends a keyed bulk of n jobs (set by the run to one of the load clients).
+        self.burst: Callable[[int], object] | None = None
 
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(self.rng.uniform(*self.config.fault_every)):
@@ -434,6 +436,15 @@ class Injector:
             if victim is None:
                 self.skipped.append(kind)
                 continue
+            if (
+                kind.endswith("worker")
+                and self.burst is not None
+                and _api_ready(self.fleet.system.api_url)
+            ):
+                # A worker fault lands while claims are in flight: right after a burst of jobs,
+                # as a deploy during traffic does (the SIGTERM race of issue 10 needs it).
+                self.burst(self.rng.randint(24, 48))
+                stop.wait(self.rng.uniform(0.05, 0.5))
             fault = Fault(kind, time.time(), victim.name, victim.pid)
             if kind == "SIGTERM worker":
                 self.fleet.terminate(victim)
@@ -668,6 +679,10 @@ def _load(run: Run) -> None:
     loaders = [
         LoadClient(n, run.config, api, run.ledger, run.marks) for n, api in enumerate(clients)
     ]
+    bursts = ApiClient(run.system.api_url, run.ledger)
+    clients.append(bursts)
+    burster = LoadClient(len(loaders), run.config, bursts, run.ledger, run.marks)
+    run.injector.burst = lambda size: burster.bulk(size, keyed=True)
     run.load_began = time.time()
     try:
         with threads([run.injector.run, *(c.run for c in loaders)]) as stop:
