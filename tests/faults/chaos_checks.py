@@ -111,7 +111,8 @@ class StoredJob:
 @dataclass
 class Store:
     jobs: dict[str, StoredJob]
-    dead_letters: int
+    #: One line per row of ``dead_letters``: the job, RabbitMQ's reason, how many deaths.
+    dead_letters: list[str]
     deadlocks: int
 
 
@@ -158,9 +159,10 @@ async def read_store(database_url: str) -> Store:
         await wait_for_no_backends(engine, name)
         async with engine.connect() as conn:
             rows = (await conn.execute(sa.select(jobs_table))).mappings().all()
-            letters = (
-                await conn.execute(sa.select(sa.func.count()).select_from(_dead_letters))
-            ).scalar()
+            letters = [
+                f"job {row.job_id} from {row.source_queue}: {row.reason} x{row.death_count}"
+                for row in await conn.execute(sa.select(_dead_letters))
+            ]
         jobs = {
             str(row["id"]): StoredJob(
                 id=str(row["id"]),
@@ -177,7 +179,7 @@ async def read_store(database_url: str) -> Store:
         }
         # A fresh connection: the counter as of now, not a snapshot cached earlier.
         await engine.dispose()
-        return Store(jobs, int(letters or 0), await deadlocks(engine, name))
+        return Store(jobs, letters, await deadlocks(engine, name))
     finally:
         await engine.dispose()
 
@@ -287,9 +289,8 @@ def evaluate(run: Run, store: Store, deadlocks_before: int) -> Report:
         "not final": [f"{j.id} {j.state}" for j in store.jobs.values() if j.state not in FINAL],
         "wrong final state": check_final_states(store, attempts),
         "overlapping attempts": check_overlaps(attempts),
-        "dead letters": [f"{store.dead_letters} rows, {run.dead_queue} in the dead queue"]
-        if store.dead_letters or run.dead_queue
-        else [],
+        "dead letters": store.dead_letters
+        + ([f"{run.dead_queue} messages left in the dead queue"] if run.dead_queue else []),
         "deadlocks": [f"pg_stat_database.deadlocks {deadlocks_before} -> {store.deadlocks}"]
         if store.deadlocks != deadlocks_before
         else [],
@@ -312,7 +313,7 @@ def evaluate(run: Run, store: Store, deadlocks_before: int) -> Report:
         faults=[recovery(run, f, attempts, store) for f in run.injector.faults],
         skipped_faults=len(run.injector.skipped),
         deadlocks=store.deadlocks - deadlocks_before,
-        dead_letters=store.dead_letters + run.dead_queue,
+        dead_letters=len(store.dead_letters) + run.dead_queue,
         phases={
             "start": run.load_began - run.began,
             "load": run.load_ended - run.load_began,
