@@ -1,7 +1,9 @@
 """Group work that arrives one item at a time into batches: one transaction for many jobs.
 
 No timer is involved: while one batch is being handled the next one accumulates, so a quiet
-system handles items one by one with no added latency and a busy one in large batches.
+system handles items one by one with no added latency and a busy one in large batches. Work that
+nobody waits for (deleting published outbox entries) may ``linger``: wait that long after the
+first item so that items arriving one at a time share a round trip too.
 """
 
 from __future__ import annotations
@@ -18,11 +20,17 @@ log = logging.getLogger(__name__)
 
 class Batcher(Generic[T]):
     def __init__(
-        self, handle: Callable[[list[T]], Awaitable[None]], *, name: str, max_batch: int = 500
+        self,
+        handle: Callable[[list[T]], Awaitable[None]],
+        *,
+        name: str,
+        max_batch: int = 500,
+        linger: float = 0.0,
     ) -> None:
         self._handle = handle
         self._name = name
         self._max_batch = max_batch
+        self._linger = linger
         self._items: list[T] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -54,6 +62,8 @@ class Batcher(Generic[T]):
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
+            if self._linger and len(self._items) < self._max_batch:
+                await asyncio.sleep(self._linger)
             self._wake.clear()
             while self._items:
                 batch = self._items[: self._max_batch]

@@ -66,8 +66,10 @@ class GroupCommit:
                 if not request.done.done():
                     request.done.set_exception(exc)
             return
-        self._submit(pending)
-        self._created(jobs)
+        # Answers first: their requests are resumed before the publish round starts, so the
+        # response is not queued behind the broker's socket write.
         for request, job in zip(requests, jobs, strict=True):
             if not request.done.done():
                 request.done.set_result(Outcome(job.id, job.state.value))
+        self._submit(pending)
+        self._created(jobs)
