@@ -68,12 +68,13 @@ import importlib
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from orchestrator import outcomes
 from orchestrator.errors import JobRefusedError
 from orchestrator.jobs import JobContext
 from orchestrator.models import Job
@@ -154,8 +155,8 @@ class Election:
         """Enter ``Scheduled`` for ``delay_seconds``; the message goes through the delay levels."""
         self.state = State.SCHEDULED
         self.reason = reason
-        self.delay_seconds = delay_seconds
-        self.values["due_at"] = self.now + timedelta(seconds=delay_seconds)
+        self.delay_seconds = outcomes.delay_seconds(delay_seconds)
+        self.values["due_at"] = outcomes.after(self.now, self.delay_seconds)
         self.values["scheduled_reason"] = why
 
 

@@ -57,6 +57,11 @@ JOBS_REPUBLISHED = Counter(
     "Enqueued jobs published again by the scheduler because their message was missing.",
     ["queue"],
 )
+OUTCOMES_QUARANTINED = Counter(
+    "orchestrator_outcomes_quarantined_total",
+    "Outcomes the store refused even as a failure; the job is left to its lease expiry.",
+    ["queue", "job_name"],
+)
 JOB_DURATION = Histogram(
     "orchestrator_job_duration_seconds",
     "Execution time of a job.",

@@ -14,11 +14,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+#: Cheap and local (no store or broker round trip): a liveness probe must not fail because a
+#: dependency is slow, only because this process cannot go on.
+LivenessCheck = Callable[[], dict[str, bool]]
 
 
-def ops_app(ready: ReadinessCheck) -> Starlette:
+def ops_app(ready: ReadinessCheck, live: LivenessCheck | None = None) -> Starlette:
     async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        checks = live() if live is not None else {}
+        if all(checks.values()):
+            return JSONResponse({"status": "ok", "checks": checks} if checks else {"status": "ok"})
+        return JSONResponse({"status": "stalled", "checks": checks}, status_code=503)
 
     async def readyz(_: Request) -> Response:
         checks = await ready()
@@ -63,9 +69,11 @@ class OpsServer:
                 await self._task
 
 
-async def serve(host: str, port: int, ready: ReadinessCheck) -> OpsServer | None:
+async def serve(
+    host: str, port: int, ready: ReadinessCheck, *, live: LivenessCheck | None = None
+) -> OpsServer | None:
     """Start serving in the background of the current event loop; port 0 serves nothing."""
     if port == 0:
         return None
-    config = uvicorn.Config(ops_app(ready), host=host, port=port, log_level="warning")
+    config = uvicorn.Config(ops_app(ready, live), host=host, port=port, log_level="warning")
     return OpsServer(_EmbeddedServer(config))

@@ -19,12 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from orchestrator import outcomes
 from orchestrator.errors import JobValidationError
 
 Backoff = Callable[[int], float]
 ExceptionTypes = tuple[type[BaseException], ...]
 #: Failures no re-run can fix.
-PERMANENT: Final[ExceptionTypes] = (JobValidationError,)
+PERMANENT: Final[ExceptionTypes] = (JobValidationError, outcomes.ResultNotStorableError)
 _KINDS: Final[dict[str, Callable[[float, int], float]]] = {
     "fixed": lambda s, n: s,
     "linear": lambda s, n: s * n,
@@ -82,7 +83,7 @@ class RetryPolicy:
             seconds = self.backoff(n)
         else:
             seconds = hangfire_delay(n)
-        return max(0, math.ceil(seconds))
+        return outcomes.delay_seconds(seconds)  # a per-enqueue delay may be 1e308
 
     def retries(self, exc: BaseException | None) -> bool:
         """Whether a failure with this exception may be retried (budget aside)."""

@@ -158,6 +158,12 @@ class Settings(BaseSettings):
     #: How often the active scheduler looks for expired leases.
     lease_expiry_interval_seconds: float = 1.0
     traceback_max_chars: int = 16_000
+    #: Largest result a job may return, as JSON; a larger one fails the job
+    #: (``ResultNotStorable``), and the one-job read shows no larger stored one.
+    max_result_bytes: int = Field(default=1024 * 1024, ge=1)
+    #: A worker whose store writes have failed or hung this long fails its /healthz, so that
+    #: an orchestrator (Kubernetes' liveness probe) restarts it; /readyz says so at once.
+    worker_stall_seconds: float = Field(default=120.0, gt=0)
     #: Port of /healthz, /readyz and /metrics for the roles without an HTTP API (0: none).
     worker_ops_port: int = 9101
     scheduler_ops_port: int = 9102

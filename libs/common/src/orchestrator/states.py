@@ -29,7 +29,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator import endings, metrics, outbox
+from orchestrator import endings, metrics, outbox, outcomes
 from orchestrator.db import is_postgres
 from orchestrator.errors import IllegalTransitionError
 from orchestrator.models import Job, JobHistory, StateCounter
@@ -466,7 +466,8 @@ _ARRAY_TYPES: Final[Mapping[str, tuple[str, str]]] = {
 
 def _state_columns(target: State, now: datetime, retention: timedelta) -> dict[str, Any]:
     values: dict[str, Any] = {"state": target.value, "state_changed_at": now}
-    values["expires_at"] = now + retention if target in FINAL else None
+    final = target in FINAL
+    values["expires_at"] = outcomes.after(now, retention.total_seconds()) if final else None
     if target is not State.PROCESSING:
         values["lease_until"] = None
     if target is not State.SCHEDULED:
@@ -502,9 +503,9 @@ async def _after_move(
     )
     custom = [row for row in rows if row.expire_after_seconds is not None]
     if target in FINAL and custom:
-        expiry = [
-            {"jid": r.id, "exp": now + timedelta(seconds=r.expire_after_seconds)} for r in custom
-        ]
+        # Clamped: a row may hold 1e308 or Infinity (older versions accepted them), and an
+        # overflow here would fail every move of the batch, over and over.
+        expiry = [{"jid": r.id, "exp": outcomes.after(now, r.expire_after_seconds)} for r in custom]
         update = sa.update(_jobs).where(_jobs.c.id == sa.bindparam("jid"))
         await conn.execute(update.values(expires_at=sa.bindparam("exp")), expiry)
     applied = Applied(conn, rows, target, changes, now, retention, filters)

@@ -63,20 +63,29 @@ class ResultNotSerializableError(Exception):
 def failure(job: ClaimedJob, exc: BaseException, max_chars: int, duration: float) -> Outcome:
     kind = type(exc)
     error_type = f"{kind.__module__}.{kind.__qualname__}"
-    text = "".join(traceback.format_exception(exc))
+    text = _described(lambda: "".join(traceback.format_exception(exc)), kind)
     if isinstance(exc, ChildJobError):  # raised in a process-mode child: as the child saw it
         error_type, text = exc.error_type, exc.traceback_text
     if len(text) > max_chars:
         text = "…(truncated)\n" + text[-max_chars:]
+    # The message is sanitised and bounded where it is recorded (orchestrator.outcomes).
     return Outcome(
         job,
         False,
         error_type=error_type,
-        error_message=str(exc)[:4000],
+        error_message=_described(lambda: str(exc), kind),
         error_traceback=text,
         duration=duration,
         exception=exc.original if isinstance(exc, ChildJobError) and exc.original else exc,
     )
+
+
+def _described(describe: Callable[[], str], kind: type[BaseException]) -> str:
+    # An exception whose __str__ raises must still be recorded, or its job would never end.
+    try:
+        return describe()
+    except Exception as exc:
+        return f"<{kind.__qualname__} that cannot be shown: {type(exc).__name__}>"
 
 
 async def execute(

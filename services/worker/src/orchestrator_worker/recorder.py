@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator import outbox, states
+from orchestrator import outbox, outcomes, states
 from orchestrator.filters import Election, Filters
 from orchestrator.outbox import Pending
 from orchestrator.states import RowChange, State
@@ -21,30 +21,71 @@ from orchestrator_worker.claims import ClaimResult, claim
 from orchestrator_worker.execution import Outcome
 
 
-def propose(outcome: Outcome, now: datetime) -> Election:
-    """The state an outcome asks for, before the election filters have their say."""
+@dataclass(frozen=True)
+class Bounds:
+    """What an outcome may hold: results up to ``max_result_bytes`` of JSON, tracebacks up to
+    ``traceback_max_chars`` (the settings of the same names)."""
+
+    max_result_bytes: int = 1024 * 1024
+    traceback_max_chars: int = 16_000
+
+
+def propose(outcome: Outcome, now: datetime, bounds: Bounds | None = None) -> Election:
+    """The state an outcome asks for, before the election filters have their say. A result
+    the store cannot hold makes the job fail with ``ResultNotStorable`` (never the batch)."""
+    bounds = bounds or Bounds()
     if outcome.succeeded:
+        try:
+            result = outcomes.storable_result(outcome.result, bounds.max_result_bytes)
+        except outcomes.ResultNotStorableError as exc:
+            refused = f"the job's return value cannot be stored: {exc}"
+            return _failed(outcome, now, bounds, outcomes.RESULT_NOT_STORABLE, refused, None, exc)
         return Election(
             outcome.job,
             State.SUCCEEDED,
             "Completed",
             now,
-            values={"result": outcome.result, "finished_at": now},
+            values={"result": result, "finished_at": now},
             data={"duration": round(outcome.duration, 6)},
         )
+    return _failed(
+        outcome,
+        now,
+        bounds,
+        outcome.error_type,
+        outcome.error_message,
+        outcome.error_traceback,
+        outcome.exception,
+    )
+
+
+def _failed(
+    outcome: Outcome,
+    now: datetime,
+    bounds: Bounds,
+    error_type: str | None,
+    message: str | None,
+    traceback: str | None,
+    exception: BaseException | None,
+) -> Election:
+    # An exception's text is whatever the job put in it: NUL and lone surrogates are replaced
+    # (PostgreSQL refuses the first, UTF-8 the second) and every part is bounded.
+    kind = outcomes.clean_text(error_type, outcomes.ERROR_TYPE_MAX_CHARS)
+    text = outcomes.clean_text(message, outcomes.ERROR_MESSAGE_MAX_CHARS)
+    trace = outcomes.clean_text(traceback, bounds.traceback_max_chars, keep="tail")
     return Election(
         outcome.job,
         State.FAILED,
-        f"{outcome.error_type}: {outcome.error_message}"[:1000],
+        f"{kind}: {text}"[:1000],
         now,
         values={
-            "error_type": outcome.error_type,
-            "error_message": outcome.error_message,
-            "error_traceback": outcome.error_traceback,
+            "error_type": kind,
+            "error_message": text,
+            "error_traceback": trace,
             "finished_at": now,
         },
         data={"attempt": outcome.job.attempt, "duration": round(outcome.duration, 6)},
-        exception=outcome.exception,
+        exception=exception,
     )
 
 
@@ -55,6 +96,7 @@ async def record(
     retention: timedelta,
     now: datetime,
     filters: Filters,
+    bounds: Bounds | None = None,
 ) -> tuple[dict[object, State], list[Pending]]:
     """Commit every outcome whose claim still holds; returns the state each recorded job
     entered and the outbox entries to publish after commit (retry messages through the delay
@@ -65,7 +107,7 @@ async def record(
     """
     elections = []
     for outcome in outcomes:
-        election = propose(outcome, now)
+        election = propose(outcome, now, bounds)
         filters.elect(election)
         elections.append(election)
     recorded: dict[object, State] = {}
@@ -115,6 +157,8 @@ class Round:
     elections: Filters
     #: The worker's configured filters, whose applied hooks see the claims.
     filters: Filters
+    #: What an outcome may hold (results' size, tracebacks' length).
+    bounds: Bounds = Bounds()
 
 
 async def write_round(
@@ -135,7 +179,7 @@ async def write_round(
     ids = [o.job.job_id for o in outcomes] + [job_id for _, job_id in batch.decoded]
     locked = await states.lock(conn, ids, {State.PROCESSING, State.ENQUEUED, State.SCHEDULED})
     recorded, pending = await record(
-        conn, outcomes, setup.worker_id, setup.retention, now, setup.elections
+        conn, outcomes, setup.worker_id, setup.retention, now, setup.elections, setup.bounds
     )
     await claim(conn, batch, setup.worker_id, setup.lease, now, setup.filters, only=locked)
     return recorded, pending + batch.redelayed

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import catalog as catalog_store
 from orchestrator import metrics, ops_server, outbox, servers
+from orchestrator import outcomes as outcomes_rules
 from orchestrator.batching import Batcher
 from orchestrator.broker import Publisher, connect
 from orchestrator.catalog import Catalog
@@ -34,7 +35,8 @@ from orchestrator_worker.execution import Limits, Outcome, execute, new_context
 from orchestrator_worker.intake import Delivery, Intake, ack_batch
 from orchestrator_worker.overruns import flag_overrunning
 from orchestrator_worker.ownership import hand_back, renew_leases
-from orchestrator_worker.recorder import Round, write_round
+from orchestrator_worker.progress import Progress
+from orchestrator_worker.recorder import Bounds, Round, write_round
 from orchestrator_worker.retrying import RetryFilter
 
 log = logging.getLogger(__name__)
@@ -99,13 +101,19 @@ class Worker:
         self._store_down = False
         self._store_watch: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self.progress = Progress()
+        self.bounds = Bounds(settings.max_result_bytes, settings.traceback_max_chars)
+        #: Jobs whose outcome the store refused, while their failure is being recorded.
+        self._refused: set[uuid.UUID] = set()
         #: Set once the worker consumes its queues.
         self.ready = asyncio.Event()
 
     @property
     def _round(self) -> Round:
         s = self.settings
-        return Round(self.info.id, s.lease, s.job_retention, self.elections, self.filters)
+        return Round(
+            self.info.id, s.lease, s.job_retention, self.elections, self.filters, self.bounds
+        )
 
     @property
     def engine(self) -> AsyncEngine:
@@ -121,7 +129,10 @@ class Worker:
         """Work until ``stop``; then shut down within the grace period, or at once on ``now``."""
         self._engine = create_engine(self.settings.database_url)
         ops = await ops_server.serve(
-            self.settings.api_host, self.settings.worker_ops_port, self._readiness
+            self.settings.api_host,
+            self.settings.worker_ops_port,
+            self._readiness,
+            live=self._liveness,
         )
         try:
             await self._register()
@@ -173,21 +184,105 @@ class Worker:
 
     async def _write_batch(self, items: list[Delivery | Outcome]) -> None:
         """Record outcomes and claim deliveries, all of ``items`` in one transaction."""
+        await self._write_round(items, alone=False)
+
+    async def _write_round(self, items: list[Delivery | Outcome], *, alone: bool) -> None:
+        """One transaction for ``items``. When the store refuses it while it answers, the
+        round is split until the one item it refuses is found (``alone``: already retried on
+        its own); everything else commits, so one job's poison never holds up another's."""
         outcomes = [i for i in items if isinstance(i, Outcome)]
         batch = decode([i for i in items if isinstance(i, Delivery)])
         try:
-            async with self.engine.begin() as conn:
-                now = await db_now(conn)
-                recorded, pending = await write_round(conn, outcomes, batch, self._round, now)
-        except Exception:
+            with self.progress.round():
+                async with self.engine.begin() as conn:
+                    now = await db_now(conn)
+                    recorded, pending = await write_round(conn, outcomes, batch, self._round, now)
+        except Exception as exc:
+            if await self._store_answers():
+                await self._isolate(items, exc, alone=alone)
+                return
             log.exception("writing to the store failed; will retry outcomes, return deliveries")
+            self.progress.failed()
             await self._write_failed(batch, outcomes)
             return
+        self.progress.succeeded()
         if self._sender is not None:
             self._sender.submit(pending)
         self._recorded(outcomes, recorded)
         observe_started(batch, now)
         await self._claimed(batch)
+
+    async def _isolate(
+        self, items: list[Delivery | Outcome], exc: Exception, *, alone: bool
+    ) -> None:
+        if len(items) > 1:
+            log.warning(
+                "the store refused a write round of %d items (%s); splitting it",
+                len(items),
+                _summary(exc),
+            )
+            middle = len(items) // 2
+            await self._write_round(items[:middle], alone=False)
+            await self._write_round(items[middle:], alone=False)
+            return
+        if not alone:  # once more on its own: a deadlock victim is not poison
+            await self._write_round(items, alone=True)
+            return
+        (item,) = items
+        if isinstance(item, Delivery):
+            await self._refuse_delivery(item, exc)
+        elif item.job.job_id in self._refused:
+            self._quarantine(item, exc)
+        else:
+            await self._record_refusal(item, exc)
+
+    async def _record_refusal(self, outcome: Outcome, exc: Exception) -> None:
+        """The store refused this outcome: record the job's failure instead, naming why."""
+        job = outcome.job
+        why = _summary(exc)
+        log.error("the store refused the outcome of job %s (%s); failing it", job.job_id, why)
+        self._refused.add(job.job_id)
+        failed = Outcome(
+            job,
+            False,
+            error_type=outcomes_rules.OUTCOME_NOT_STORABLE,
+            error_message=f"the store refused this job's outcome: {why}",
+            duration=outcome.duration,
+            # Permanent: the same outcome would be refused again.
+            exception=outcomes_rules.ResultNotStorableError(why),
+        )
+        await self._write_round([failed], alone=True)
+        self._refused.discard(job.job_id)
+
+    def _quarantine(self, outcome: Outcome, exc: Exception) -> None:
+        """Even the job's failure cannot be written. Stop holding it: its lease is no longer
+        renewed, so the scheduler counts it as lost and fails it ("worker lost") after
+        ``ORCHESTRATOR_WORKER_LOST_LIMIT`` runs, and this worker goes on with the others."""
+        job = outcome.job
+        log.error(
+            "job %s quarantined: the store refuses even its failure (%s); its lease is left "
+            "to expire",
+            job.job_id,
+            _summary(exc),
+        )
+        metrics.OUTCOMES_QUARANTINED.labels(job.queue, job.name).inc()
+        self._finish(job)
+
+    async def _refuse_delivery(self, delivery: Delivery, exc: Exception) -> None:
+        """The store refuses to claim this delivery's job: dead-letter the message (the janitor
+        records it and fails the job) rather than take it again and again."""
+        log.error("the store refused a claim (%s); dead-lettering its message", _summary(exc))
+        with contextlib.suppress(Exception):
+            await delivery.message.reject(requeue=False)
+        self.intake.release()
+
+    async def _store_answers(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(sa.text("SELECT 1")), 2.0)
+        except Exception:
+            return False
+        return True
 
     async def _write_failed(self, batch: ClaimResult, outcomes: list[Outcome]) -> None:
         for delivery, _ in batch.decoded:
@@ -287,11 +382,14 @@ class Worker:
     def _recorded(self, outcomes: list[Outcome], recorded: Mapping[object, State]) -> None:
         for outcome in outcomes:
             job = outcome.job
-            counter = metrics.JOBS_SUCCEEDED if outcome.succeeded else metrics.JOBS_FAILED
-            if job.job_id in recorded:
+            state = recorded.get(job.job_id)
+            if state is not None:
+                # By the state entered: a result the store cannot hold made the job fail.
+                succeeded = state is State.SUCCEEDED
+                counter = metrics.JOBS_SUCCEEDED if succeeded else metrics.JOBS_FAILED
                 counter.labels(job.queue, job.name).inc()
                 metrics.JOB_DURATION.labels(job.queue, job.name).observe(outcome.duration)
-                if not outcome.succeeded and recorded[job.job_id] is State.SCHEDULED:
+                if state is State.SCHEDULED:
                     metrics.JOBS_RETRIED.labels(job.queue, job.name).inc()
             self._finish(job)
 
@@ -328,6 +426,7 @@ class Worker:
             try:
                 await self._renew_leases()
                 await servers.heartbeat(self.engine, self.info)
+                self.progress.succeeded()  # the store takes this worker's writes
             except Exception:
                 log.exception("heartbeat failed")
 
@@ -401,14 +500,14 @@ class Worker:
         return len(pending)
 
     async def _readiness(self) -> dict[str, bool]:
-        store_ok = True
-        try:
-            async with self.engine.connect() as conn:
-                await asyncio.wait_for(conn.execute(sa.text("SELECT 1")), 2.0)
-        except Exception:
-            store_ok = False
+        store_ok = await self._store_answers()
         broker_ok = self._connection is not None and not self._connection.is_closed
-        return {"store": store_ok, "broker": broker_ok}
+        # A round slower than a lease lets other workers take its jobs: not ready by then.
+        writes_ok = self.progress.stuck_for() < self.settings.lease_seconds
+        return {"store": store_ok, "broker": broker_ok, "writes": writes_ok}
+
+    def _liveness(self) -> dict[str, bool]:
+        return {"writes": self.progress.stuck_for() < self.settings.worker_stall_seconds}
 
     async def _close(self, ops: ops_server.OpsServer | None) -> None:
         if self._heartbeat is not None:
@@ -451,3 +550,9 @@ async def _within(
         return task.result()
     task.cancel()
     return None
+def _summary(exc: Exception) -> str:
+    """The store's own words, bounded: a driver error's text quotes the statement and its
+    parameters (a whole result), which belong in neither a log line nor a job's error."""
+    original = getattr(exc, "orig", None) or exc
+    first = str(original).strip().splitlines() or [""]
+    return outcomes_rules.clean_text(f"{type(original).__name__}: {first[0]}", 500) or ""
