@@ -16,6 +16,7 @@ from orchestrator.catalog import Catalog
 from orchestrator.db import create_engine
 from orchestrator.settings import Settings
 from orchestrator_worker.worker import Worker
+from tests.api.conftest import api, start_api  # noqa: F401 - the API fixtures, for the reads
 from tests.poison import jobs
 from tests.retries.conftest import enqueue, read
 

@@ -113,9 +113,7 @@ async def test_an_outcome_refused_even_as_a_failure_is_quarantined(start_worker,
     try:
         async with engine.begin() as conn:
             later = await db_now(conn) + timedelta(seconds=settings.lease_seconds + 1)
-            done = await expire_leases(
-                conn, later, lost_limit=1, retention=settings.job_retention
-            )
+            done = await expire_leases(conn, later, lost_limit=1, retention=settings.job_retention)
     finally:
         await engine.dispose()
     assert done.failed == 1

@@ -8,10 +8,14 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from orchestrator import outcomes
+import sqlalchemy as sa
+
+from orchestrator import outcomes, store
+from orchestrator.db import create_engine, db_now
 from orchestrator.settings import Settings
 from tests.poison import jobs
 from tests.poison.conftest import enqueue, new_job, read, wait_all
+from tests.retries.conftest import publish
 
 GOOD = 6
 
@@ -126,4 +130,52 @@ async def test_a_retry_delay_of_1e308_is_clamped(start_worker, database_url):
     # The longest delay the outbox holds (68 years), not an overflow.
     assert row.due_at == history[-1].at + timedelta(seconds=outcomes.MAX_DELAY_SECONDS)
     assert history[-1].data["delay"] == outcomes.MAX_DELAY_SECONDS
+    await _still_consuming(settings)
+
+
+async def _poke(settings: Settings, job_id: uuid.UUID, column: str, text: str) -> None:
+    """Store ``text`` as the raw JSON of ``column``, as an older version could have."""
+    engine = create_engine(settings.database_url)
+    try:
+        async with engine.begin() as conn:
+            postgres = conn.dialect.name == "postgresql"
+            value = "CAST(:v AS jsonb)" if postgres else ":v"
+            await conn.execute(
+                sa.text(f"UPDATE jobs SET {column} = {value} WHERE id = :id"),
+                {"v": text, "id": job_id if postgres else job_id.hex},
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_stored_arguments_the_worker_cannot_read_fail_only_their_job(
+    start_worker, database_url
+):
+    """Arguments nested past Python's parser, or holding an integer past its digit limit
+    (PostgreSQL's jsonb holds both), fail their job, not retried; the others run."""
+    running = await start_worker(database_url)
+    settings = running.settings
+    deep = new_job("poison.ok", 1)
+    big = new_job("poison.ok", 2)
+    good = [new_job("poison.ok", 100 + i) for i in range(GOOD)]
+    # Created first, then changed (as if an older version had stored them), then published.
+    engine = create_engine(settings.database_url)
+    try:
+        async with engine.begin() as conn:
+            pending = await store.create_jobs(conn, [deep, big, *good], await db_now(conn))
+    finally:
+        await engine.dispose()
+    await _poke(settings, deep.id, "args", "[" * 5000 + "]" * 5000)
+    await _poke(settings, big.id, "args", "[" + "9" * 5000 + "]")
+    await publish(settings, [p.message for p in pending])
+    await wait_all(settings, [j.id for j in good], {"Succeeded"})
+    await wait_all(settings, [deep.id, big.id], {"Failed"})
+    for job in (deep, big):
+        row, history = await read(settings, job.id)
+        assert row.error_type == "orchestrator.errors.JobValidationError"
+        assert row.error_message.startswith("the stored arguments cannot be read: ")
+        assert [h.state for h in history] == ["Enqueued", "Processing", "Failed"]
+    for job in good:
+        _, history = await read(settings, job.id)
+        assert [h.state for h in history] == ["Enqueued", "Processing", "Succeeded"]
     await _still_consuming(settings)

@@ -12,6 +12,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from orchestrator import outcomes
+
 #: JSON everywhere, JSONB on PostgreSQL so arguments can be indexed and searched later.
 JsonType = sa.JSON().with_variant(JSONB(), "postgresql")
 #: SQLite has no sequences for BIGINT primary keys; INTEGER PRIMARY KEY is its rowid.
@@ -51,7 +53,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     """Build the async engine for ``url``; SQLite gets WAL and immediate write transactions."""
     full = async_url(url)
     if full.startswith("sqlite"):
-        engine = create_async_engine(full, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            full, connect_args={"timeout": 30}, json_deserializer=outcomes.load_json
+        )
         _configure_sqlite(engine)
         return engine
     # No pre-ping: it costs a BEGIN/ROLLBACK round trip on every checkout. A dead connection fails
@@ -64,6 +68,8 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         max_overflow=pool_size,
         pool_recycle=1800,
         connect_args=connect_args,
+        # A stored value Python cannot load must not make its row (and its page) unreadable.
+        json_deserializer=outcomes.load_json,
     )
 
 

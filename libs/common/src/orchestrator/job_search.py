@@ -27,7 +27,7 @@ from orchestrator.bounds import check_instant, check_text
 from orchestrator.catalog import Registration, secret_parameters
 from orchestrator.db import is_postgres
 from orchestrator.states import State
-from orchestrator.store import history_table, jobs_table, servers_table
+from orchestrator.store import LIST_COLUMNS, history_table, jobs_table, servers_table
 
 Sort = Literal["-created", "created", "name", "-name"]
 SORTS: Final[tuple[Sort, ...]] = ("-created", "created", "name", "-name")
@@ -201,7 +201,8 @@ async def search(
 ) -> Page:
     """One page of jobs matching ``where`` in its sort order, after the ``after`` cursor."""
     columns, descending = _sort_columns(where.sort)
-    query = sa.select(_jobs).where(*_conditions(where, is_postgres(conn)))
+    # Never the result: a list page must not read (up to) megabytes per row.
+    query = sa.select(*LIST_COLUMNS).where(*_conditions(where, is_postgres(conn)))
     if after is not None:
         key = sa.tuple_(*columns)
         bound = sa.tuple_(*decode_cursor(where.sort, after))

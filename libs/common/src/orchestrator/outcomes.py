@@ -172,3 +172,58 @@ def showable(value: Any, depth: int = 0) -> Any:
 
 def _showable_key(key: object) -> str:
     return _SURROGATE.sub(_REPLACEMENT, key if isinstance(key, str) else str(key))
+
+
+def showable_arguments(args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
+    """A job's stored arguments as shown, still a list and a dict when what is stored is not
+    (an :class:`Unreadable`), so that redaction and display treat them as arguments."""
+    shown_args = showable(args)
+    shown_kwargs = showable(kwargs)
+    if not isinstance(shown_args, list):
+        shown_args = [] if args is None else [shown_args]
+    if not isinstance(shown_kwargs, dict):
+        shown_kwargs = {} if kwargs is None else {"(unreadable)": shown_kwargs}
+    return shown_args, shown_kwargs
+
+
+def showable_result(value: Any, max_bytes: int) -> Any:
+    """A stored result as the one-job read shows it: :func:`showable`, and a placeholder for
+    one larger than ``max_bytes`` of JSON (older versions stored results of any size)."""
+    shown = showable(value)
+    size = len(json.dumps(shown, ensure_ascii=False).encode("utf-8"))
+    if size > max_bytes:
+        return f"[a result of {size} bytes, not shown: over the limit of {max_bytes} bytes]"
+    return shown
+
+
+class Unreadable:
+    """A stored JSON value the reader cannot load (nested past Python's recursion limit, an
+    integer past the digit limit, text that is not JSON): it stands in for the value so the row
+    can still be read. The API and dashboard show its reason; a job whose arguments are
+    unreadable fails instead of running."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"[unreadable stored value: {self.reason}]"
+
+
+def load_json(text: str | bytes) -> Any:
+    """The store's JSON reader (both engines): :func:`json.loads`, except that what it cannot
+    load becomes an :class:`Unreadable` instead of failing every read of the row's page."""
+    try:
+        return json.loads(text, parse_int=_parse_int)
+    except RecursionError:
+        return Unreadable("nested too deeply to read")
+    except ValueError as exc:
+        return Unreadable(f"not JSON ({exc})")
+
+
+def _parse_int(text: str) -> int | Unreadable:
+    try:
+        return int(text)
+    except ValueError:
+        return Unreadable(f"an integer of {len(text)} digits")

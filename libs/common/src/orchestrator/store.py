@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from orchestrator import outbox, states
+from orchestrator import outbox, outcomes, states
 from orchestrator.bounds import check_instant
 from orchestrator.broker import JobMessage
 from orchestrator.db import db_now, fetch_autocommit, is_postgres
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from orchestrator.filters import Filters
 
 jobs_table = Job.__table__  # type: ignore[attr-defined]
+#: Every column but the result: lists never carry results (only the one-job read shows one).
+LIST_COLUMNS = tuple(c for c in jobs_table.c if c.name != "result")
 history_table = JobHistory.__table__  # type: ignore[attr-defined]
 servers_table = Server.__table__  # type: ignore[attr-defined]
 
@@ -258,25 +260,37 @@ async def get_history(conn: AsyncConnection, job_id: uuid.UUID) -> list[sa.Row[A
     return list((await conn.execute(query)).all())
 
 
-def public_job(row: sa.Row[Any], history: Sequence[sa.Row[Any]] | None = None) -> dict[str, Any]:
-    """The job as the HTTP API shows it."""
+def public_job(
+    row: sa.Row[Any],
+    history: Sequence[sa.Row[Any]] | None = None,
+    *,
+    max_result_bytes: int = 1024 * 1024,
+) -> dict[str, Any]:
+    """The job as the HTTP API shows it. Every stored value goes through
+    :func:`orchestrator.outcomes.showable` (an older version may have stored what JSON cannot
+    write); a row read without its result (a list) shows none."""
+    show = outcomes.showable
+    args, kwargs = outcomes.showable_arguments(row.args, row.kwargs)
     error = None
     if row.error_type is not None:
         error = {
-            "type": row.error_type,
-            "message": row.error_message,
-            "traceback": row.error_traceback,
+            "type": show(row.error_type),
+            "message": show(row.error_message),
+            "traceback": show(row.error_traceback),
         }
     view: dict[str, Any] = {
         "id": str(row.id),
         "job": row.name,
-        "args": row.args,
-        "kwargs": row.kwargs,
+        "args": args,
+        "kwargs": kwargs,
         "queue": row.queue,
         "state": row.state,
         "attempt": row.attempt,
         "retries": row.retries,
-        "result": row.result,
+    }
+    if "result" in row._fields:
+        view["result"] = outcomes.showable_result(row.result, max_result_bytes)
+    view |= {
         "error": error,
         "created_at": row.created_at.isoformat(),
         "state_changed_at": row.state_changed_at.isoformat(),
@@ -289,9 +303,14 @@ def public_job(row: sa.Row[Any], history: Sequence[sa.Row[Any]] | None = None) -
     if history is not None:
         # A sync job past its timeout plus grace that still runs (see the worker's overruns).
         last = (history[-1].data or {}) if history and row.state == State.PROCESSING else {}
-        view["overrunning_since"] = last.get("overrunning_since")
+        view["overrunning_since"] = show(last.get("overrunning_since"))
         view["history"] = [
-            {"state": h.state, "at": h.at.isoformat(), "reason": h.reason, "data": h.data}
+            {
+                "state": h.state,
+                "at": h.at.isoformat(),
+                "reason": show(h.reason),
+                "data": show(h.data),
+            }
             for h in history
         ]
     return view
@@ -325,7 +344,7 @@ async def list_jobs(
     conn: AsyncConnection, where: JobFilter, *, limit: int, cursor: str | None
 ) -> tuple[list[sa.Row[Any]], str | None]:
     """Newest first, keyset-paged on (created_at, id) so deep pages cost the same as the first."""
-    query = sa.select(jobs_table)
+    query = sa.select(*LIST_COLUMNS)
     if where.state is not None:
         query = query.where(jobs_table.c.state == where.state.value)
     if where.queue is not None:

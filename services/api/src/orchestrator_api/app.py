@@ -26,6 +26,7 @@ from orchestrator_api.middleware import (
     RequestMetricsMiddleware,
     SecurityHeadersMiddleware,
     TracingMiddleware,
+    UnexpectedErrorMiddleware,
 )
 from orchestrator_api.peers import Proxies
 from orchestrator_api.runtime import Runtime
@@ -69,6 +70,7 @@ def create_app(settings: Settings, filters: Sequence[JobFilter] | None = None) -
     proxies = Proxies(settings.trusted_proxy_networks)
     # Added last = outermost: metrics see every answer, every answer gets the security headers,
     # web pages are refused before auth, and auth runs before a body is read.
+    app.add_middleware(UnexpectedErrorMiddleware)  # innermost: a 500 keeps the connection
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware, keys=settings.parsed_api_keys)
     app.add_middleware(

@@ -3,6 +3,9 @@ request counting, and the server span of every request."""
 
 from __future__ import annotations
 
+import logging
+
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -11,6 +14,7 @@ from orchestrator.metrics import HTTP_REQUESTS
 from orchestrator_api.errors import error_body
 
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
+log = logging.getLogger(__name__)
 
 #: The dashboard's pages: scripts and styles from this origin only (its vendored htmx runs with
 #: ``allowEval: false`` and no indicator styles, so neither needs 'unsafe-*'), never framed.
@@ -45,6 +49,42 @@ async def send_error(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class UnexpectedErrorMiddleware:
+    """Answers an unexpected exception with the JSON 500 itself, and keeps the connection.
+
+    Starlette's outermost error middleware answers too, but then raises the exception again
+    for the server to log, and uvicorn closes a connection whose app raised after answering:
+    every client of a keep-alive connection would pay for one bad request. Installed innermost
+    (inside the metrics and tracing middleware, which see the 500), around the routes.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def observe(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe)
+        except Exception as exc:
+            if started:  # too late for an answer: the server must cut the response short
+                raise
+            log.exception("unhandled error in %s %s", scope["method"], route_template(scope))
+            trace.get_current_span().record_exception(exc)  # bounded by the span limits
+            await send_error(
+                send, 500, "internal_error", "an unexpected error occurred; see the API's log"
+            )
 
 
 class BodyLimitMiddleware:

@@ -82,7 +82,8 @@ async def get_job(job_id: str, request: Request) -> dict[str, Any]:
     async with runtime.engine.connect() as conn:
         row = await store.get_job(conn, parsed)
         history = await store.get_history(conn, parsed)
-    return redact_view(store.public_job(row, history), await runtime.catalog.all())
+    view = store.public_job(row, history, max_result_bytes=runtime.settings.max_result_bytes)
+    return redact_view(view, await runtime.catalog.all())
 
 
 @router.get("", responses=documented(422))
@@ -94,7 +95,8 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
-    """Newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+    """Newest first; pass ``next_cursor`` back as ``cursor`` for the next page. Items carry no
+    ``result``: read one job for it."""
     state_filter = None
     if state is not None:
         try:

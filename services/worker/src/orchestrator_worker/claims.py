@@ -128,8 +128,9 @@ async def claim(
                 job_id=row.id,
                 name=row.name,
                 queue=row.queue,
-                args=list(row.args),
-                kwargs=dict(row.kwargs),
+                # Stored arguments may be unreadable (outcomes.Unreadable): the run fails them.
+                args=list(row.args) if isinstance(row.args, list) else [row.args],
+                kwargs=dict(row.kwargs) if isinstance(row.kwargs, dict) else {"": row.kwargs},
                 attempt=row.attempt,
                 timeout_seconds=row.timeout_seconds,
                 trace_context=row.trace_context,

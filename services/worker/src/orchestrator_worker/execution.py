@@ -21,6 +21,7 @@ from orchestrator.catalog import Catalog, validate_with_model
 from orchestrator.errors import JobTimeoutError, JobValidationError
 from orchestrator.filters import Filters, Performing
 from orchestrator.jobs import JobContext
+from orchestrator.outcomes import Unreadable
 from orchestrator.redaction import redact
 from orchestrator_worker.claims import ClaimedJob
 from orchestrator_worker.isolation import ChildJobError, run_in_process
@@ -147,6 +148,9 @@ async def _call(
         raise UnknownJobNameError(
             f"job {job.name!r} is not in this worker's catalog (ORCHESTRATOR_JOBS)"
         )
+    unreadable = [a for a in [*job.args, *job.kwargs.values()] if isinstance(a, Unreadable)]
+    if unreadable:  # stored by an older version; the stored job keeps them as they are
+        raise JobValidationError(f"the stored arguments cannot be read: {unreadable[0].reason}")
     arguments = validate_with_model(function, job.args, job.kwargs)
     timeout = job.timeout_seconds
     if function.spec.isolation == "process":

@@ -16,8 +16,16 @@ from fastapi.responses import HTMLResponse
 from orchestrator import bounds, job_search, store
 from orchestrator.db import db_now
 from orchestrator.errors import JobNotFoundError
+from orchestrator.outcomes import showable_result
 from orchestrator.states import REQUEUEABLE, State
-from orchestrator_api.dashboard.web import PREFIX, display_arguments, refusal, render, state_counts
+from orchestrator_api.dashboard.web import (
+    PREFIX,
+    display_arguments,
+    refusal,
+    render,
+    shown,
+    state_counts,
+)
 from orchestrator_api.runtime import runtime_of
 
 router = APIRouter(prefix=PREFIX)
@@ -221,14 +229,16 @@ async def job_details(job_id: str, request: Request) -> HTMLResponse:
     registrations = await runtime.catalog.all()
     public = store.public_job(row, history)
     state = State(row.state)
+    job = shown(row)
+    job.result = showable_result(row.result, runtime.settings.max_result_bytes)
     return render(
         request,
         "job.html",
         title="Job details",
-        job=row,
+        job=job,
         view=row_view(row, registrations),
         arguments=display_arguments(registrations, row.name, row.args, row.kwargs),
-        history=list(reversed(history)),
+        history=[shown(h) for h in reversed(history)],
         overrunning_since=public.get("overrunning_since"),
         expires_in=(row.expires_at - now).total_seconds() if row.expires_at else None,
         parent=related["parent"],

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 from urllib.parse import quote, unquote
 
@@ -27,6 +28,7 @@ from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator import job_search
+from orchestrator.outcomes import showable, showable_arguments
 from orchestrator.redaction import redact_for
 from orchestrator_api.auth import SESSION_COOKIE, find_key, key_of_session
 from orchestrator_api.middleware import DASHBOARD_CSP
@@ -108,6 +110,7 @@ def short_id(value: Any) -> str:
 def display_arguments(registrations: Mapping[str, Any], name: str, args: Any, kwargs: Any) -> str:
     """The one place the dashboard turns a job's arguments into text: secret parameters (from
     the catalog, ``orchestrator.redaction``) are redacted first."""
+    args, kwargs = showable_arguments(args, kwargs)  # as stored, maybe by an older version
     shown_args, shown_kwargs = redact_for(registrations.get(name), args, kwargs)
     parts = [json.dumps(value, ensure_ascii=False) for value in shown_args]
     parts += [
@@ -117,7 +120,19 @@ def display_arguments(registrations: Mapping[str, Any], name: str, args: Any, kw
 
 
 def pretty_json(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    # showable: a stored value may hold what JSON (or UTF-8) cannot write.
+    return json.dumps(showable(value), indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def shown(row: Any) -> SimpleNamespace:
+    """A stored row for a template: its text and JSON made showable (lone surrogates would
+    fail the page's UTF-8 encoding), its other values as they are."""
+    return SimpleNamespace(
+        **{key: showable(v) if isinstance(v, _SHOWN) else v for key, v in row._mapping.items()}
+    )
+
+
+_SHOWN = (str, list, dict, float, int)
 
 
 @cache
