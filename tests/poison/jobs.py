@@ -73,3 +73,18 @@ def ok(n: int) -> int:
 @job(name="poison.fails", retries=1, retry_delays=[1])
 def fails(message: str) -> None:
     raise RuntimeError(message)
+
+
+#: What ``poison.fuzzed`` returns and ``poison.fuzzed_raises`` raises with, by token (the test
+#: generates the values; the worker runs in the same process).
+FUZZ: dict[str, Any] = {}
+
+
+@job(name="poison.fuzzed", retries=0)
+def fuzzed(token: str) -> object:
+    return FUZZ[token]
+
+
+@job(name="poison.fuzzed_raises", retries=0)
+def fuzzed_raises(token: str) -> None:
+    raise RuntimeError(FUZZ[token])

@@ -9,6 +9,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from orchestrator import tracing
+
 _EXPORTER = InMemorySpanExporter()
 
 
@@ -18,7 +20,7 @@ def _installed_exporter() -> InMemorySpanExporter:
     # whichever provider the process has, once.
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
+        provider = tracing.new_provider("tests")  # as the roles make theirs: bounded spans
         trace.set_tracer_provider(provider)
     provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
     return _EXPORTER

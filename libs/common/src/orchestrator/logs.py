@@ -53,10 +53,28 @@ def name_job(job_id: uuid.UUID | str, name: str) -> contextvars.Token[_Job | Non
     return _current_job.set(_Job(str(job_id), name))
 
 
+#: Longest message, and longest exception text, of one log record (a job may log, or raise
+#: with, megabytes; a log line that long breaks collectors and fills disks).
+MESSAGE_MAX_CHARS = 16_000
+
+
+def _bounded(text: str, keep: str = "head") -> str:
+    if len(text) <= MESSAGE_MAX_CHARS:
+        return text
+    cut = f"…({len(text) - MESSAGE_MAX_CHARS} characters cut)"
+    if keep == "tail":
+        return cut + text[-MESSAGE_MAX_CHARS:]
+    return text[:MESSAGE_MAX_CHARS] + cut
+
+
 class ContextFilter(logging.Filter):
-    """Adds the running job and the active span's ids to each record (it never drops one)."""
+    """Adds the running job and the active span's ids to each record (it never drops one), and
+    bounds its message to :data:`MESSAGE_MAX_CHARS`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if len(message) > MESSAGE_MAX_CHARS:
+            record.msg, record.args = _bounded(message), None
         job = _current_job.get()
         record.job_id = job.id if job else None
         record.job_name = job.name if job else None
@@ -67,7 +85,14 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class ConsoleFormatter(logging.Formatter):
+class _BoundedExceptions:
+    """Exception text (a traceback quoting a huge message) cut to its last lines."""
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        return _bounded(super().formatException(ei), keep="tail")  # type: ignore[misc]
+
+
+class ConsoleFormatter(_BoundedExceptions, logging.Formatter):
     """``time LEVEL logger [job=… id=… trace=…] message``; the bracket only inside a job or span."""
 
     def __init__(self) -> None:
@@ -88,12 +113,16 @@ class ConsoleFormatter(logging.Formatter):
 def json_formatter() -> logging.Formatter:
     """One JSON object a line: time, level, logger, message, the context fields, and the
     exception when there is one."""
-    return JsonFormatter(
+    return _BoundedJsonFormatter(
         "%(levelname)s %(name)s %(message)s",
         rename_fields={"levelname": "level", "name": "logger"},
         timestamp="time",  # ISO 8601, UTC
         defaults=dict.fromkeys(CONTEXT_FIELDS),
     )
+
+
+class _BoundedJsonFormatter(_BoundedExceptions, JsonFormatter):
+    pass
 
 
 def handler(log_format: LogFormat, stream: object = None) -> logging.Handler:

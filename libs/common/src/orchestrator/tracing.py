@@ -24,7 +24,7 @@ from typing import Any
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 tracer = trace.get_tracer("orchestrator")
@@ -48,11 +48,41 @@ def configure(service_name: str) -> None:
     """
     if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
         return
-    name = os.environ.get("OTEL_SERVICE_NAME", f"orchestrator-{service_name}")
-    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    provider = new_provider(service_name)
     for processor in span_processors(os.environ.get("OTEL_TRACES_EXPORTER", "none")):
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
+
+
+def new_provider(service_name: str) -> TracerProvider:
+    """The SDK provider every role installs, with bounded spans (:func:`span_limits`)."""
+    name = os.environ.get("OTEL_SERVICE_NAME", f"orchestrator-{service_name}")
+    return TracerProvider(
+        resource=Resource.create({"service.name": name}), span_limits=span_limits()
+    )
+
+
+def span_limits() -> SpanLimits:
+    """Bounds on what a span carries: a job's exception message or traceback can be megabytes,
+    and span attributes (exception events included) are shipped whole unless cut. Each bound
+    is the standard ``OTEL_*_LIMIT`` variable when set, else this module's default."""
+    chosen: dict[str, int] = {}
+    for argument, variable, default in _LIMITS:
+        if os.environ.get(variable) is None:
+            chosen[argument] = default
+    return SpanLimits(**chosen)
+
+
+#: Longest attribute value (characters) on a span or its events, e.g. ``exception.message``.
+ATTRIBUTE_MAX_CHARS = 8192
+_LIMITS = (
+    ("max_attribute_length", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", ATTRIBUTE_MAX_CHARS),
+    ("max_span_attribute_length", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", ATTRIBUTE_MAX_CHARS),
+    ("max_span_attributes", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", 64),
+    ("max_events", "OTEL_SPAN_EVENT_COUNT_LIMIT", 32),
+    ("max_event_attributes", "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", 16),
+    ("max_links", "OTEL_SPAN_LINK_COUNT_LIMIT", 16),
+)
 
 
 def span_processors(exporters: str) -> list[SpanProcessor]:

@@ -277,12 +277,17 @@ class Worker:
         self.intake.release()
 
     async def _store_answers(self) -> bool:
+        """Whether the store answers within 2 s (connecting included: a stalled store must
+        not hang a probe)."""
         try:
-            async with self.engine.connect() as conn:
-                await asyncio.wait_for(conn.execute(sa.text("SELECT 1")), 2.0)
+            await asyncio.wait_for(self._select_one(), 2.0)
         except Exception:
             return False
         return True
+
+    async def _select_one(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
 
     async def _write_failed(self, batch: ClaimResult, outcomes: list[Outcome]) -> None:
         for delivery, _ in batch.decoded:
