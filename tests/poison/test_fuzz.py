@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 import httpx
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from orchestrator import outcomes
@@ -70,7 +70,8 @@ def _storable(value: Any, limit: int) -> bool:
 
 def _same(stored: Any, value: Any) -> bool:
     if isinstance(value, float) and isinstance(stored, int | float):
-        return stored == value
+        # jsonb keeps numbers as decimals: 2.915018526025169e+16 comes back as an integer.
+        return float(stored) == value
     if isinstance(value, list):
         return (
             isinstance(stored, list)
@@ -135,6 +136,9 @@ async def _check(
 settings_for_fuzz = settings(
     max_examples=5,
     derandomize=True,  # seeded: the same rounds every run
+    # No shrinking: a failing round is reported as generated (shrinking re-runs whole worker
+    # rounds, and hypothesis' own reports cannot print integers past the digit limit).
+    phases=[Phase.generate],
     database=None,
     deadline=None,
     suppress_health_check=[
