@@ -10,7 +10,7 @@ import aio_pika
 from orchestrator.broker import JobMessage, Publisher, connect
 from orchestrator.settings import Settings
 from orchestrator.topology import Topology, declare_base, declare_work_queue
-from orchestrator_worker.intake import Delivery, ack_batch
+from orchestrator_worker.intake import Delivery, settle
 
 
 async def test_stale_ack_is_logged_and_the_delivery_comes_back(
@@ -26,7 +26,7 @@ async def test_stale_ack_is_logged_and_the_delivery_comes_back(
     message = await queue.get(timeout=5)
     await channel.close()  # what a dropped connection does to every unacked delivery
 
-    await ack_batch([Delivery("default", message)])  # must not raise
+    await settle([Delivery("default", message)])  # must not raise
 
     check = await connection.channel()
     declared = await check.declare_queue(topology.work_queue("default").name, passive=True)

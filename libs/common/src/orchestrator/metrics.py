@@ -47,10 +47,13 @@ CLAIMS_LOST = Counter(
     "Deliveries dropped because their job was not claimable (duplicate or stale message).",
     ["queue"],
 )
+#: ``reason``: ``republished`` (no slot was free: the job's message was sent again through the
+#: outbox and the delivery acked; not counted towards the delivery limit) or ``channel_lost``
+#: (its channel closed before the worker settled it, so RabbitMQ requeued it, counted).
 DELIVERIES_RETURNED = Counter(
     "orchestrator_deliveries_returned_total",
-    "Deliveries handed back to RabbitMQ because no slot was free.",
-    ["queue"],
+    "Deliveries a worker gave back to their queue, by path.",
+    ["queue", "reason"],
 )
 JOBS_REPUBLISHED = Counter(
     "orchestrator_jobs_republished_total",

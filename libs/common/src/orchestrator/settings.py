@@ -123,8 +123,9 @@ class Settings(BaseSettings):
     #: Queues accepted beyond those of the catalog's jobs (an enqueue naming any other queue is
     #: refused, so a request cannot make the broker declare queues nobody consumes).
     queues: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    #: Quorum-queue delivery limit. On RabbitMQ 3.x every return of a message counts toward it,
-    #: including the returns a busy worker makes, so it is generous.
+    #: Quorum-queue delivery limit. On RabbitMQ 3.x every return of a message counts toward it;
+    #: workers never return one (they hand back through the outbox), so only deliveries that
+    #: crashed a worker or lost their channel before the claim committed count.
     delivery_limit: int = 20
     publish_timeout_seconds: float = 5.0
     worker_concurrency: int = 16

@@ -199,6 +199,32 @@ async def redelay_early(
     return await outbox.add(conn, publications, now)
 
 
+async def republish(conn: AsyncConnection, batch: ClaimResult, now: datetime) -> list[Pending]:
+    """Hand back deliveries no slot could take: a new message for each job still waiting for
+    one (``Enqueued``, or a ``Scheduled`` retry: due now, or round the delay levels for the rest
+    of its wait), added to the outbox in the caller's transaction; the deliveries are then
+    acked. Unlike a ``nack``, this never counts towards the queue's delivery limit. Other
+    deliveries are stale copies (nothing to send); those naming no job move to ``undecodable``.
+    """
+    ids = list({job_id for _, job_id in batch.decoded})
+    if not ids:
+        return []
+    waiting = sa.or_(
+        jobs_table.c.state == State.ENQUEUED.value,
+        sa.and_(jobs_table.c.state == State.SCHEDULED.value, jobs_table.c.due_at <= now),
+    )
+    rows = await conn.execute(
+        sa.select(jobs_table.c.id, jobs_table.c.queue, jobs_table.c.trace_context).where(
+            jobs_table.c.id.in_(ids), waiting
+        )
+    )
+    publications = [outbox.Publication(r.id, r.queue, r.trace_context or {}) for r in rows]
+    sent = {p.job_id for p in publications}
+    await _set_aside_unknown(conn, batch, [i for i in ids if i not in sent])
+    later = await redelay_early(conn, [i for i in ids if i not in sent], now)
+    return await outbox.add(conn, publications, now) + later
+
+
 async def _set_aside_unknown(
     conn: AsyncConnection, batch: ClaimResult, unclaimed: list[uuid.UUID]
 ) -> None:

@@ -9,9 +9,13 @@ so RabbitMQ's prefetch no longer bounds what it sends; the intake does. It works
   Used whenever slots ran out, so a freed slot always takes waiting ``critical`` work before
   ``default`` work, and no delivery waits unacked while every slot is busy.
 
-Switching from consuming to pulling hands back the deliveries no slot could take; each such
-return counts toward the quorum delivery limit on RabbitMQ 3.x, which is why the limit is large
-and why the intake does not switch back until the queues are empty.
+No delivery is ever handed back with ``nack``/``reject(requeue)``: on RabbitMQ 3.x every such
+return counts towards the quorum queue's ``x-delivery-limit`` (4.x defaults it to 20 and drops),
+so under a long overload a healthy job's message would bounce into the dead-letter queue. A
+delivery that arrives when no slot is free (consumers were sent more than the free slots while
+the intake switched to pulling) goes to ``give_back``: the worker sends its job's message again
+through the outbox and then acks it. Each consumer's prefetch is the queue's share of the slots
+free when consuming starts, which keeps such deliveries few.
 """
 
 from __future__ import annotations
@@ -59,16 +63,19 @@ class Intake:
         queues: Sequence[str],
         concurrency: int,
         take: Callable[[Delivery], None],
+        give_back: Callable[[Delivery], None],
     ) -> None:
         self._connection = connection
         self._topology = topology
         self._queue_names = list(queues)
         self._take = take
+        self._give_back = give_back
         self.concurrency = concurrency
         self.free = concurrency
         self._sources: list[_Source] = []
         self._consuming = False
         self._paused = True
+        self._stopped = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._switching = asyncio.Lock()
@@ -119,13 +126,16 @@ class Intake:
         self._wake.set()
 
     async def stop(self) -> None:
-        """Take nothing more; hand back any delivery not yet given a slot."""
-        self._paused = True
-        await self._stop_consuming()
+        """Take nothing more (a delivery arriving later goes to ``give_back``)."""
+        self._paused = self._stopped = True
+        # Both bounded: a broker call cancelled inside aiormq can swallow the cancellation
+        # (the loop then never ends) or wait for a reply that never comes; a stopping worker
+        # was seen waiting a minute here. The connection closes next, ending whatever is left.
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task], timeout=_RPC_TIMEOUT)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_consuming(), 2 * _RPC_TIMEOUT)
 
     def pause(self) -> None:
         """Stop taking work (the store is unreachable); :meth:`resume` starts again."""
@@ -178,10 +188,8 @@ class Intake:
         while 0 < self.free < self._consume_threshold and not self._paused:
             for source in self._sources:
                 message = await source.queue.get(no_ack=False, fail=False, timeout=_RPC_TIMEOUT)
-                if self._paused:
-                    if message is not None:
-                        await message.nack(requeue=True)
-                    return False
+                # Taken even if the intake paused meanwhile: its slot is free, and a claim the
+                # store refuses is held and written again (never handed back).
                 if message is not None:
                     self._assign(Delivery(source.name, message))
                     break
@@ -196,9 +204,13 @@ class Intake:
     async def _start_consuming(self) -> None:
         async with self._switching:
             self._consuming = True
+            # Per-consumer prefetch, set before each consume: the queue's share of the free
+            # slots, so RabbitMQ sends hardly more than can be taken at once.
+            share = max(1, self.free // max(1, len(self._sources)))
             for source in self._sources:
                 if not self._consuming:
                     break  # slots ran out while consumers were being added
+                await asyncio.wait_for(source.channel.set_qos(prefetch_count=share), _RPC_TIMEOUT)
                 source.consumer_tag = await asyncio.wait_for(
                     source.queue.consume(self._consumer_for(source.name), no_ack=False),
                     _RPC_TIMEOUT,
@@ -219,15 +231,14 @@ class Intake:
 
     def _consumer_for(self, name: str) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
         async def on_message(message: AbstractIncomingMessage) -> None:
-            if self._consuming and self.free > 0 and not self._paused:
-                self._assign(Delivery(name, message))
-                if self.free == 0:
-                    self._consuming = False
-                    self._background.add(asyncio.create_task(self._switch_to_pulling()))
+            delivery = Delivery(name, message)
+            if self.free <= 0 or self._stopped:
+                self._give_back(delivery)
                 return
-            metrics.DELIVERIES_RETURNED.labels(name).inc()
-            with contextlib.suppress(Exception):
-                await message.nack(requeue=True)
+            self._assign(delivery)
+            if self.free == 0 and self._consuming:
+                self._consuming = False
+                self._background.add(asyncio.create_task(self._switch_to_pulling()))
 
         return on_message
 
@@ -236,27 +247,21 @@ class Intake:
         self._wake.set()
 
 
-async def ack_batch(deliveries: list[Delivery]) -> None:
-    """Ack claimed deliveries with one ``multiple`` ack per channel.
+async def settle(deliveries: Sequence[Delivery], *, reject: bool = False) -> None:
+    """Ack (or reject into the dead-letter queue) each delivery on its own.
 
-    Batches are claimed in arrival order, so on each channel every delivery with a lower tag than
-    this batch's highest was in this batch or was already acked, returned or rejected.
+    Not one ``multiple`` ack per channel: deliveries of one channel are settled by different
+    paths at different times (claims, hand-backs, a round held while the store is away), so a
+    ``multiple`` ack could settle one another path still owns.
     """
-    highest: dict[int, Delivery] = {}
     for delivery in deliveries:
         try:
-            key = id(delivery.message.channel)
-        except Exception:  # its channel closed: RabbitMQ requeued it already
-            log.warning("delivery of a closed channel not acked; its copy loses the claim")
-            continue
-        current = highest.get(key)
-        tag = delivery.message.delivery_tag or 0
-        if current is None or tag > (current.message.delivery_tag or 0):
-            highest[key] = delivery
-    for delivery in highest.values():
-        try:
-            await delivery.message.ack(multiple=True)
+            if reject:
+                await delivery.message.reject(requeue=False)
+            else:
+                await delivery.message.ack()
         except Exception as exc:
-            # RabbitMQ already requeued these deliveries when the old channel closed; their
-            # copies will lose the claim, so each job still runs once.
-            log.warning("ack after claim failed (%r); redeliveries will be dropped", exc)
+            # Its channel closed: RabbitMQ requeued it already (counted towards the delivery
+            # limit); a copy of a claimed job will lose the claim, so each job still runs once.
+            log.warning("settling a delivery failed (%r); RabbitMQ has requeued it", exc)
+            metrics.DELIVERIES_RETURNED.labels(delivery.queue, "channel_lost").inc()

@@ -30,9 +30,15 @@ from orchestrator.settings import Settings
 from orchestrator.states import State
 from orchestrator.topology import Topology
 from orchestrator_worker import cancellation, isolation
-from orchestrator_worker.claims import ClaimedJob, ClaimResult, decode, observe_started
+from orchestrator_worker.claims import (
+    ClaimedJob,
+    ClaimResult,
+    decode,
+    observe_started,
+    republish,
+)
 from orchestrator_worker.execution import Limits, Outcome, execute, new_context
-from orchestrator_worker.intake import Delivery, Intake, ack_batch
+from orchestrator_worker.intake import Delivery, Intake, settle
 from orchestrator_worker.overruns import flag_overrunning
 from orchestrator_worker.ownership import hand_back, renew_leases
 from orchestrator_worker.progress import Progress
@@ -93,6 +99,8 @@ class Worker:
         # transaction: a slow outcome round (a lock, a flush) never delays the next claims.
         self._claims: Batcher[Delivery | Outcome] = Batcher(self._write_batch, name="claims")
         self._outcomes: Batcher[Delivery | Outcome] = Batcher(self._write_batch, name="outcomes")
+        #: Deliveries no slot could take, handed back through the outbox (see intake).
+        self._returns: Batcher[Delivery] = Batcher(self._return_deliveries, name="returns")
         self._engine: AsyncEngine | None = None
         #: Publishes the continuations that recorded outcomes released (fast path).
         self._sender: outbox.OutboxSender | None = None
@@ -146,6 +154,7 @@ class Worker:
                 self.settings.worker_queues,
                 self.settings.worker_concurrency,
                 self._claims.submit,
+                self._returns.submit,
             )
             self._sender = outbox.OutboxSender(
                 self.engine,
@@ -154,6 +163,7 @@ class Worker:
             self._sender.start()
             self._claims.start()
             self._outcomes.start()
+            self._returns.start()
             await self.intake.start()
             await cancellation.listen(self._connection, self.topology, self._cancel)
             self.ready.set()
@@ -290,27 +300,49 @@ class Worker:
             await conn.execute(sa.text("SELECT 1"))
 
     async def _write_failed(self, batch: ClaimResult, outcomes: list[Outcome]) -> None:
-        for delivery, _ in batch.decoded:
-            with contextlib.suppress(Exception):
-                await delivery.message.nack(requeue=True)
-            self.intake.release()
-        await self._reject_undecodable(batch)
-        if batch.decoded:
+        """The store did not take the round: its deliveries keep their slots, unacked, and are
+        claimed again with its outcomes a second later (the intake pauses until the store
+        answers). Nothing goes back to RabbitMQ: a return would count towards the delivery
+        limit (see intake)."""
+        # Decoded afresh: the failed round may have set some aside before it rolled back.
+        fresh = decode([d for d, _ in batch.decoded] + batch.undecodable)
+        await self._reject_undecodable(fresh)
+        if fresh.decoded:
             self._pause_until_store_returns()
-        if outcomes:
+        await asyncio.sleep(1.0)
+        for delivery, _ in fresh.decoded:
+            self._claims.submit(delivery)
+        for outcome in outcomes:
+            self._outcomes.submit(outcome)
+
+    async def _return_deliveries(self, deliveries: list[Delivery]) -> None:
+        """Hand back deliveries no slot could take: their jobs' messages again through the
+        outbox, then ack them; tried again a second later while the store is away."""
+        batch = decode(deliveries)
+        try:
+            async with self.engine.begin() as conn:
+                pending = await republish(conn, batch, await db_now(conn))
+        except Exception:
+            log.warning("handing %d deliveries back failed; again in 1 s", len(deliveries))
             await asyncio.sleep(1.0)
-            for outcome in outcomes:
-                self._outcomes.submit(outcome)
+            for delivery in deliveries:
+                self._returns.submit(delivery)
+            return
+        if self._sender is not None:
+            self._sender.submit(pending)
+        await settle(batch.undecodable, reject=True)
+        await settle([delivery for delivery, _ in batch.decoded])
+        for delivery, _ in batch.decoded:
+            metrics.DELIVERIES_RETURNED.labels(delivery.queue, "republished").inc()
 
     async def _reject_undecodable(self, batch: ClaimResult) -> None:
-        for delivery in batch.undecodable:
-            with contextlib.suppress(Exception):
-                await delivery.message.reject(requeue=False)
+        await settle(batch.undecodable, reject=True)
+        for _ in batch.undecodable:
             self.intake.release()
 
     async def _claimed(self, batch: ClaimResult) -> None:
         await self._reject_undecodable(batch)
-        await ack_batch([delivery for delivery, _ in batch.decoded])
+        await settle([delivery for delivery, _ in batch.decoded])
         started: set[uuid.UUID] = set()
         unstarted: list[ClaimedJob] = []
         for delivery, job_id in batch.decoded:
@@ -466,6 +498,8 @@ class Worker:
                 future.cancel()
         # Outcomes of jobs that ended just now are committed, even when stopping at once.
         await _within(self._outcomes.drain(), _SHUTDOWN_STEP_SECONDS)
+        # Deliveries no slot took are handed back through the outbox (bounded: store away).
+        await _within(self._returns.drain(), _SHUTDOWN_STEP_SECONDS)
         leftover = list(self.running.values())
         if not leftover:
             return
@@ -523,6 +557,7 @@ class Worker:
             await ops.stop()
         await self._claims.stop()
         await self._outcomes.stop()
+        await self._returns.stop()
         if self._sender is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._sender.stop(), self.settings.publish_timeout_seconds)
