@@ -109,11 +109,19 @@ def db() -> None:
 @db.command()
 def upgrade() -> None:
     """Apply every pending migration to ORCHESTRATOR_DATABASE_URL."""
+    from orchestrator.migrate import pending_revisions
     from orchestrator.migrate import upgrade as run_upgrade
 
     settings = load_settings()
+    shown = _shown(settings.database_url)
+    pending = pending_revisions(settings.database_url)
+    if not pending:
+        click.echo(f"database at {shown} is up to date; nothing to apply")
+        return
     run_upgrade(settings.database_url)
-    click.echo(f"database at {_shown(settings.database_url)} is up to date")
+    click.echo(f"database at {shown}: applied {len(pending)} migration(s)")
+    for revision in pending:
+        click.echo(f"  {revision}")
 
 
 def _broker_reachable(urls: list[str]) -> str | None:

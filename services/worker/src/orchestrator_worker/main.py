@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 from orchestrator.catalog import Catalog
 from orchestrator.process import Signals, exit_now, prepare_service
@@ -20,13 +21,21 @@ async def run(settings: Settings, *, shutdown_grace: float | None = None) -> Non
     """
     catalog = Catalog.from_modules(settings.jobs)
     if not len(catalog):
-        logging.getLogger(__name__).warning(
-            "no jobs loaded: set ORCHESTRATOR_JOBS (or --jobs) to your job modules"
-        )
+        logging.getLogger(__name__).warning(no_jobs_message(settings.jobs))
     signals = Signals().install()
     grace = settings.worker_shutdown_grace_seconds if shutdown_grace is None else shutdown_grace
     worker = Worker(settings, catalog, shutdown_grace=grace, exit_process=lambda: exit_now(0))
     await worker.run(signals.stop, signals.now)
+
+
+def no_jobs_message(modules: Sequence[str]) -> str:
+    """Why a worker has no jobs: no modules named, or modules that define none."""
+    if not modules:
+        return "no jobs loaded: set ORCHESTRATOR_JOBS (or --jobs) to your job modules"
+    return (
+        f"no jobs loaded: {', '.join(modules)} (ORCHESTRATOR_JOBS) imported but define no "
+        "@job function"
+    )
 
 
 def main() -> None:
