@@ -191,3 +191,15 @@ def test_the_workers_own_check_never_quotes_a_value() -> None:
             raise AssertionError("accepted")
         assert "not-a-time-xyz" not in message and "918273" not in message, message
         assert f"argument {function.parameter_names[-1]!r}" in message
+
+
+async def test_search_skips_a_stored_row_that_is_not_json(bounded_api: Api) -> None:
+    """SQLite kept NaN as text that is not JSON before the edge refused it; searching a secret
+    job's arguments must not fail on such a row (PostgreSQL's jsonb never held one)."""
+    api = bounded_api
+    job_id = await api.enqueue(SIGN_IN, kwargs={"user": "ada", "password": PASSWORD})
+    async with api.runtime.engine.begin() as conn:
+        if is_postgres(conn):
+            return
+        await conn.execute(sa.text("""UPDATE jobs SET kwargs = '{"user": "ada", "n": NaN}'"""))
+    assert job_id not in await _listed(api, q="ada")

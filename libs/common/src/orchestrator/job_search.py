@@ -122,9 +122,16 @@ def _without_secrets(hidden: Hidden, postgres: bool) -> sa.ColumnElement[str]:
             kwargs = kwargs.op("-")(sa.literal(key, sa.Text))
     else:
         if positions:
-            args = sa.func.json_remove(args, *[sa.literal(f"$[{p}]") for p in positions])
-        kwargs = sa.func.json_remove(kwargs, *[sa.literal(_json_key(k)) for k in hidden.keys])
+            args = _sqlite_remove(args, [f"$[{p}]" for p in positions])
+        kwargs = _sqlite_remove(kwargs, [_json_key(k) for k in hidden.keys])
     return sa.cast(args, sa.Text) + sa.literal(" ") + sa.cast(kwargs, sa.Text)
+
+
+def _sqlite_remove(column: sa.ColumnElement[Any], paths: list[str]) -> sa.ColumnElement[Any]:
+    """``json_remove`` of ``paths``; a row stored before the edge's bounds may hold text that is
+    not JSON (``NaN``), which json_remove refuses: such a row's arguments are not searched."""
+    removed = sa.func.json_remove(column, *[sa.literal(path) for path in paths])
+    return sa.case((sa.func.json_valid(column) == 1, removed), else_=sa.literal(""))
 
 
 def _json_key(key: str) -> str:
