@@ -133,7 +133,29 @@ def handler(log_format: LogFormat, stream: object = None) -> logging.Handler:
     return made
 
 
-def configure(level: str, log_format: LogFormat) -> None:
+#: Paths that load balancers, Kubernetes and Prometheus poll every few seconds.
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class ProbeAccessFilter(logging.Filter):
+    """Drops uvicorn's access lines for probe paths, which would drown every other request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            return args[2].split("?", 1)[0] not in PROBE_PATHS
+        return True
+
+
+def _filter_probe_access(log_probes: bool) -> None:
+    access = logging.getLogger("uvicorn.access")
+    for installed in [f for f in access.filters if isinstance(f, ProbeAccessFilter)]:
+        access.removeFilter(installed)
+    if not log_probes:
+        access.addFilter(ProbeAccessFilter())
+
+
+def configure(level: str, log_format: LogFormat, *, log_probes: bool = False) -> None:
     """The root logger's one handler, replacing any set up before (``logging.basicConfig``);
     errors Python would print itself go through it too, so JSON output stays JSON."""
     global _configured
@@ -143,6 +165,7 @@ def configure(level: str, log_format: LogFormat) -> None:
         root.removeHandler(existing)
     root.addHandler(handler(log_format))
     root.setLevel(level.upper())
+    _filter_probe_access(log_probes)
     # Warnings too (e.g. a library's never-awaited coroutine found at exit), as ``py.warnings``.
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught

@@ -34,7 +34,7 @@ def tune_garbage_collector() -> None:
 
 def prepare_service(role: str, settings: Settings) -> None:
     """What every role's entry point does before its event loop: logs, traces, the collector."""
-    logs.configure(settings.log_level, settings.log_format)
+    logs.configure(settings.log_level, settings.log_format, log_probes=settings.log_probes)
     tracing.configure(role)
     tune_garbage_collector()
     atexit.register(_collect_while_logging_works)

@@ -173,6 +173,8 @@ class Settings(BaseSettings):
     #: ``console``: readable lines; ``json``: one JSON object a line, for log collectors. Both
     #: carry the job id, job name and trace id on every line a job produces.
     log_format: Literal["console", "json"] = "console"
+    #: Access-log the probes (/healthz, /readyz, /metrics) too; off, they would drown the rest.
+    log_probes: bool = False
     #: Job filters, ``module:factory`` each, in order (``orchestrator.filters``).
     filters: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: The scheduler re-promotes a retry whose message is this late (a safety net: the message
