@@ -169,3 +169,21 @@ async def test_a_500_answers_json_and_keeps_the_connection(make_settings, sqlite
 
 
 __all__ = ["ADD"]
+
+
+async def test_stored_recurring_arguments_are_shown_cut(api: Api) -> None:
+    answer = await api.http.put(
+        "/api/v1/recurring/poisoned", json={"job": ADD, "args": [1, 2], "cron": "0 0 1 1 *"}
+    )
+    assert answer.status_code == 201, answer.text
+    value = "CAST(:v AS jsonb)" if api.runtime.engine.dialect.name == "postgresql" else ":v"
+    async with api.runtime.engine.begin() as conn:
+        await conn.execute(
+            sa.text(f"UPDATE recurring_jobs SET args = {value} WHERE id = 'poisoned'"),
+            {"v": _nested(300)},
+        )
+    for path in ("/api/v1/recurring", "/api/v1/recurring/poisoned", "/hangfire/recurring"):
+        answer = await api.http.get(path)
+        assert answer.status_code == 200, (path, answer.text[:300])
+    shown = json.dumps((await api.http.get("/api/v1/recurring/poisoned")).json()["args"])
+    assert f"[nested deeper than {outcomes.MAX_DEPTH} levels, not shown]" in shown

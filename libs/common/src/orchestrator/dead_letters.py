@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator import outbox, states, store
+from orchestrator import outbox, outcomes, states, store
 from orchestrator.broker import decode_job_id
 from orchestrator.db import insert_for
 from orchestrator.errors import ConflictError, JobNotFoundError
@@ -194,7 +194,7 @@ def public(row: sa.Row[Any]) -> dict[str, Any]:
         "body_encoding": encoding,
         "body_size": row.body_size,
         "body_truncated": len(row.body) < row.body_size,
-        "headers": row.headers,
+        "headers": outcomes.showable(row.headers),  # e.g. a NaN float header, kept by SQLite
         "first_seen_at": row.first_seen_at.isoformat(),
     }
 

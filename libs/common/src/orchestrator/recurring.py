@@ -16,7 +16,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator import store
+from orchestrator import outcomes, store
 from orchestrator.catalog import Registration
 from orchestrator.db import is_postgres
 from orchestrator.errors import JobNotFoundError
@@ -148,12 +148,13 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def public(row: sa.Row[Any]) -> dict[str, Any]:
-    """The definition as the HTTP API shows it."""
+    """The definition as the HTTP API shows it (stored values made showable, as for jobs)."""
+    args, kwargs = outcomes.showable_arguments(row.args, row.kwargs)
     return {
         "id": row.id,
         "job": row.name,
-        "args": row.args,
-        "kwargs": row.kwargs,
+        "args": args,
+        "kwargs": kwargs,
         "cron": row.cron,
         "timezone": row.timezone,
         "queue": row.queue,
@@ -166,7 +167,7 @@ def public(row: sa.Row[Any]) -> dict[str, Any]:
         "last_job_id": str(row.last_job_id) if row.last_job_id else None,
         "last_job_state": getattr(row, "last_job_state", None),
         "paused": row.paused,
-        "error": row.error,
+        "error": outcomes.showable(row.error),
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
     }
