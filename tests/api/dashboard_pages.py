@@ -68,6 +68,8 @@ class _Reader(HTMLParser):
             self.page.checkboxes.append(values["aria-label"])
         if tag == "input" and values.get("name") == "csrf_token":
             self.page.csrf_token = values.get("value")
+        if tag == "meta" and values.get("name") == "csrf-token" and not self.page.csrf_token:
+            self.page.csrf_token = values.get("content")
 
     def _start(self, what: str, tag: str) -> None:
         self._capture.append((what, tag))
@@ -111,11 +113,10 @@ async def open_page(api: Api, path: str, client: Any = None) -> Page:
 
 
 async def post(api: Api, path: str, data: dict[str, Any] | None = None, client: Any = None) -> Any:
-    """POST a dashboard form with the viewer's CSRF token (the cookie a page set, which every
-    form on the page repeats)."""
+    """POST a dashboard form with the viewer's CSRF token (what every form of its pages
+    carries)."""
     http = client or api.http
-    await open_page(api, "/hangfire", http)
-    token = http.cookies.get("orchestrator_csrf")
+    token = (await open_page(api, "/hangfire", http)).csrf_token
     form = {"csrf_token": token, **(data or {})}
     return await http.post(path, data=form, follow_redirects=False)
 
@@ -170,3 +171,17 @@ async def snapshot(api: Api) -> list[Any]:
         ):
             rows.append([tuple(r) for r in (await conn.execute(sa.text(statement))).all()])
     return rows
+
+
+async def sign_in(client: Any, key: str, **post_options: Any) -> Any:
+    """Through the login form, as a browser would: open it (its CSRF token and binding cookie),
+    then POST the key with that token. The answer (303 into the dashboard when the key is known)."""
+    form = await client.get("/hangfire/login")
+    assert form.status_code == 200, form.text[:300]
+    token = read(form.text).csrf_token
+    return await client.post(
+        "/hangfire/login",
+        data={"key": key, "csrf_token": token},
+        follow_redirects=False,
+        **post_options,
+    )

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import ADD, DOWN_AMQP_URL, Api
+from tests.api.dashboard_pages import sign_in
 
 REMOTE = ("10.0.0.5", 40000)
 ALWAYS = ["/healthz", "/readyz", "/metrics"]
@@ -115,7 +116,7 @@ async def test_probes_and_metrics_are_always_served(keyed_api: Api) -> None:
 
 
 async def login(api: Api, key: str) -> Any:
-    return await api.http.post("/hangfire/login", data={"key": key}, follow_redirects=False)
+    return await sign_in(api.http, key)
 
 
 async def test_login_cookie_opens_the_dashboard_but_never_the_api(keyed_api: Api) -> None:
@@ -151,13 +152,21 @@ async def test_login_without_configured_keys_explains(open_api: Api) -> None:
     assert "No API keys" in response.text
 
 
-async def test_sessions_expire_and_die_with_their_key() -> None:
-    from orchestrator.settings import ApiKey
-    from orchestrator_api.auth import key_of_session, session_token
+async def test_sessions_expire_and_die_with_their_key(keyed_api: Api) -> None:
+    from datetime import UTC, datetime, timedelta
 
-    key = ApiKey("s3cret", "read")
-    token = session_token(key, now=1000.0)
-    assert key_of_session([key], token, now=1001.0) is key
-    assert key_of_session([key], token, now=1000.0 + 13 * 3600) is None
-    assert key_of_session([ApiKey("other", "admin")], token, now=1001.0) is None
-    assert key_of_session([key], "garbage", now=1001.0) is None
+    from orchestrator.settings import ApiKey
+    from orchestrator_api import sessions
+
+    engine = keyed_api.runtime.engine
+    key = ApiKey("a-read-key-of-16+", "read")
+    now = datetime.now(UTC)
+    token = await sessions.create(engine, key, now=now)
+    assert await sessions.key_of(engine, [key], token, now=now + timedelta(seconds=1)) is key
+    later = now + timedelta(hours=13)
+    assert await sessions.key_of(engine, [key], token, now=later) is None
+    other = ApiKey("another-admin-key-0", "admin")
+    assert await sessions.key_of(engine, [other], token, now=now) is None
+    assert await sessions.key_of(engine, [key], "garbage", now=now) is None
+    await sessions.revoke(engine, token)
+    assert await sessions.key_of(engine, [key], token, now=now) is None

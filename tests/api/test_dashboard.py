@@ -16,6 +16,7 @@ from tests.api.dashboard_pages import (
     open_page,
     post,
     read,
+    sign_in,
     snapshot,
 )
 from tests.support.dashboard_contract import ACTION_BUTTONS, NAV_LINKS, PAGES
@@ -173,7 +174,7 @@ async def keyed_api(start_api: Any, sqlite_url: str) -> AsyncIterator[Api]:
 
 
 async def _sign_in(client: Any, key: str) -> None:
-    response = await client.post("/hangfire/login", data={"key": key}, follow_redirects=False)
+    response = await sign_in(client, key)
     assert response.status_code == 303
 
 

@@ -92,8 +92,9 @@ async def test_with_keys_the_host_is_checked_only_when_hosts_are_configured(
         assert (await api.http.get("/api/v1/jobs", headers=bearer)).status_code == 400
         public = {**bearer, "Host": "orch.example.com"}
         assert (await api.http.get("/api/v1/jobs", headers=public)).status_code == 200
-        probe = await api.http.get("/readyz", headers={"Host": "10.244.0.7:5001"})
-        assert probe.status_code == 200
+        for host in ("10.244.0.7:5001", "api:5001"):  # kubelet; Prometheus in compose
+            probe = await api.http.get("/metrics", headers={"Host": host})
+            assert probe.status_code == 200, host
 
 
 async def _targets(api: Api) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import expect
@@ -69,14 +70,11 @@ def test_read_key_sees_every_page_and_no_action(
         for name in ACTION_BUTTONS:
             expect(reader.button(name)).to_have_count(0)
 
-    # Posted with the reader's own cookies and tokens: refused for the role alone.
-    admin_cookies = {c["name"]: c["value"] for c in admin.page.context.cookies()}
-    reader_cookies = {c["name"]: c["value"] for c in reader.page.context.cookies()}
-    for field, value in fields.items():
-        for cookie, admin_value in admin_cookies.items():
-            if value == admin_value and cookie in reader_cookies:
-                fields[field] = reader_cookies[cookie]
-    refused = reader.page.request.post(url, form=fields)
+    # Posted with the reader's own cookies and token: refused for the role alone.
+    reader.open("/hangfire/jobs", PAGES["/hangfire/jobs"])
+    reader_token = reader.page.locator("meta[name=csrf-token]").get_attribute("content")
+    assert reader_token and fields["csrf_token"] != reader_token  # bound to each session
+    refused = reader.page.request.post(url, form={**fields, "csrf_token": reader_token})
     assert refused.status == 403, refused.text()
     assert client.get(failed)["state"] == "Failed"
 
@@ -87,12 +85,20 @@ def test_an_admin_post_without_the_pages_token_changes_nothing(
     failed = client.enqueue(jobs.flaky.call(str(tmp_path / "never-created")))
     admin.wait_for_job_state(failed, "Failed")
     url, fields = admin.form_of("Requeue")
-    cookies = {c["value"] for c in admin.page.context.cookies()}
-    forged = {name: ("forged" if value in cookies else value) for name, value in fields.items()}
-    assert forged != fields, "the form carries no per-session token"
-    for sent in (forged, {name: v for name, v in forged.items() if v != "forged"}):
+    assert fields.get("csrf_token"), "the form carries no per-session token"
+    forged = {**fields, "csrf_token": "forged"}
+    missing = {name: value for name, value in fields.items() if name != "csrf_token"}
+    for sent in (forged, missing):
         refused = admin.page.request.post(url, form=sent)
         assert refused.status == 403, refused.text()
+    # What another port of the same host can do: plant the CSRF cookie and post its value.
+    planted = "p" * 43
+    host = urlsplit(url).hostname or ""
+    admin.page.context.add_cookies(
+        [{"name": "orchestrator_csrf", "value": planted, "domain": host, "path": "/hangfire"}]
+    )
+    refused = admin.page.request.post(url, form={**fields, "csrf_token": planted})
+    assert refused.status == 403, refused.text()
     assert admin.page.request.get(url).status in (404, 405)  # a GET never acts
     assert client.get(failed)["state"] == "Failed"
     accepted = admin.page.request.post(url, form=fields, max_redirects=0)

@@ -295,4 +295,18 @@ class Lease(SQLModel, table=True):
     expires_at: datetime = _col(UTCDateTime(), nullable=False)
 
 
+class DashboardSession(SQLModel, table=True):
+    """A dashboard sign-in. Kept by the hash of its cookie (reading the store yields no usable
+    cookie) with a proof of the key it was made with (removing the key ends it); signing out
+    deletes the row, which ends the session on every API replica at once."""
+
+    __tablename__ = "dashboard_sessions"
+    __table_args__ = (sa.Index("ix_dashboard_sessions_expires", "expires_at"),)
+
+    id: str = Field(sa_column=sa.Column(sa.String(64), primary_key=True))
+    key_proof: str = _col(sa.String(64), nullable=False)
+    created_at: datetime = _col(UTCDateTime(), nullable=False)
+    expires_at: datetime = _col(UTCDateTime(), nullable=False)
+
+
 metadata = SQLModel.metadata

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from orchestrator.filters import JobFilter
 from orchestrator.settings import Settings
@@ -20,6 +21,7 @@ from orchestrator_api import (
     routes_recurring,
 )
 from orchestrator_api.auth import AuthMiddleware
+from orchestrator_api.dashboard.csrf import csrf_secret
 from orchestrator_api.guards import BrowserGuardMiddleware
 from orchestrator_api.middleware import (
     BodyLimitMiddleware,
@@ -30,6 +32,7 @@ from orchestrator_api.middleware import (
 )
 from orchestrator_api.peers import Proxies
 from orchestrator_api.runtime import Runtime
+from orchestrator_api.throttle import FailureThrottle
 
 
 def create_app(settings: Settings, filters: Sequence[JobFilter] | None = None) -> FastAPI:
@@ -45,7 +48,13 @@ def create_app(settings: Settings, filters: Sequence[JobFilter] | None = None) -
         finally:
             await runtime.stop()
 
-    app = FastAPI(
+    # /docs and /redoc from the package's own Swagger UI and ReDoc files (works offline; the
+    # auth middleware guards them, their assets and /openapi.json like the dashboard).
+    app = FastAPIOffline(
+        static_url="/docs/static",
+        favicon_url="/hangfire/static/favicon.svg",
+        # Swagger UI's validator badge would fetch from another site.
+        swagger_ui_parameters={"validatorUrl": None},
         title="Orchestrator",
         description="Background jobs on RabbitMQ with state in PostgreSQL or SQLite.",
         version="0.1.0",
@@ -68,11 +77,21 @@ def create_app(settings: Settings, filters: Sequence[JobFilter] | None = None) -
     app.include_router(routes_ops.router)
     app.include_router(dashboard.router)
     proxies = Proxies(settings.trusted_proxy_networks)
+    throttle = FailureThrottle(settings.auth_failure_burst, settings.auth_failures_per_minute)
+    app.state.proxies = proxies
+    app.state.auth_throttle = throttle  # shared with the login form
+    app.state.csrf_secret = csrf_secret(settings.parsed_api_keys)
     # Added last = outermost: metrics see every answer, every answer gets the security headers,
     # web pages are refused before auth, and auth runs before a body is read.
     app.add_middleware(UnexpectedErrorMiddleware)  # innermost: a 500 keeps the connection
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
-    app.add_middleware(AuthMiddleware, keys=settings.parsed_api_keys)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_body_bytes,
+        timeout=settings.body_timeout_seconds,
+    )
+    app.add_middleware(
+        AuthMiddleware, keys=settings.parsed_api_keys, throttle=throttle, proxies=proxies
+    )
     app.add_middleware(
         BrowserGuardMiddleware,
         keyless=not settings.parsed_api_keys,

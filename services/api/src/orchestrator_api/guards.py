@@ -7,10 +7,10 @@ under that name. So:
 
 - **Host.** With no keys, a request under a host name that is not a loopback name
   (``localhost``, ``127.x.x.x``, ``[::1]``, any port) or one of ``ORCHESTRATOR_ALLOWED_HOSTS`` is
-  refused (400). With keys the host is checked only when allowed hosts are configured (a rebound
-  page has no key to send, and the session cookie belongs to the real name). Probes and scrapes
-  (``/healthz``, ``/readyz``, ``/metrics``) also accept any IP literal, which is what kubelet and
-  Prometheus send and what no rebinding can produce.
+  refused (400); probes and scrapes (``/healthz``, ``/readyz``, ``/metrics``) also accept any IP
+  literal, which is what kubelet and Prometheus send and what no rebinding can produce. With keys
+  the host is checked only when allowed hosts are configured, and never for probes and scrapes
+  (a rebound page has no key to send, and the session cookie belongs to the real name).
 - **Origin.** A state-changing request (POST, PUT, PATCH, DELETE) carrying ``Sec-Fetch-Site:
   cross-site``/``same-site``, or an ``Origin`` whose host is not the request's own and that is
   not in ``ORCHESTRATOR_ALLOWED_ORIGINS``, is refused (403). Browsers add those headers and pages
@@ -98,7 +98,9 @@ class BrowserGuardMiddleware:
         await self.app(scope, receive, send)
 
     def _host_problem(self, host: str | None, path: str) -> str | None:
-        if not self.keyless and not self.allowed_hosts:
+        # With keys, probes and scrapes answer under any name (Prometheus in compose scrapes
+        # ``api:5001``): they are served to every network client anyway.
+        if not self.keyless and (not self.allowed_hosts or path in PROBES):
             return None
         if host is None:
             return "the request has no Host header"

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import uvicorn
+from pydantic import ValidationError
 
 from orchestrator.process import prepare_service
 from orchestrator.settings import Settings, load_settings
 from orchestrator_api.app import create_app
+from orchestrator_api.http_protocol import protocol_class
 
 
 def server(settings: Settings) -> uvicorn.Server:
@@ -23,6 +26,10 @@ def server(settings: Settings) -> uvicorn.Server:
         proxy_headers=False,
         server_header=False,
         lifespan="on",
+        # Slow clients are dropped: a deadline on each request's head (http_protocol), on
+        # its body (BodyLimitMiddleware), and on idle keep-alive connections.
+        http=protocol_class(settings.header_timeout_seconds),
+        timeout_keep_alive=settings.keep_alive_seconds,
     )
     return uvicorn.Server(config)
 
@@ -33,7 +40,11 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValidationError as error:
+        # A refusal, not a crash: say which setting and why (values are never quoted).
+        sys.exit(f"orchestrator-api: refusing to start, invalid settings:\n{error}")
     prepare_service("api", settings)
     asyncio.run(serve(settings))
 

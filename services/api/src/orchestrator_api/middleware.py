@@ -3,6 +3,7 @@ request counting, and the server span of every request."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from opentelemetry import trace
@@ -88,16 +89,19 @@ class UnexpectedErrorMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuses a body over ``limit`` bytes with 413 while reading it.
+    """Refuses a body over ``limit`` bytes with 413 while reading it, and one that has not
+    fully arrived ``timeout`` seconds after the headers with 408 (closing the connection).
 
     A declared Content-Length over the limit is refused before reading anything; otherwise the
     body is read chunk by chunk and counted (chunked uploads included), and the app only runs once
-    the whole body is known to fit.
+    the whole body is known to fit. The timeout is a deadline for the whole body, so a client
+    trickling bytes cannot hold a connection and a request task open.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, timeout: float = 30.0) -> None:
         self.app = app
         self.limit = limit
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in _NO_BODY:
@@ -108,20 +112,18 @@ class BodyLimitMiddleware:
         if declared is not None and declared > self.limit:
             await send_error(send, 413, "body_too_large", too_large)
             return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                await send_error(send, 413, "body_too_large", too_large)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.timeout):
+                chunks = await self._read(receive)
+        except TimeoutError:
+            message = f"the request body did not arrive within {self.timeout:g} s"
+            await send_error(send, 408, "body_timeout", message, {"Connection": "close"})
+            return
+        if chunks is None:
+            return  # the client went away
+        if isinstance(chunks, int):
+            await send_error(send, 413, "body_too_large", too_large)
+            return
         body = b"".join(chunks)
         replayed = False
 
@@ -133,6 +135,22 @@ class BodyLimitMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _read(self, receive: Receive) -> list[bytes] | int | None:
+        """The body's chunks; its size so far once over the limit; None on a disconnect."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                return size
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks
 
 
 class SecurityHeadersMiddleware:

@@ -1,17 +1,13 @@
 """What every dashboard page shares: templates, the viewer's role, CSRF, result messages.
 
-CSRF: a double-submit token. Every page sets a random ``orchestrator_csrf`` cookie (HttpOnly,
-SameSite=Strict, path /hangfire) once, and every form carries the same value in ``csrf_token``;
-a POST whose field does not match its cookie is refused with 403 before anything is read or
-changed. A SameSite=Strict cookie is never sent by a request another site starts, so another
-site can neither send the cookie nor learn the token.
+CSRF: every form carries ``csrf_token``, bound to the viewer's session (``dashboard.csrf``); a
+POST without the right one is refused with 403 before anything is read or changed. The Origin
+of every POST was already checked (``guards``), and the cookies are SameSite=Strict.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
-import secrets
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -30,12 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from orchestrator import job_search
 from orchestrator.outcomes import showable, showable_arguments
 from orchestrator.redaction import redact_for
-from orchestrator_api.auth import SESSION_COOKIE, find_key, key_of_session
+from orchestrator_api import auth
+from orchestrator_api.dashboard import csrf
 from orchestrator_api.middleware import DASHBOARD_CSP
 from orchestrator_api.runtime import runtime_of
 
 PACKAGE = Path(__file__).parent
-CSRF_COOKIE = "orchestrator_csrf"
+CSRF_COOKIE = csrf.CSRF_COOKIE
 FLASH_COOKIE = "orchestrator_flash"
 PREFIX = "/hangfire"
 #: The navigation, in order: (link text, path).
@@ -155,31 +152,38 @@ def environment() -> jinja2.Environment:
 
 
 def viewer_role(request: Request) -> Role:
-    """What the viewer may do: ``admin`` (acts) or ``read`` (sees). The auth middleware already
-    let the request in; with no keys configured only loopback clients get here, as admins."""
-    keys = runtime_of(request).settings.parsed_api_keys
-    if not keys:
-        return "admin"
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
-    key = None
-    if scheme.lower() == "bearer":
-        key = find_key(keys, secret.strip())
-    elif (token := request.cookies.get(SESSION_COOKIE)) is not None:
-        key = key_of_session(keys, token)
-    return "admin" if key is not None and key.role == "admin" else "read"
+    """What the viewer may do: ``admin`` (acts) or ``read`` (sees), as the auth middleware found
+    (with no keys configured only loopback clients get here, as admins)."""
+    viewer = auth.viewer_of(request.state)
+    return viewer.role if viewer is not None else "read"
 
 
 def signed_in(request: Request) -> bool:
-    return SESSION_COOKIE in request.cookies and bool(runtime_of(request).settings.parsed_api_keys)
+    viewer = auth.viewer_of(request.state)
+    return viewer is not None and viewer.session is not None
 
 
-def _csrf_token(request: Request) -> tuple[str, bool]:
-    """The viewer's token and whether it is new (the cookie must be set)."""
-    existing = request.cookies.get(CSRF_COOKIE)
-    if existing and len(existing) >= 32:
-        return existing, False
-    return secrets.token_urlsafe(32), True
+def _csrf_token(request: Request) -> tuple[str, str | None]:
+    """The viewer's token, and a new binding cookie to set when it has none yet."""
+    secret: bytes = request.app.state.csrf_secret
+    bound_to = csrf.binding(request.cookies)
+    if bound_to is not None:
+        return csrf.token_for(secret, bound_to), None
+    nonce = csrf.new_nonce()
+    return csrf.token_for(secret, f"browser:{nonce}"), nonce
+
+
+def csrf_valid(request: Request, presented: object) -> bool:
+    return csrf.valid(request.app.state.csrf_secret, request.cookies, presented)
+
+
+def cookie_secure(request: Request) -> bool:
+    """``ORCHESTRATOR_COOKIE_SECURE`` when set, else whether the browser used https (directly,
+    or as a trusted proxy's ``X-Forwarded-Proto`` says)."""
+    configured = runtime_of(request).settings.cookie_secure
+    if configured is not None:
+        return configured
+    return bool(request.app.state.proxies.scheme(request.scope) == "https")
 
 
 def _cookie_options(request: Request) -> dict[str, Any]:
@@ -187,7 +191,7 @@ def _cookie_options(request: Request) -> dict[str, Any]:
         "path": PREFIX,
         "httponly": True,
         "samesite": "strict",
-        "secure": request.url.scheme == "https",
+        "secure": cookie_secure(request),
     }
 
 
@@ -201,12 +205,9 @@ def current_nav(path: str) -> str | None:
     return None
 
 
-def render(
-    request: Request, template: str, status: int = 200, csrf: bool = True, **context: Any
-) -> HTMLResponse:
-    """A full page (or, for names starting with ``_``, a fragment) with the shared context;
-    ``csrf=False`` for the login form, which sets no cookie but the session."""
-    token, new_token = _csrf_token(request)
+def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """A full page (or, for names starting with ``_``, a fragment) with the shared context."""
+    token, nonce = _csrf_token(request)
     flash = _read_flash(request)
     values = {
         "request": request,
@@ -223,8 +224,8 @@ def render(
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "no-store"
-    if new_token and csrf:
-        response.set_cookie(CSRF_COOKIE, token, **_cookie_options(request))
+    if nonce is not None:
+        response.set_cookie(CSRF_COOKIE, nonce, **_cookie_options(request))
     if flash is not None:
         response.delete_cookie(FLASH_COOKIE, **_cookie_options(request))
     return response
@@ -241,9 +242,7 @@ class ReadOnlyError(Exception):
 async def checked_form(request: Request) -> dict[str, Any]:
     """The POSTed form after the CSRF and role checks; raises before anything is changed."""
     form = await request.form()
-    cookie = request.cookies.get(CSRF_COOKIE, "")
-    field = form.get("csrf_token")
-    if not cookie or not isinstance(field, str) or not hmac.compare_digest(cookie, field):
+    if not csrf_valid(request, form.get("csrf_token")):
         raise CsrfError
     if viewer_role(request) != "admin":
         raise ReadOnlyError
