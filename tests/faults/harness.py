@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import pwd
 import shutil
@@ -21,7 +22,9 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +90,9 @@ class RabbitNode:
     """One private RabbitMQ node; ``start``/``stop``/``kill`` may be called repeatedly."""
 
     config: dict[str, str] = field(default_factory=dict)
+    #: HOME of the node and its CLI tools: where a cluster's shared Erlang cookie lives.
+    home: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     dist_port: int = field(default_factory=free_port)
     base: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="orch-rabbit-")))
@@ -116,7 +122,23 @@ class RabbitNode:
             RABBITMQ_ENABLED_PLUGINS_FILE=str(self.base / "enabled_plugins"),
             RABBITMQ_PID_FILE=str(self.base / "rabbit.pid"),
         )
+        if self.home is not None:
+            env["HOME"] = str(self.home)
+        env.update(self.extra_env)
         return env
+
+    def ctl(self, tool: str, *args: str, timeout: float = 120) -> str:
+        """Run ``rabbitmqctl``/``rabbitmq-queues`` (un-wrapped, with this node's cookie)
+        against this node; returns its output, raises on failure."""
+        binary = rabbitmq_server_binary()
+        assert binary is not None
+        command = [str(Path(binary).with_name(tool)), "-n", self.name, *args]
+        result = subprocess.run(
+            command, env=self._env(), capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"{tool} {' '.join(args)}: {result.stdout}{result.stderr}")
+        return result.stdout
 
     def start(self, timeout: float = 60) -> None:
         binary = rabbitmq_server_binary()
@@ -176,6 +198,82 @@ class RabbitNode:
             self.kill()
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
+
+
+#: Three Erlang VMs on two cores: no busy-waiting schedulers.
+QUIET_ERL_ARGS = "+sbwt none +sbwtdcpu none +sbwtdio none"
+
+
+class RabbitCluster:
+    """Private RabbitMQ nodes clustered together (own names, ports, data, shared cookie)."""
+
+    def __init__(self, size: int = 3, config: dict[str, str] | None = None) -> None:
+        self.home = Path(tempfile.mkdtemp(prefix="orch-cluster-"))
+        cookie = self.home / ".erlang.cookie"
+        cookie.write_text(uuid.uuid4().hex.upper())
+        cookie.chmod(0o400)
+        env = {"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": QUIET_ERL_ARGS}
+        self.nodes = [
+            RabbitNode(config=dict(config or {}), home=self.home, extra_env=env)
+            for _ in range(size)
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def running(self) -> list[RabbitNode]:
+        return [n for n in self.nodes if n.process is not None and n.process.poll() is None]
+
+    def start(self) -> None:
+        """Start every node (together), then join the others to the first."""
+        errors: list[BaseException] = []
+
+        def start(node: RabbitNode) -> None:
+            try:
+                node.start(timeout=180)
+            except BaseException as exc:  # reported below, in the test's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start, args=(n,)) for n in self.nodes]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        first = self.nodes[0]
+        for node in self.nodes[1:]:
+            node.ctl("rabbitmqctl", "stop_app")
+            node.ctl("rabbitmqctl", "join_cluster", first.name)
+            node.ctl("rabbitmqctl", "start_app")
+        first.ctl("rabbitmqctl", "await_online_nodes", str(len(self.nodes)))
+
+    def restart(self, node: RabbitNode) -> None:
+        """Start a stopped member again; it rejoins with its data."""
+        node.start(timeout=180)
+        node.ctl("rabbitmqctl", "await_startup")
+
+    def leader(self, queue: str) -> RabbitNode:
+        """The node leading quorum queue ``queue``, as a running member reports it."""
+        reporter = self.running()[0]
+        out = reporter.ctl("rabbitmqctl", "list_queues", "name", "leader", "--formatter", "json")
+        for row in json.loads(out):
+            if row["name"] == queue:
+                return next(n for n in self.nodes if n.name == row["leader"])
+        raise LookupError(f"no queue {queue!r} on {reporter.name}")
+
+    def members(self, queue: str) -> list[str]:
+        reporter = self.running()[0]
+        out = reporter.ctl("rabbitmqctl", "list_queues", "name", "members", "--formatter", "json")
+        found = [list(row["members"]) for row in json.loads(out) if row["name"] == queue]
+        return found[0] if found else []  # not declared yet
+
+    def destroy(self) -> None:
+        for node in self.nodes:
+            with contextlib.suppress(Exception):
+                node.destroy()
+        shutil.rmtree(self.home, ignore_errors=True)
 
 
 @dataclass
