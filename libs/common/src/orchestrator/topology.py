@@ -234,8 +234,8 @@ async def declare_control_queue(channel: AbstractChannel, topology: Topology) ->
 async def queue_depth(channel: AbstractChannel, topology: Topology, queue: str) -> tuple[int, int]:
     """(ready messages, consumers) of a job queue, or (0, 0) when it was never declared.
 
-    Only "not found" means empty: any other refusal (a quorum queue without a leader) raises,
-    since the reconciliation would read a zero as every message lost.
+    Only "not found" means empty: any other refusal raises, since the reconciliation would
+    read a zero as every message lost.
     """
     try:
         declared = await channel.declare_queue(topology.work_queue(queue).name, passive=True)
