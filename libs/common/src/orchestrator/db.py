@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -100,6 +101,20 @@ async def fetch_autocommit(engine: AsyncEngine, statement: str, *args: Any) -> l
         raw = await conn.get_raw_connection()
         # SQLAlchemy began no transaction on this connection, so it has none to end either.
         return list(await raw.driver_connection.fetch(statement, *args))  # type: ignore[union-attr]
+
+
+def one_of(
+    conn: AsyncConnection, column: sa.ColumnElement[Any], values: Sequence[Any]
+) -> sa.ColumnElement[bool]:
+    """``column IN values``; on PostgreSQL ``= ANY(array)``, one parameter whatever the number of
+    values, so the statement text stays the same and the driver's prepared statement is reused
+    (an IN list is a new statement to prepare, one more round trip, for each new length)."""
+    if is_postgres(conn):
+        array = sa.bindparam(
+            "values", list(values), type_=postgresql.ARRAY(column.type), unique=True
+        )
+        return column == sa.any_(array)
+    return column.in_(list(values))
 
 
 def is_postgres(conn: AsyncConnection | AsyncEngine) -> bool:

@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator import outbox, states
+from orchestrator.db import one_of
 from orchestrator.models import Batch, Job
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ async def _awaiting_children(
         _jobs.c.queue,
         _jobs.c.trace_context,
     ).where(
-        _jobs.c.parent_id.in_(list(parent_ids)),
+        one_of(conn, _jobs.c.parent_id, parent_ids),
         _jobs.c.state == states.State.AWAITING.value,
     )
     rows: list[sa.Row[Any]] = list((await conn.execute(query)).all())  # type: ignore[arg-type]

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator import endings, metrics, outbox, outcomes
-from orchestrator.db import is_postgres
+from orchestrator.db import is_postgres, one_of
 from orchestrator.errors import IllegalTransitionError
 from orchestrator.models import Job, JobHistory, StateCounter
 from orchestrator.outbox import Pending
@@ -242,7 +242,7 @@ async def lock(
         return None
     query = (
         sa.select(_jobs.c.id)
-        .where(_jobs.c.id.in_(ids), _jobs.c.state.in_([s.value for s in in_states]))
+        .where(one_of(conn, _jobs.c.id, ids), _jobs.c.state.in_([s.value for s in in_states]))
         .order_by(_jobs.c.id)
         .with_for_update(key_share=True)
     )
@@ -284,7 +284,7 @@ async def move(
             conn, by_job, {}, expected, target, now, retention, filters, where, returning
         )
     condition = sa.and_(
-        _jobs.c.id.in_(list(job_ids)), _jobs.c.state.in_([s.value for s in expected])
+        one_of(conn, _jobs.c.id, job_ids), _jobs.c.state.in_([s.value for s in expected])
     )
     if where is not None:
         condition = sa.and_(condition, where)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator import metrics, outbox, states
 from orchestrator.broker import ENQUEUED_AT_HEADER, decode_job_id
+from orchestrator.db import one_of
 from orchestrator.filters import Filters
 from orchestrator.outbox import Pending
 from orchestrator.states import State
@@ -179,7 +180,7 @@ async def redelay_early(
         sa.select(
             jobs_table.c.id, jobs_table.c.queue, jobs_table.c.due_at, jobs_table.c.trace_context
         ).where(
-            jobs_table.c.id.in_(list(job_ids)),
+            one_of(conn, jobs_table.c.id, job_ids),
             jobs_table.c.state == State.SCHEDULED.value,
             jobs_table.c.scheduled_reason == "retry",
             jobs_table.c.due_at > now,
@@ -232,7 +233,7 @@ async def _set_aside_unknown(
     duplicate, a deleted job; a job that does not exist is a dead letter)."""
     if not unclaimed:
         return
-    query = sa.select(jobs_table.c.id).where(jobs_table.c.id.in_(unclaimed))
+    query = sa.select(jobs_table.c.id).where(one_of(conn, jobs_table.c.id, unclaimed))
     gone = set(unclaimed) - set((await conn.execute(query)).scalars())
     if gone:
         batch.undecodable.extend(d for d, job_id in batch.decoded if job_id in gone)
