@@ -98,6 +98,23 @@ def stop_on_signals() -> asyncio.Event:
 _keep: set[asyncio.Task[None]] = set()
 
 
+async def settle(timeout: float = 2.0) -> None:
+    """Let the tasks a role leaves behind finish before its loop closes (call last in the role's
+    main coroutine): closing a broker connection schedules channel-close callbacks that would
+    otherwise be destroyed pending ("Task was destroyed but it is pending", never-awaited
+    coroutines). Whatever is still running after ``timeout`` is cancelled and awaited."""
+    current = asyncio.current_task()
+    for _ in range(3):  # finished callbacks may schedule a last round of their own
+        left = [t for t in asyncio.all_tasks() if t is not current and t not in _keep]
+        if not left:
+            return
+        _, pending = await asyncio.wait(left, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+
 def exit_now(code: int, why: str | None = None) -> NoReturn:
     """End the process this instant (``os._exit``): no thread is joined, no finalizer runs, so
     nothing of a job that was handed back can run on after the hand-back; logs are flushed."""

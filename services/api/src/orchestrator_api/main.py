@@ -3,15 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+from collections.abc import Iterator
 
 import uvicorn
 from pydantic import ValidationError
 
-from orchestrator.process import prepare_service
+from orchestrator.process import Signals, exit_now, prepare_service
 from orchestrator.settings import Settings, load_settings
 from orchestrator_api.app import create_app
 from orchestrator_api.http_protocol import protocol_class
+
+
+class _Server(uvicorn.Server):
+    """Uvicorn under the roles' one signal rule (``orchestrator.process.Signals``): the first
+    SIGTERM/SIGINT finishes the requests under way and exits 0; a person's second one exits at
+    once. (Uvicorn's own handling would take the echo of a Ctrl-C in ``orchestrator dev`` for a
+    second signal, and re-raises the signal at the end, exiting 143.)"""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        signals = Signals().install()
+        loop = asyncio.get_running_loop()
+        stopping = loop.create_task(self._stop_on(signals), name="api-signals")
+        try:
+            yield
+        finally:
+            stopping.cancel()
+
+    async def _stop_on(self, signals: Signals) -> None:
+        await signals.stop.wait()
+        self.should_exit = True
+        await signals.now.wait()
+        exit_now(0, "second signal: stopping at once")
 
 
 def server(settings: Settings) -> uvicorn.Server:
@@ -31,7 +56,7 @@ def server(settings: Settings) -> uvicorn.Server:
         http=protocol_class(settings.header_timeout_seconds),
         timeout_keep_alive=settings.keep_alive_seconds,
     )
-    return uvicorn.Server(config)
+    return _Server(config)
 
 
 async def serve(settings: Settings) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from orchestrator.process import prepare_service, stop_on_signals
+from orchestrator.process import prepare_service, settle, stop_on_signals
 from orchestrator.settings import Settings, load_settings
 from orchestrator_janitor.janitor import Janitor
 
@@ -12,6 +12,7 @@ from orchestrator_janitor.janitor import Janitor
 async def run(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then stop."""
     await Janitor(settings).run(stop_on_signals())
+    await settle()
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ class Scheduler:
         self.topology = Topology.of(settings)
         self._connection: AbstractRobustConnection | None = None
         self._publisher: Publisher | None = None
+        self._connecting = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> None:
         engine = create_engine(self.settings.database_url)
@@ -95,6 +96,12 @@ class Scheduler:
         ]
 
     async def _ensure_publisher(self) -> Publisher | None:
+        # Several loops ask at start; one connection for all of them (a second one would be
+        # left open, and at exit it logs a reconnect and leaves aio-pika's tasks pending).
+        async with self._connecting:
+            return await self._connect_publisher()
+
+    async def _connect_publisher(self) -> Publisher | None:
         if self._publisher is not None:
             return self._publisher
         try:

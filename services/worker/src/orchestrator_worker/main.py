@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 
 from orchestrator.catalog import Catalog
-from orchestrator.process import Signals, exit_now, prepare_service
+from orchestrator.process import Signals, exit_now, prepare_service, settle
 from orchestrator.settings import Settings, load_settings
 from orchestrator_worker.worker import Worker
 
@@ -26,6 +26,7 @@ async def run(settings: Settings, *, shutdown_grace: float | None = None) -> Non
     grace = settings.worker_shutdown_grace_seconds if shutdown_grace is None else shutdown_grace
     worker = Worker(settings, catalog, shutdown_grace=grace, exit_process=lambda: exit_now(0))
     await worker.run(signals.stop, signals.now)
+    await settle()
 
 
 def no_jobs_message(modules: Sequence[str]) -> str:
