@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 
 from orchestrator.settings import load_settings
+from orchestrator.signals import Request, SignalCount
 
 ROLES = ("api", "worker", "scheduler", "janitor")
 
@@ -165,36 +167,63 @@ def dev(jobs: str | None) -> None:
 
 
 def _supervise(roles: tuple[str, ...]) -> int:
-    """Start one process per role; when one exits or we are stopped, stop them all."""
+    """Start one process per role; when one exits or we are stopped, stop them all.
+
+    Signals follow the roles' rule (``orchestrator.signals``): the first Ctrl-C or SIGTERM is
+    forwarded at once and every role stops gracefully (the worker lets running jobs finish
+    within its grace period); a second one, a second or more later, stops every role at once.
+    A Ctrl-C also reaches the roles from the terminal; they take the forwarded copy for its echo.
+    """
     children = {
         role: subprocess.Popen([sys.executable, "-m", "orchestrator_cli", role])  # noqa: S603
         for role in roles
     }
-    stopping = False
+    count = SignalCount()
+    requests: list[Request] = []
 
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
+    def forward(*_: object) -> None:
+        request = count.received()
+        if request is Request.NONE:
+            return
+        requests.append(request)
+        for child in children.values():
+            if child.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.send_signal(signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
     exit_code = 0
-    while not stopping:
-        for role, child in children.items():
-            if child.poll() is not None:
-                click.echo(f"{role} exited with {child.returncode}; stopping the others", err=True)
-                exit_code = child.returncode or 1
-                stopping = True
-        time.sleep(0.5)
-    for child in children.values():
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    for child in children.values():
-        try:
-            child.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            child.kill()
+    while not requests:
+        exited = [role for role, child in children.items() if child.poll() is not None]
+        if exited:
+            role = exited[0]
+            code = children[role].returncode
+            click.echo(f"{role} exited with {code}; stopping the others", err=True)
+            exit_code = code or 1
+            forward()
+            break
+        time.sleep(0.2)
+    click.echo("stopping: running jobs may finish (Ctrl-C again to stop at once)", err=True)
+    _report_stops(children, load_settings().worker_shutdown_grace_seconds + 15)
     return exit_code
+
+
+def _report_stops(children: dict[str, subprocess.Popen[bytes]], limit: float) -> None:
+    """One line per role as it stops; a role still running after ``limit`` seconds is killed."""
+    deadline = time.monotonic() + limit
+    left = dict(children)
+    while left:
+        for role, child in list(left.items()):
+            if child.poll() is not None:
+                click.echo(f"{role} stopped (exit {child.returncode})", err=True)
+                del left[role]
+        if left and time.monotonic() > deadline:
+            for role, child in left.items():
+                child.kill()
+                click.echo(f"{role} killed: still running {limit:.0f} s after the stop", err=True)
+            return
+        time.sleep(0.1)
 
 
 def main() -> None:

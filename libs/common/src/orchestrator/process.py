@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from orchestrator import logs, tracing
 from orchestrator.settings import Settings
+from orchestrator.signals import Request, SignalCount
 
 
 def tune_garbage_collector() -> None:
@@ -47,24 +48,14 @@ def _collect_while_logging_works() -> None:
     gc.collect()
 
 
-#: A signal this soon after the previous one is the same person's: in ``orchestrator dev`` the
-#: terminal delivers a Ctrl-C to every role and the supervisor forwards it once more.
-SAME_PERSON_SECONDS = 1.0
-
-
 class Signals:
-    """SIGTERM/SIGINT as a person means them: the first asks for a graceful stop (``stop``), a
-    second one (not the echo of the first) for a stop at once (``now``).
-
-    ``on_now`` runs when that second signal comes, in the event loop; by default it sets
-    ``now`` only, so the role decides how fast "at once" is.
-    """
+    """SIGTERM/SIGINT under the rule of ``orchestrator.signals``: the first sets ``stop`` (a
+    graceful stop), a person's second one sets ``now`` (a stop at once)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.stop = asyncio.Event()
         self.now = asyncio.Event()
-        self._clock = clock
-        self._first: float | None = None
+        self._count = SignalCount(clock)
 
     def install(self) -> Signals:
         loop = asyncio.get_running_loop()
@@ -73,11 +64,10 @@ class Signals:
         return self
 
     def received(self) -> None:
-        at = self._clock()
-        if self._first is None:
-            self._first = at
+        request = self._count.received()
+        if request is Request.GRACEFUL:
             self.stop.set()
-        elif at - self._first >= SAME_PERSON_SECONDS:
+        elif request is Request.AT_ONCE:
             self.now.set()
 
 
