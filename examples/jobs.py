@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, date, datetime
 
-from orchestrator import JobContext, job
+from orchestrator import JobContext, JobInterrupted, job
 
 
 @job
@@ -28,8 +28,19 @@ async def daily_report(recipients: list[str], day: date | None = None) -> dict[s
 
 @job(name="examples.countdown")
 def countdown(seconds: int, ctx: JobContext) -> int:
-    """A long job that stops early when it is deleted or its worker shuts down."""
+    """A long job that stops early when it is deleted, and asks to run again later when its
+    worker shuts down.
+
+    ``ctx.cancelled`` is set when the job is deleted (or its timeout passed): stop, nothing more
+    of this run is recorded. ``ctx.shutting_down`` is set at the worker's first SIGTERM or
+    Ctrl-C: finish within ``ORCHESTRATOR_WORKER_SHUTDOWN_GRACE_SECONDS`` (30 s) and the result is
+    recorded as usual, or raise ``JobInterrupted`` to be run again later without spending a
+    retry. A job still running when the grace ends (or at a second Ctrl-C) is handed back and
+    the worker process ends at once.
+    """
     for remaining in range(seconds, 0, -1):
         if ctx.cancelled.wait(1.0):
             return remaining
+        if ctx.shutting_down.is_set():
+            raise JobInterrupted(f"{remaining} s left; run again after the restart")
     return 0
