@@ -96,6 +96,17 @@ def explain(reason: str, job_id: uuid.UUID | None, job_exists: bool, queue: str)
     }.get(reason, f"dead-lettered from {queue} ({reason})") + missing
 
 
+@dataclass(frozen=True)
+class New:
+    """A dead letter new to the store: what a person watching the janitor is told."""
+
+    job_id: uuid.UUID | None
+    job_name: str | None
+    reason: str
+    why: str
+    failed: bool
+
+
 async def record(
     conn: AsyncConnection,
     letters: Sequence[Letter],
@@ -103,10 +114,12 @@ async def record(
     *,
     body_limit: int,
     retention: timedelta,
+    new: list[New] | None = None,
 ) -> tuple[int, int]:
     """Store new dead letters and fail the Enqueued jobs they name, in the caller's transaction.
 
-    Returns (dead letters new to the store, jobs failed)."""
+    Returns (dead letters new to the store, jobs failed); each new one is appended to ``new``
+    (for the caller to report once the transaction has committed)."""
     recorded = failed = 0
     named = [decode_job_id(letter.body) for letter in letters]
     # The jobs to fail, locked in ascending id order first (one move per letter follows).
@@ -115,7 +128,7 @@ async def record(
         headers = plain(dict(letter.headers))
         death = last_death(headers)
         job_id = decode_job_id(letter.body)
-        job = await _job_state(conn, job_id)
+        job, job_name = await _job_state(conn, job_id)
         reason = str(death.get("reason") or "unknown")
         why = explain(reason, job_id, job is not None, str(death.get("queue") or "?"))
         row = {
@@ -141,20 +154,28 @@ async def record(
         if inserted.first() is None:
             continue  # the same dead letter again: recorded before
         recorded += 1
+        failing = 0
         if (
             job_id is not None
             and job == State.ENQUEUED.value
             and (locked is None or job_id in locked)
         ):
-            failed += await _fail(conn, job_id, why, now, retention)
+            failing = await _fail(conn, job_id, why, now, retention)
+        failed += failing
+        if new is not None:
+            new.append(New(job_id, job_name, reason, why, bool(failing)))
     return recorded, failed
 
 
-async def _job_state(conn: AsyncConnection, job_id: uuid.UUID | None) -> str | None:
+async def _job_state(
+    conn: AsyncConnection, job_id: uuid.UUID | None
+) -> tuple[str | None, str | None]:
+    """The named job's state and name (None, None: no job named, or none by that id)."""
     if job_id is None:
-        return None
-    query = sa.select(store.jobs_table.c.state).where(store.jobs_table.c.id == job_id)
-    return (await conn.execute(query)).scalar_one_or_none()
+        return None, None
+    jobs = store.jobs_table.c
+    row = (await conn.execute(sa.select(jobs.state, jobs.name).where(jobs.id == job_id))).first()
+    return (row.state, row.name) if row is not None else (None, None)
 
 
 async def _fail(

@@ -10,7 +10,7 @@ from datetime import timedelta
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import dead_letters
+from orchestrator import dead_letters, logs
 from orchestrator.broker import connect
 from orchestrator.db import db_now
 from orchestrator.topology import Topology, declare_base, declare_queue
@@ -57,19 +57,24 @@ class DeadLetterDrain:
             messages.append(message)
         if not messages:
             return False
+        new: list[dead_letters.New] = []
         try:
-            recorded, failed = await self._record(messages)
+            recorded, failed = await self._record(messages, new)
         except Exception:
             for message in messages:  # back to the queue for the next tick
                 with contextlib.suppress(Exception):
                     await message.nack(requeue=True)
             raise
         await messages[-1].ack(multiple=True)
-        if recorded:
+        for letter in new:
+            _report(letter)
+        if recorded > 1:
             log.warning("recorded %d dead letter(s); %d job(s) failed by them", recorded, failed)
         return len(messages) >= self.batch
 
-    async def _record(self, messages: list[AbstractIncomingMessage]) -> tuple[int, int]:
+    async def _record(
+        self, messages: list[AbstractIncomingMessage], new: list[dead_letters.New]
+    ) -> tuple[int, int]:
         letters = []
         for message in messages:
             headers = dead_letters.plain(dict(message.headers or {}))
@@ -82,7 +87,12 @@ class DeadLetterDrain:
         async with self._engine.begin() as conn:
             now = await db_now(conn)
             return await dead_letters.record(
-                conn, letters, now, body_limit=self._body_limit, retention=self._retention
+                conn,
+                letters,
+                now,
+                body_limit=self._body_limit,
+                retention=self._retention,
+                new=new,
             )
 
     async def _ensure_queue(self) -> AbstractQueue | None:
@@ -103,3 +113,21 @@ class DeadLetterDrain:
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection.close()
+
+
+def _report(letter: dead_letters.New) -> None:
+    """One line per dead letter, in the job's log context when it names a job."""
+    outcome = "; the job failed" if letter.failed else ""
+    if letter.job_id is None:
+        log.warning("dead letter (reason %s): %s", letter.reason, letter.why)
+        return
+    with logs.job_context(letter.job_id, letter.job_name or "?"):
+        log.warning(
+            "dead letter: job %s %s (reason %s): %s%s",
+            letter.job_id,
+            letter.job_name or "?",
+            letter.reason,
+            letter.why,
+            outcome,
+            extra={"reason": letter.reason, "job_failed": letter.failed},
+        )

@@ -22,6 +22,14 @@ from orchestrator_worker.execution import Outcome
 
 
 @dataclass(frozen=True)
+class Entered:
+    """The state a recorded job entered, and for a retry the seconds until it runs again."""
+
+    state: State
+    delay_seconds: int | None = None
+
+
+@dataclass(frozen=True)
 class Bounds:
     """What an outcome may hold: results up to ``max_result_bytes`` of JSON, tracebacks up to
     ``traceback_max_chars`` (the settings of the same names)."""
@@ -97,8 +105,8 @@ async def record(
     now: datetime,
     filters: Filters,
     bounds: Bounds | None = None,
-) -> tuple[dict[object, State], list[Pending]]:
-    """Commit every outcome whose claim still holds; returns the state each recorded job
+) -> tuple[dict[object, Entered], list[Pending]]:
+    """Commit every outcome whose claim still holds; returns what each recorded job
     entered and the outbox entries to publish after commit (retry messages through the delay
     levels, continuations and batch completions their ending released).
 
@@ -110,7 +118,7 @@ async def record(
         election = propose(outcome, now, bounds)
         filters.elect(election)
         elections.append(election)
-    recorded: dict[object, State] = {}
+    recorded: dict[object, Entered] = {}
     pending: list[Pending] = []
     for target in dict.fromkeys(e.state for e in elections):
         chosen = [e for e in elections if e.state is target]
@@ -133,9 +141,11 @@ async def record(
             filters=filters,
             elect=False,
         )
-        recorded.update(dict.fromkeys(moved, target))
+        ids = set(moved)
+        entered = [e for e in chosen if e.job.job_id in ids]
+        recorded.update({e.job.job_id: Entered(target, e.delay_seconds) for e in entered})
         pending.extend(moved.pending)
-        delayed = [e for e in chosen if e.delay_seconds is not None and e.job.job_id in moved]
+        delayed = [e for e in entered if e.delay_seconds is not None]
         pending.extend(await outbox.add(conn, [_delayed(e) for e in delayed], now))
     return recorded, pending
 
@@ -167,7 +177,7 @@ async def write_round(
     batch: ClaimResult,
     setup: Round,
     now: datetime,
-) -> tuple[dict[object, State], list[Pending]]:
+) -> tuple[dict[object, Entered], list[Pending]]:
     """Record ``outcomes`` and claim ``batch``'s jobs in the caller's transaction; returns what
     :func:`record` does, with the claims' outbox entries added.
 

@@ -29,7 +29,7 @@ from orchestrator.jobs import JobContext
 from orchestrator.settings import Settings
 from orchestrator.states import State
 from orchestrator.topology import Topology
-from orchestrator_worker import cancellation, isolation
+from orchestrator_worker import cancellation, console, isolation
 from orchestrator_worker.claims import (
     ClaimedJob,
     ClaimResult,
@@ -42,7 +42,7 @@ from orchestrator_worker.intake import Delivery, Intake, settle
 from orchestrator_worker.overruns import flag_overrunning
 from orchestrator_worker.ownership import hand_back, renew_leases
 from orchestrator_worker.progress import Progress
-from orchestrator_worker.recorder import Bounds, Round, write_round
+from orchestrator_worker.recorder import Bounds, Entered, Round, write_round
 from orchestrator_worker.retrying import RetryFilter
 
 log = logging.getLogger(__name__)
@@ -416,11 +416,13 @@ class Worker:
             running.task.cancel()
         log.info("job %s was deleted or taken over; stopping it", job_id)
 
-    def _recorded(self, outcomes: list[Outcome], recorded: Mapping[object, State]) -> None:
+    def _recorded(self, outcomes: list[Outcome], recorded: Mapping[object, Entered]) -> None:
         for outcome in outcomes:
             job = outcome.job
-            state = recorded.get(job.job_id)
-            if state is not None:
+            entered = recorded.get(job.job_id)
+            if entered is not None:
+                state = entered.state
+                console.report(outcome, state, entered.delay_seconds)
                 # By the state entered: a result the store cannot hold made the job fail.
                 succeeded = state is State.SUCCEEDED
                 counter = metrics.JOBS_SUCCEEDED if succeeded else metrics.JOBS_FAILED
