@@ -88,6 +88,8 @@ class Incarnation:
     exited: float | None = None
     #: How it ended: "kill -9", "SIGTERM", "stop" (the end of the run) or "exit" (by itself).
     ended_by: str = ""
+    #: When it was sent SIGTERM (a fault or the end of the run).
+    signalled: float | None = None
 
     @property
     def pid(self) -> int:
@@ -144,6 +146,7 @@ class Fleet:
     def terminate(self, incarnation: Incarnation) -> None:
         """SIGTERM; :meth:`watch` notes when it has exited."""
         incarnation.ended_by = "SIGTERM"
+        incarnation.signalled = time.time()
         with contextlib.suppress(ProcessLookupError):
             os.kill(incarnation.pid, signal.SIGTERM)
 
@@ -161,6 +164,7 @@ class Fleet:
         live = [i for i in self.incarnations if i.alive()]
         for incarnation in live:
             incarnation.ended_by = incarnation.ended_by or "stop"
+            incarnation.signalled = incarnation.signalled or time.time()
             with contextlib.suppress(ProcessLookupError):
                 os.kill(incarnation.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout

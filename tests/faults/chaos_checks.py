@@ -299,6 +299,7 @@ def evaluate(run: Run, store: Store, deadlocks_before: int) -> Report:
         "continuation early": check_continuations(sent, attempts),
         "recurring": check_recurring(run, recurring),
         "client errors": list(run.ledger.errors),
+        "slow stops": check_stops(run),
     }
     return Report(
         seed=run.config.seed,
@@ -322,6 +323,19 @@ def evaluate(run: Run, store: Store, deadlocks_before: int) -> Report:
         },
         violations=violations,
     )
+
+
+#: A role sent SIGTERM must have exited by then (a worker's grace here is 2 s); the run's end
+#: kills what is still alive after it.
+STOP_LIMIT = 55.0
+
+
+def check_stops(run: Run) -> list[str]:
+    return [
+        f"{i.name} exited {i.exited - i.signalled:.1f} s after SIGTERM"
+        for i in run.fleet.incarnations
+        if i.signalled is not None and i.exited is not None and i.exited - i.signalled > STOP_LIMIT
+    ]
 
 
 def check_lost(sent: list[Sent], store: Store) -> list[str]:
