@@ -469,7 +469,9 @@ class Injector:
         # Only with a standby ready to take over: the fault under test is a failover.
         pid = self.leader()
         standby = [s for s in self.fleet.alive("scheduler") if s.pid != pid and self.ready(s.pid)]
-        return self.fleet.by_pid(pid) if pid is not None and standby else None
+        # The lease outlives a killed holder by up to its ttl: only a live holder is a victim.
+        leader = self.fleet.by_pid(pid) if pid is not None else None
+        return leader if leader is not None and leader.alive() and standby else None
 
 
 def _api_ready(url: str) -> bool:
