@@ -14,16 +14,18 @@ from collections import abc
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Annotated, Any, Generic, Literal, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
-import jsonschema
 import pydantic
 import typing_extensions
 from pydantic_core import to_jsonable_python
 
 from orchestrator.errors import JobValidationError
 from orchestrator.retries import Backoff, ExceptionTypes, RetryPolicy, parse_backoff
-from orchestrator.settings import QUEUE_NAME_PATTERN
+
+if TYPE_CHECKING:
+    import jsonschema
+from orchestrator.names import QUEUE_NAME_PATTERN
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -265,17 +267,25 @@ _FORMATS: dict[Any, str] = {
     timedelta: "duration",
     uuid.UUID: "uuid",
 }
-_FORMAT_CHECKER = jsonschema.Draft202012Validator.FORMAT_CHECKER
 _UNIONS = (typing.Union, types.UnionType)
 _GENERICS = (list, tuple, dict, abc.Sequence, abc.Mapping, *_UNIONS)
 _SETS = (set, frozenset, abc.Set)
+
+
+@functools.cache
+def _format_checker() -> jsonschema.FormatChecker:
+    # Imported when an argument is first checked: a process that only enqueues or defines
+    # jobs never pays for jsonschema.
+    import jsonschema
+
+    return jsonschema.Draft202012Validator.FORMAT_CHECKER
 
 
 def _format_check(kind: type, fmt: str) -> pydantic.BeforeValidator:
     def check(value: Any) -> Any:
         if isinstance(value, kind):
             return value
-        if not isinstance(value, str) or not _FORMAT_CHECKER.conforms(value, fmt):
+        if not isinstance(value, str) or not _format_checker().conforms(value, fmt):
             # Never the value itself: the message is stored as the job's error, and the
             # argument may be secret.
             raise ValueError(f"is not a valid {fmt!r} string")

@@ -11,8 +11,8 @@ from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from orchestrator.bounds import DEFAULT_ARGUMENT_BYTES, DEFAULT_ARGUMENT_DEPTH
+from orchestrator.names import QUEUE_NAME_PATTERN
 
-QUEUE_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 #: Shorter API keys are refused at start-up: a key is the only thing between a network client

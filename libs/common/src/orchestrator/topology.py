@@ -36,7 +36,8 @@ from typing import Any, Final
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
-from orchestrator.settings import QUEUE_NAME_PATTERN, Settings
+from orchestrator.names import QUEUE_NAME_PATTERN
+from orchestrator.settings import Settings
 
 #: Delay levels 0 … 17: queue ``delay.k`` holds messages for 2**k seconds.
 DELAY_LEVELS: Final = 18

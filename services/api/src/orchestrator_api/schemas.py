@@ -17,8 +17,8 @@ from orchestrator.bounds import (
     Text,
 )
 from orchestrator.catalog import Registration
+from orchestrator.names import QUEUE_NAME_PATTERN
 from orchestrator.redaction import redact_for
-from orchestrator.settings import QUEUE_NAME_PATTERN
 
 MAX_BULK = 10_000
 
