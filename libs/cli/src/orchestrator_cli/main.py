@@ -10,24 +10,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 
 from orchestrator.settings import load_settings
+from orchestrator.settings_errors import check_database, exit_on_configuration_error
+from orchestrator.settings_errors import shown_url as _shown
 from orchestrator.signals import Request, SignalCount
 
 ROLES = ("api", "worker", "scheduler", "janitor")
-
-
-def _shown(url: str) -> str:
-    """The URL with its password masked: what the command prints ends up in shared logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _set_env(**values: object) -> None:
@@ -65,8 +56,16 @@ jobs_option = click.option("--jobs", help="Comma-separated job modules (ORCHESTR
 
 
 @click.group()
-def cli() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show the traceback of a configuration error too (ORCHESTRATOR_DEBUG).",
+)
+def cli(debug: bool) -> None:
     """Orchestrator: background jobs on RabbitMQ."""
+    if debug:
+        # Through the environment: the roles `dev` starts are processes of their own.
+        os.environ["ORCHESTRATOR_DEBUG"] = "1"
 
 
 @cli.command()
@@ -116,6 +115,7 @@ def upgrade() -> None:
 
     settings = load_settings()
     shown = _shown(settings.database_url)
+    check_database(settings.database_url, unreachable_is_error=True)
     pending = pending_revisions(settings.database_url)
     if not pending:
         click.echo(f"database at {shown} is up to date; nothing to apply")
@@ -158,8 +158,13 @@ def dev(jobs: str | None) -> None:
             err=True,
         )
         raise SystemExit(1)
+    from orchestrator.catalog import Catalog
     from orchestrator.migrate import upgrade as run_upgrade
 
+    check_database(settings.database_url, unreachable_is_error=True)
+    _job_modules_importable()
+    # Here, before four roles start: a job module that does not import is one message, not four.
+    Catalog.from_modules(settings.jobs)
     run_upgrade(settings.database_url)
     click.echo(f"store: {_shown(settings.database_url)}  broker: {brokers}")
     click.echo(f"API and dashboard: http://localhost:{settings.api_port}/hangfire")
@@ -227,4 +232,4 @@ def _report_stops(children: dict[str, subprocess.Popen[bytes]], limit: float) ->
 
 
 def main() -> None:
-    cli()
+    exit_on_configuration_error(cli)

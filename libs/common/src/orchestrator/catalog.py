@@ -23,6 +23,7 @@ from orchestrator.db import insert_for
 from orchestrator.errors import JobValidationError, UnknownJobError
 from orchestrator.jobs import JobFunction
 from orchestrator.models import JobRegistration
+from orchestrator.settings_errors import JobModuleError
 
 _registrations = JobRegistration.__table__  # type: ignore[attr-defined]
 
@@ -73,7 +74,12 @@ class Catalog:
         """Import the operator's job modules (``ORCHESTRATOR_JOBS``) and collect their jobs."""
         catalog = cls()
         for module_name in module_names:
-            module = importlib.import_module(module_name)
+            try:
+                module = importlib.import_module(module_name)
+            except Exception as exc:
+                # Whatever the module raised while importing, the operator's fix is the same:
+                # the setting or the module's import path.
+                raise JobModuleError(module_name, exc) from exc
             for value in vars(module).values():
                 if isinstance(value, JobFunction):
                     catalog.add(value)

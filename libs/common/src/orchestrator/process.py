@@ -10,11 +10,12 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
-from typing import NoReturn
+from collections.abc import Callable, Coroutine
+from typing import Any, NoReturn
 
 from orchestrator import logs, tracing
-from orchestrator.settings import Settings
+from orchestrator.settings import Settings, load_settings
+from orchestrator.settings_errors import check_database, exit_on_configuration_error
 from orchestrator.signals import Request, SignalCount
 
 
@@ -39,6 +40,23 @@ def prepare_service(role: str, settings: Settings) -> None:
     tracing.configure(role)
     tune_garbage_collector()
     atexit.register(_collect_while_logging_works)
+
+
+def start_role(role: str, run: Callable[[Settings], Coroutine[Any, Any, None]]) -> None:
+    """A role's entry point: settings, a first look at the store, then ``run`` until stopped.
+
+    A configuration error (an invalid setting, a database URL that cannot work, a job module
+    that does not import) ends the process with one message naming the setting and exit code 2;
+    a store that is only down is left to the role's own retries.
+    """
+
+    def main() -> None:
+        settings = load_settings()
+        check_database(settings.database_url, unreachable_is_error=False)
+        prepare_service(role, settings)
+        asyncio.run(run(settings))
+
+    exit_on_configuration_error(main)
 
 
 def _collect_while_logging_works() -> None:

@@ -6,6 +6,7 @@ import ipaddress
 import re
 from datetime import timedelta
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -18,6 +19,7 @@ _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 #: Shorter API keys are refused at start-up: a key is the only thing between a network client
 #: and the API, and failed guesses are only throttled, not stopped.
 MIN_API_KEY_LENGTH = 16
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def parse_duration(value: object) -> object:
@@ -170,6 +172,9 @@ class Settings(BaseSettings):
     scheduler_ops_port: int = 9102
     janitor_ops_port: int = 9103
     log_level: str = "INFO"
+    #: Configuration errors (a bad setting, a database URL that cannot work, a job module that
+    #: does not import) print one message and exit 2; with this (``--debug``) also the traceback.
+    debug: bool = False
     #: ``console``: readable lines; ``json``: one JSON object a line, for log collectors. Both
     #: carry the job id, job name and trace id on every line a job produces.
     log_format: Literal["console", "json"] = "console"
@@ -243,6 +248,26 @@ class Settings(BaseSettings):
             if not url.startswith(("amqp://", "amqps://")):
                 raise ValueError("ORCHESTRATOR_AMQP_URLS holds amqp:// or amqps:// URLs only")
         return value
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_url(cls, value: str) -> str:
+        if not value.startswith(("amqp://", "amqps://")):
+            raise ValueError(
+                "not a broker URL: use amqp://user:password@host:5672/vhost (or amqps://)"
+            )
+        try:
+            urlsplit(value).port  # noqa: B018 - parsing it is the check
+        except ValueError:
+            raise ValueError("the port is not a number (amqp://user:password@host:5672/)") from None
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() not in _LOG_LEVELS:
+            raise ValueError(f"unknown log level; use one of {', '.join(_LOG_LEVELS)}")
+        return value.upper()
 
     @property
     def broker_urls(self) -> list[str]:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from collections.abc import Iterator
 
 import uvicorn
-from pydantic import ValidationError
 
-from orchestrator.process import Signals, exit_now, prepare_service
-from orchestrator.settings import Settings, load_settings
+from orchestrator.process import Signals, exit_now, start_role
+from orchestrator.settings import Settings
 from orchestrator_api.app import create_app
 from orchestrator_api.http_protocol import protocol_class
 
@@ -65,13 +63,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    try:
-        settings = load_settings()
-    except ValidationError as error:
-        # A refusal, not a crash: say which setting and why (values are never quoted).
-        sys.exit(f"orchestrator-api: refusing to start, invalid settings:\n{error}")
-    prepare_service("api", settings)
-    asyncio.run(serve(settings))
+    start_role("api", serve)
 
 
 if __name__ == "__main__":

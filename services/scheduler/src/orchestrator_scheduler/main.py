@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from orchestrator.process import prepare_service, settle, stop_on_signals
-from orchestrator.settings import Settings, load_settings
+from orchestrator.process import settle, start_role, stop_on_signals
+from orchestrator.settings import Settings
 from orchestrator_scheduler.scheduler import Scheduler
 
 
@@ -16,6 +14,4 @@ async def run(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = load_settings()
-    prepare_service("scheduler", settings)
-    asyncio.run(run(settings))
+    start_role("scheduler", run)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 
 from orchestrator.catalog import Catalog
-from orchestrator.process import Signals, exit_now, prepare_service, settle
-from orchestrator.settings import Settings, load_settings
+from orchestrator.process import Signals, exit_now, settle, start_role
+from orchestrator.settings import Settings
 from orchestrator_worker.worker import Worker
 
 
@@ -40,6 +39,4 @@ def no_jobs_message(modules: Sequence[str]) -> str:
 
 
 def main() -> None:
-    settings = load_settings()
-    prepare_service("worker", settings)
-    asyncio.run(run(settings))
+    start_role("worker", run)
