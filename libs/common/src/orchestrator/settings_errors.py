@@ -169,10 +169,12 @@ def check_database(url: str, *, unreachable_is_error: bool) -> None:
         asyncio.run(_select_one(url))
     except Exception as exc:
         problem = database_problem(exc, url)
+        transient = problem is None or isinstance(problem, StoreUnreachableError)
+        if transient and not unreachable_is_error:
+            # Down, starting up, out of connections: the role's own retries wait it out.
+            return
         if problem is None:
             raise
-        if isinstance(problem, StoreUnreachableError) and not unreachable_is_error:
-            return
         raise problem from exc
 
 
@@ -196,10 +198,9 @@ def database_problem(exc: BaseException, url: str) -> ConfigurationError | None:
     for cause in _chain(exc):
         name = type(cause).__name__
         if name == "InvalidCatalogNameError":
-            database = urlsplit(url).path.lstrip("/") or "?"
             return ConfigurationError(
                 f"{DATABASE_SETTING}={shown!r}: {_one_line(cause)}; create it "
-                f"(createdb {database}) or point {DATABASE_SETTING} at an existing database"
+                f"({_createdb(url)}) or point {DATABASE_SETTING} at an existing database"
             )
         if name in ("InvalidPasswordError", "InvalidAuthorizationSpecificationError"):
             return ConfigurationError(
@@ -217,6 +218,14 @@ def database_problem(exc: BaseException, url: str) -> ConfigurationError | None:
                 f"({_one_line(cause)}); start it, or fix the host and port in {DATABASE_SETTING}"
             )
     return None
+
+
+def _createdb(url: str) -> str:
+    parts = urlsplit(url)
+    options = [f"-h {parts.hostname}"] if parts.hostname else []
+    options += [f"-p {parts.port}"] if parts.port else []
+    options += [f"-U {parts.username}"] if parts.username else []
+    return " ".join(["createdb", *options, parts.path.lstrip("/") or "NAME"])
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
