@@ -8,8 +8,12 @@ context fields and the rest as fields of its own.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from orchestrator import logs
+from opentelemetry import context
+
+from orchestrator import logs, tracing
 from orchestrator.errors import JobTimeoutError
 from orchestrator.states import State
 from orchestrator_worker.claims import ClaimedJob
@@ -36,7 +40,7 @@ def report(outcome: Outcome, state: State, delay_seconds: int | None) -> None:
         "retry_in_seconds": delay_seconds,
     }
     plural = "" if attempt == 1 else "s"
-    with logs.job_context(job.job_id, job.name):
+    with _job_and_trace(job):
         if state is State.SCHEDULED:
             what = _timeout(job) if timeout else "failed"
             error = "" if timeout else f": {_error(outcome)}"
@@ -55,6 +59,17 @@ def report(outcome: Outcome, state: State, delay_seconds: int | None) -> None:
                 "job %s %s failed for good after %d attempt%s: %s",
                 job.job_id, job.name, attempt, plural, _error(outcome), extra=fields,
             )  # fmt: skip
+
+
+@contextmanager
+def _job_and_trace(job: ClaimedJob) -> Iterator[None]:
+    """Name the job and its trace (the one its run's span belongs to), as its own lines do."""
+    token = context.attach(tracing.context_from(job.message_trace or job.trace_context))
+    try:
+        with logs.job_context(job.job_id, job.name):
+            yield
+    finally:
+        context.detach(token)
 
 
 def _timeout(job: ClaimedJob) -> str:
