@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.exc
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
@@ -99,8 +100,27 @@ async def fetch_autocommit(engine: AsyncEngine, statement: str, *args: Any) -> l
     one round trip, and asyncpg prepares the statement once per connection and reuses it."""
     async with engine.connect() as conn:
         raw = await conn.get_raw_connection()
-        # SQLAlchemy began no transaction on this connection, so it has none to end either.
-        return list(await raw.driver_connection.fetch(statement, *args))  # type: ignore[union-attr]
+        driver = raw.driver_connection
+        try:
+            # SQLAlchemy began no transaction on this connection, so it has none to end either.
+            return list(await driver.fetch(statement, *args))  # type: ignore[union-attr]
+        except Exception as exc:
+            if not _connection_lost(exc, driver):
+                raise
+            # Off SQLAlchemy's path nothing tells the pool the connection is dead, and callers
+            # (the API's 503, the workers' retries) know a lost store by SQLAlchemy's error.
+            await conn.invalidate(exc)
+            raise sa.exc.OperationalError(statement, None, exc) from exc
+
+
+def _connection_lost(exc: Exception, driver: Any) -> bool:
+    """Whether asyncpg's ``exc`` means the server or the connection is gone (not a bad query)."""
+    import asyncpg
+
+    gone = (OSError, asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError)
+    if isinstance(exc, gone):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and bool(driver.is_closed())
 
 
 def one_of(
