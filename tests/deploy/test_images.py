@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -267,13 +268,18 @@ def _installed(venv: Path) -> set[str]:
             str(venv / "bin/python"),
             "-c",
             "import importlib.metadata as m, json; "
-            "print(json.dumps(sorted({d.metadata['Name'].lower() for d in m.distributions()})))",
+            "print(json.dumps(sorted({d.metadata['Name'] for d in m.distributions()})))",
         ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    return set(json.loads(out))
+    return {_canonical(name) for name in json.loads(out)}
+
+
+def _canonical(name: str) -> str:
+    """A distribution's name as PEP 503 compares them (fastapi_offline is fastapi-offline)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +308,7 @@ def test_each_environment_holds_its_role_and_nothing_else(environments: dict[str
         assert {package, "orchestrator-common"} <= installed
         assert not installed & dev_only, target
         for dependency in package_dependencies(package):
-            assert dependency.lower() in installed, f"{target}: {dependency} missing"
+            assert _canonical(dependency) in installed, f"{target}: {dependency} missing"
         if target != "cli":
             assert installed & services == {package}, f"{target} holds another role"
             assert "orchestrator-cli" not in installed
