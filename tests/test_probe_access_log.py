@@ -11,13 +11,24 @@ from orchestrator import logs
 
 
 def _access_lines(log_probes: bool) -> str:
+    """Access lines that pass the filter ``configure`` installs on uvicorn's access logger,
+    caught by a handler of the test's own on that logger (an in-process uvicorn run by an
+    earlier test may have changed its level, handlers or propagation)."""
     stream = io.StringIO()
     logs.configure("INFO", "console", log_probes=log_probes)
-    root = logging.getLogger()
-    root.handlers[0].setStream(stream)  # type: ignore[attr-defined]
     access = logging.getLogger("uvicorn.access")
-    for path in ("/healthz", "/readyz?verbose=1", "/metrics", "/api/v1/jobs"):
-        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", path, "1.1", 200)
+    caught = logging.StreamHandler(stream)
+    saved = (access.level, access.disabled)
+    access.setLevel(logging.INFO)
+    access.disabled = False
+    access.addHandler(caught)
+    try:
+        for path in ("/healthz", "/readyz?verbose=1", "/metrics", "/api/v1/jobs"):
+            access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", path, "1.1", 200)
+    finally:
+        access.removeHandler(caught)
+        access.setLevel(saved[0])
+        access.disabled = saved[1]
     return stream.getvalue()
 
 
