@@ -7,9 +7,11 @@ the client raises, not about the API's answers (the e2e tests drive the real API
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ import pytest
 
 from orchestrator import Client, JobCall
 from orchestrator.errors import ApiError
+from orchestrator.lean_http import LeanHTTP
 
 
 @dataclass
@@ -27,6 +30,9 @@ class Seen:
     connections: int = 0
     requests: list[dict[str, object]] = field(default_factory=list)
     close_after_answer: bool = False
+    #: Close a kept-alive connection on its next request without answering: what a server's
+    #: keep-alive timeout does when it fires just as the request arrives.
+    drop_reused: bool = False
     closed: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
 
 
@@ -37,9 +43,22 @@ def _handler(seen: Seen) -> type[BaseHTTPRequestHandler]:
         def setup(self) -> None:
             super().setup()
             seen.connections += 1
+            self.answered = 0
+
+        def handle_one_request(self) -> None:
+            if seen.drop_reused and self.answered:
+                self.rfile.readline()  # the request has arrived; close without an answer
+                self.close_connection = True
+                return
+            super().handle_one_request()
+            self.answered += 1
 
         def finish(self) -> None:
             super().finish()
+            # The socket server closes the socket after this returns; end it here so a test
+            # woken by ``closed`` finds it closed.
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
             seen.closed.release()
 
         def log_message(self, *args: object) -> None:
@@ -109,6 +128,35 @@ def test_a_connection_the_server_closed_is_replaced(server: tuple[str, Seen]) ->
             assert seen.closed.acquire(timeout=30)  # the server has closed it
     assert ids == [f"id-{i}" for i in range(5)]
     assert seen.connections == 5
+
+
+def test_a_connection_idle_too_long_is_not_reused(server: tuple[str, Seen]) -> None:
+    url, seen = server
+    seen.drop_reused = True
+    lean = LeanHTTP(url, {}, timeout=10, max_idle=0.2)
+    try:
+        assert lean.request("POST", "/api/v1/jobs", json_body={"args": [1]})[0] == 201
+        time.sleep(0.3)  # longer than max_idle: the client must not write to it again
+        assert lean.request("POST", "/api/v1/jobs", json_body={"args": [2]})[0] == 201
+    finally:
+        lean.close()
+    assert seen.connections == 2
+
+
+def test_an_idempotent_request_closed_unanswered_is_sent_again(server: tuple[str, Seen]) -> None:
+    url, seen = server
+    seen.drop_reused = True
+    lean = LeanHTTP(url, {}, timeout=10)
+    try:
+        assert lean.request("GET", "/api/v1/jobs")[0] == 200
+        assert lean.request("GET", "/api/v1/jobs")[0] == 200  # reused, dropped, sent again
+        # A POST is never sent twice: the caller learns that the connection closed.
+        with pytest.raises(httpx.RemoteProtocolError):
+            lean.request("POST", "/api/v1/jobs", json_body={"args": [1]})
+    finally:
+        lean.close()
+    assert [r["body"] for r in seen.requests] == [None, None]  # the two GETs, no POST
+    assert seen.connections == 2
 
 
 def test_threads_share_a_client(server: tuple[str, Seen]) -> None:

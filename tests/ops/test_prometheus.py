@@ -87,7 +87,10 @@ def test_prometheus_scrapes_every_role_and_counts_the_jobs_run(
     )
     depth = prometheus.vector('orchestrator_queue_depth{queue="default"}')
     assert [series["metric"]["job"] for series in depth] == ["scheduler"]
-    assert prometheus.value('orchestrator_queue_consumers{queue="default"}') == 1
+    # The worker consumes while it has free slots and pulls (no consumer) while they are short,
+    # so a sample taken during the burst may count none; once idle it consumes again.
+    consumers = 'orchestrator_queue_consumers{queue="default"}'
+    prometheus.wait_for(f"{consumers} == 1", lambda: prometheus.value(consumers) == 1)
     roles = {
         series["metric"]["role"]
         for series in prometheus.vector("orchestrator_server_heartbeat_age_seconds")

@@ -34,7 +34,7 @@ from orchestrator import bounds
 from orchestrator.client_recurring import AsyncRecurringMethods, RecurringMethods
 from orchestrator.errors import ApiError, JobFailedError
 from orchestrator.jobs import JobCall, JobFunction
-from orchestrator.lean_http import LeanHTTP
+from orchestrator.lean_http import MAX_IDLE_SECONDS, LeanHTTP
 from orchestrator.tracing import current_headers
 
 JobId = str | uuid.UUID
@@ -222,6 +222,10 @@ def outcome(job: JobDict) -> tuple[bool, Any]:
     return False, None
 
 
+#: httpx's pools give up idle connections before the API's keep-alive ends them (see lean_http).
+_LIMITS = httpx.Limits(keepalive_expiry=MAX_IDLE_SECONDS)
+
+
 def _headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
@@ -245,7 +249,8 @@ class Client(RecurringMethods):
             self._lean = LeanHTTP(base_url, _headers(api_key), timeout)
         else:
             self._http = httpx.Client(
-                base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
+                base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport,
+                limits=_LIMITS,
             )
 
     def __enter__(self) -> Client:
@@ -372,7 +377,8 @@ class AsyncClient(AsyncRecurringMethods):
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._http = httpx.AsyncClient(
-            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport
+            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport,
+            limits=_LIMITS,
         )
 
     async def __aenter__(self) -> AsyncClient:
