@@ -35,7 +35,7 @@ from orchestrator.client_recurring import AsyncRecurringMethods, RecurringMethod
 from orchestrator.errors import ApiError, JobFailedError
 from orchestrator.jobs import JobCall, JobFunction
 from orchestrator.lean_http import MAX_IDLE_SECONDS, LeanHTTP
-from orchestrator.tracing import current_headers
+from orchestrator.propagation import current_headers
 
 JobId = str | uuid.UUID
 Seconds = timedelta | float

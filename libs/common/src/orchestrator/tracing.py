@@ -27,6 +27,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
+# Re-exported: the roles take it from here with the rest of tracing.
+from orchestrator.propagation import current_headers as current_headers
+
 tracer = trace.get_tracer("orchestrator")
 log = logging.getLogger(__name__)
 
@@ -148,13 +151,6 @@ def promotion_headers(
         return headers_of(span) or dict(stored or {})
     finally:
         span.end()
-
-
-def current_headers() -> dict[str, str]:
-    """``traceparent``/``tracestate`` of the active span, stored with a job and its messages."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return carrier
 
 
 def context_from(headers: Mapping[str, Any] | None) -> context.Context:
