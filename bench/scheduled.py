@@ -18,6 +18,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from bench.system import drop_postgres_database, new_postgres_database
+from orchestrator import composition
 from orchestrator.db import create_engine
 from orchestrator.outbox import OutboxSender
 from orchestrator_scheduler.promotion import Promoter
@@ -44,7 +45,8 @@ async def run(url: str, total: int, due: int) -> None:
             await conn.execute(sa.text("VACUUM ANALYZE jobs"))
         print(f"inserted {total} scheduled jobs in {time.perf_counter() - started:.1f} s")
         sender = OutboxSender(engine, None)
-        promoter = Promoter(engine, sender, retention=timedelta(days=1), batch=1000)
+        transitions = composition.transitions(timedelta(days=1))
+        promoter = Promoter(engine, sender, transitions, batch=1000)
         started = time.perf_counter()
         while await promoter.step() == 0.0:
             pass

@@ -12,9 +12,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from orchestrator import AsyncClient, JobCall, states, store
+from orchestrator import AsyncClient, JobCall, composition, store
 from orchestrator.db import db_now
 from orchestrator.errors import ApiError, JobFailedError, JobValidationError
+from orchestrator.lifecycle import Change, State
 from orchestrator.settings import Settings
 from orchestrator.testing import InlineClient
 from orchestrator_api.app import create_app
@@ -29,16 +30,16 @@ class Running:
     app: FastAPI
     client: AsyncClient
 
-    async def move(self, job_id: str, *path: states.State, **values: Any) -> None:
+    async def move(self, job_id: str, *path: State, **values: Any) -> None:
         """Walk a job through states with the state machine, as a worker would."""
         engine = self.app.state.runtime.engine
         async with engine.begin() as conn:
-            current = states.State((await store.get_job(conn, uuid.UUID(job_id))).state)
+            current = State((await store.get_job(conn, uuid.UUID(job_id))).state)
             for target in path:
-                change = states.Change("test", values=values if target is path[-1] else {})
-                moved = await states.move(
+                change = Change("test", values=values if target is path[-1] else {})
+                moved = await composition.transitions(timedelta(hours=1)).move(
                     conn, [uuid.UUID(job_id)], expected=[current], target=target, change=change,
-                    now=await db_now(conn), retention=timedelta(hours=1),
+                    now=await db_now(conn),
                 )
                 assert moved, f"could not move {current} -> {target}"
                 current = target
@@ -93,7 +94,7 @@ async def test_list_pages_and_iterate(api: Running) -> None:
     assert page["next_cursor"] is not None
     assert [j["id"] async for j in api.client.iter_jobs(page_size=2)] == ids[::-1]
     failed = await api.client.enqueue(jobs.fail.call())
-    await api.move(failed, states.State.PROCESSING, states.State.FAILED)
+    await api.move(failed, State.PROCESSING, State.FAILED)
     assert [j["id"] async for j in api.client.iter_jobs(state="Failed")] == [failed]
 
 
@@ -137,11 +138,11 @@ async def test_schedule_continue_and_bulk(api: Running) -> None:
 
 async def test_wait(api: Running) -> None:
     done = await api.client.enqueue(jobs.add.call(2, 2))
-    await api.move(done, states.State.PROCESSING, states.State.SUCCEEDED, result=4)
+    await api.move(done, State.PROCESSING, State.SUCCEEDED, result=4)
     assert await api.client.wait(done, timeout=5, poll_interval=0.01) == 4
     failed = await api.client.enqueue(jobs.fail.call())
     await api.move(
-        failed, states.State.PROCESSING, states.State.FAILED,
+        failed, State.PROCESSING, State.FAILED,
         error_type="builtins.RuntimeError", error_message="this job always fails",
     )
     with pytest.raises(JobFailedError, match="this job always fails"):

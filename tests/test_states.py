@@ -9,10 +9,11 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from orchestrator import states, store
+from orchestrator import composition, lifecycle, store
 from orchestrator.db import db_now
 from orchestrator.errors import IllegalTransitionError
-from orchestrator.states import State
+from orchestrator.lifecycle import Change, RowChange, State
+from orchestrator.store import counters, tables
 
 S = State
 EXPECTED_ALLOWED = {
@@ -48,21 +49,21 @@ def test_state_names_are_hangfires() -> None:
         "Failed",
         "Deleted",
     ]
-    assert {S.SUCCEEDED, S.DELETED} == states.FINAL
+    assert {S.SUCCEEDED, S.DELETED} == lifecycle.FINAL
 
 
 @pytest.mark.parametrize(("source", "target"), list(itertools.product(State, State)))
 def test_transition_table(source: State, target: State) -> None:
     allowed = (source, target) in EXPECTED_ALLOWED
-    assert states.is_allowed(source, target) is allowed
+    assert lifecycle.is_allowed(source, target) is allowed
     if not allowed:
         with pytest.raises(IllegalTransitionError):
-            states.check_allowed([source], target)
+            lifecycle.check_allowed([source], target)
 
 
 def test_requeue_sources() -> None:
-    assert {S.FAILED, S.SUCCEEDED, S.DELETED, S.SCHEDULED, S.AWAITING} == states.REQUEUEABLE
-    assert all(states.is_allowed(s, S.ENQUEUED) for s in states.REQUEUEABLE)
+    assert {S.FAILED, S.SUCCEEDED, S.DELETED, S.SCHEDULED, S.AWAITING} == lifecycle.REQUEUEABLE
+    assert all(lifecycle.is_allowed(s, S.ENQUEUED) for s in lifecycle.REQUEUEABLE)
 
 
 async def _jobs(engine, n: int) -> list[uuid.UUID]:  # type: ignore[no-untyped-def]
@@ -76,25 +77,23 @@ async def test_move_is_a_compare_and_set_with_history(engine) -> None:  # type: 
     ids = await _jobs(engine, 3)
     async with engine.begin() as conn:
         now = await db_now(conn)
-        moved = await states.move(
+        moved = await composition.transitions(HOUR).move(
             conn,
             ids[:2],
             expected={S.ENQUEUED},
             target=S.PROCESSING,
-            change=states.Change("claimed", values={"attempt": 1}),
+            change=Change("claimed", values={"attempt": 1}),
             now=now,
-            retention=HOUR,
         )
         assert {r.id for r in moved} == set(ids[:2])
         # The same move again finds nothing in the expected state: nothing changes.
-        again = await states.move(
+        again = await composition.transitions(HOUR).move(
             conn,
             ids[:2],
             expected={S.ENQUEUED},
             target=S.PROCESSING,
-            change=states.Change("claimed twice"),
+            change=Change("claimed twice"),
             now=now,
-            retention=HOUR,
         )
         assert again == []
         history = await store.get_history(conn, ids[0])
@@ -110,14 +109,13 @@ async def test_move_each_guards_each_row_and_sets_expiry(engine) -> None:  # typ
     ids = await _jobs(engine, 4)
     async with engine.begin() as conn:
         now = await db_now(conn)
-        await states.move(
+        await composition.transitions(HOUR).move(
             conn,
             ids,
             expected={S.ENQUEUED},
             target=S.PROCESSING,
-            change=states.Change("claimed", values={"attempt": 1, "worker_id": "w1"}),
+            change=Change("claimed", values={"attempt": 1, "worker_id": "w1"}),
             now=now,
-            retention=HOUR,
         )
         await conn.execute(
             sa.update(store.jobs_table)
@@ -125,15 +123,15 @@ async def test_move_each_guards_each_row_and_sets_expiry(engine) -> None:  # typ
             .values(expire_after_seconds=60.0)
         )
         items = [
-            states.RowChange(
+            RowChange(
                 job_id,
-                states.Change("done", values={"result": {"n": i}, "finished_at": now}),
+                Change("done", values={"result": {"n": i}, "finished_at": now}),
                 guard={"attempt": 1, "worker_id": "w1" if i != 2 else "stale-worker"},
             )
             for i, job_id in enumerate(ids)
         ]
-        moved = await states.move_each(
-            conn, items, expected={S.PROCESSING}, target=S.SUCCEEDED, now=now, retention=HOUR
+        moved = await composition.transitions(HOUR).move_each(
+            conn, items, expected={S.PROCESSING}, target=S.SUCCEEDED, now=now,
         )
         assert set(moved) == {ids[0], ids[1], ids[3]}
         rows = {r.id: r for r in await conn.execute(sa.select(store.jobs_table))}
@@ -148,25 +146,25 @@ async def test_final_states_are_counted_per_hour(engine) -> None:  # type: ignor
     ids = await _jobs(engine, 3)
     async with engine.begin() as conn:
         now = await db_now(conn)
-        await states.move(
+        await composition.transitions(HOUR).move(
             conn,
             ids,
             expected={S.ENQUEUED},
             target=S.DELETED,
-            change=states.Change("bye"),
+            change=Change("bye"),
             now=now,
-            retention=HOUR,
         )
-        from orchestrator.models import StateCounter
-
-        counters = StateCounter.__table__  # type: ignore[attr-defined]
-        rows = (await conn.execute(sa.select(counters))).all()
-        await states.move(conn, ids[:1], expected={S.DELETED}, target=S.ENQUEUED,
-                          change=states.Change("again"), now=now, retention=HOUR)
-        await states.move(conn, ids[:1], expected={S.ENQUEUED}, target=S.DELETED,
-                          change=states.Change("bye again"), now=now, retention=HOUR)
+        rows = (await conn.execute(sa.select(tables.counters))).all()
+        transitions = composition.transitions(HOUR)
+        again, bye = Change("again"), Change("bye again")
+        await transitions.move(
+            conn, ids[:1], expected={S.DELETED}, target=S.ENQUEUED, change=again, now=now
+        )
+        await transitions.move(
+            conn, ids[:1], expected={S.ENQUEUED}, target=S.DELETED, change=bye, now=now
+        )
         hour = now.replace(minute=0, second=0, microsecond=0)
-        totals = await states.counted(conn, hour)
+        totals = await counters.per_hour(conn, hour)
     assert [(r.state, r.count) for r in rows] == [("Deleted", 3)]
     assert totals == {(hour, "Deleted"): 4}
 
@@ -175,12 +173,11 @@ async def test_illegal_move_raises_before_touching_the_store(engine) -> None:  #
     ids = await _jobs(engine, 1)
     async with engine.begin() as conn:
         with pytest.raises(IllegalTransitionError):
-            await states.move(
+            await composition.transitions(HOUR).move(
                 conn,
                 ids,
                 expected={S.ENQUEUED},
                 target=S.SUCCEEDED,
-                change=states.Change("skip"),
+                change=Change("skip"),
                 now=await db_now(conn),
-                retention=HOUR,
             )

@@ -14,8 +14,9 @@ import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from orchestrator import states, store
+from orchestrator import composition, store
 from orchestrator.db import db_now
+from orchestrator.lifecycle import Change, State
 from orchestrator.models import OutboxEntry
 from orchestrator.settings import Settings
 from orchestrator_api.app import create_app
@@ -67,21 +68,20 @@ class Api:
             query = sa.select(outbox).where(outbox.c.job_id == uuid.UUID(job_id))
             return list((await conn.execute(query)).all())
 
-    async def move(self, job_id: str, *path: states.State) -> None:
+    async def move(self, job_id: str, *path: State) -> None:
         """Walk a job through states with the state machine, as a worker would."""
         async with self.runtime.engine.begin() as conn:
             row = await store.get_job(conn, uuid.UUID(job_id))
-            current = states.State(row.state)
+            current = State(row.state)
             for target in path:
                 now = await db_now(conn)
-                moved = await states.move(
+                moved = await composition.transitions(timedelta(hours=1)).move(
                     conn,
                     [uuid.UUID(job_id)],
                     expected=[current],
                     target=target,
-                    change=states.Change("test"),
+                    change=Change("test"),
                     now=now,
-                    retention=timedelta(hours=1),
                 )
                 assert moved, f"could not move {current} -> {target}"
                 current = target

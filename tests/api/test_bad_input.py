@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.states import State
+from orchestrator.lifecycle import State
 from tests.api.conftest import ADD, ECHO, Api
 
 BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [

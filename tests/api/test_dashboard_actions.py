@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from orchestrator import job_search, store
 from orchestrator.db import db_now
-from orchestrator.states import State
+from orchestrator.lifecycle import State
 from orchestrator.topology import declare_control_queue
 from orchestrator_api.dashboard.overview import OutcomeRates
 from orchestrator_api.dashboard.web import count_text

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from orchestrator import store
-from orchestrator.states import State
+from orchestrator.lifecycle import State
 from tests.api.conftest import ADD, ECHO, FAIL, URGENT, Api
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import aio_pika
 
-from orchestrator.states import State
+from orchestrator.lifecycle import State
 from tests.api.conftest import ADD, URGENT, Api
 
 

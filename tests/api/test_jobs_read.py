@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from orchestrator import servers
-from orchestrator.states import State
+from orchestrator.lifecycle import State
 from tests.api.conftest import ADD, ECHO, FAIL, URGENT, Api
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from orchestrator.lifecycle import State
 from orchestrator.settings import load_settings
-from orchestrator.states import State
 from orchestrator_api.auth import SESSION_COOKIE
 from orchestrator_api.throttle import FailureThrottle
 from tests.api.conftest import DOWN_AMQP_URL, Api

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.states import State
+from orchestrator.lifecycle import State
 from tests.api.conftest import ADD, DOWN_AMQP_URL, Api
 from tests.api.dashboard_pages import add_dead_letter, job_state, read, snapshot
 

@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import states, store
+from orchestrator import composition, store
 from orchestrator.db import create_engine, db_now
 from orchestrator.filters import Filters
-from orchestrator.states import State
+from orchestrator.lifecycle import Change, State
 from orchestrator_scheduler.leases import expire_leases
 from orchestrator_scheduler.promotion import promote_due
 from orchestrator_worker.claims import ClaimedJob, ClaimResult
@@ -39,6 +39,7 @@ WORKERS = 4
 #: How long the roles run (a bound on the test, not a measurement).
 LOAD_SECONDS = float(os.environ.get("ORCHESTRATOR_LOCK_ORDER_SECONDS", "8"))
 HOUR = timedelta(hours=1)
+TRANSITIONS = composition.transitions(HOUR)
 
 
 @dataclass
@@ -81,7 +82,7 @@ class SimulatedWorker:
         self.engine = engine
         self.id = f"worker-{number}"
         self.running: dict[uuid.UUID, ClaimedJob] = {}
-        self.setup = Round(self.id, timedelta(seconds=0.3), HOUR, Filters(), Filters())
+        self.setup = Round(self.id, timedelta(seconds=0.3), TRANSITIONS, Filters())
 
     async def write(self) -> None:
         rng = self.load.rng
@@ -113,7 +114,7 @@ class SimulatedWorker:
     async def hand_back(self) -> None:
         await asyncio.sleep(self.load.rng.uniform(0, 0.05))
         back = self.load.sample(list(self.running), 6)
-        await hand_back(self.engine, self.id, back, HOUR)
+        await hand_back(self.engine, TRANSITIONS, self.id, back)
         for job_id in back:
             self.running.pop(job_id, None)
 
@@ -121,14 +122,13 @@ class SimulatedWorker:
 async def _requeue(load: Load, engine: AsyncEngine) -> None:
     """A person requeues ended jobs (the API's move), and Scheduled ones to run now."""
     async with engine.begin() as conn:
-        await states.move(
+        await TRANSITIONS.move(
             conn,
             load.sample(load.ids, 16),
             expected={State.SUCCEEDED, State.FAILED, State.SCHEDULED},
             target=State.ENQUEUED,
-            change=states.Change("Requeued"),
+            change=Change("Requeued"),
             now=await db_now(conn),
-            retention=HOUR,
         )
 
 
@@ -136,10 +136,10 @@ async def _scheduler(load: Load, engine: AsyncEngine) -> None:
     """The leading scheduler: lease expiry, then promotion of due jobs."""
     async with engine.begin() as conn:
         now = await db_now(conn)
-        await expire_leases(conn, now, lost_limit=1000, retention=HOUR, limit=50)
+        await expire_leases(conn, TRANSITIONS, now, lost_limit=1000, limit=50)
     async with engine.begin() as conn:
         now = await db_now(conn)
-        await promote_due(conn, now, limit=50, retention=HOUR, retry_grace=timedelta(0))
+        await promote_due(conn, TRANSITIONS, now, limit=50, retry_grace=timedelta(0))
 
 
 async def _create_jobs(engine: AsyncEngine, rng: random.Random) -> list[uuid.UUID]:

@@ -16,7 +16,7 @@ import pytest
 from aio_pika.abc import AbstractQueue
 from fastapi import FastAPI
 
-from orchestrator import dead_letters, store
+from orchestrator import composition, dead_letters, store
 from orchestrator.db import create_engine
 from orchestrator.settings import Settings
 from orchestrator.topology import Topology, declare_base, declare_work_queue
@@ -161,7 +161,11 @@ async def test_the_same_dead_letter_is_recorded_once(settings: Settings) -> None
             async with engine.begin() as conn:
                 assert (
                     await dead_letters.record(
-                        conn, [letter], now, body_limit=20, retention=timedelta(hours=1)
+                        conn,
+                        [letter],
+                        now,
+                        body_limit=20,
+                        transitions=composition.transitions(timedelta(hours=1)),
                     )
                     == expected
                 )

@@ -11,14 +11,15 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import dead_letters, states, store
+from orchestrator import composition, dead_letters, store
+from orchestrator.lifecycle import Change, State
 from orchestrator.models import Batch, StateCounter
 from orchestrator.settings import load_settings
-from orchestrator.states import State
 from orchestrator_janitor import pruning
 from orchestrator_janitor.expiry import expire_failed_jobs, expire_jobs
 
 DAY = timedelta(days=1)
+TRANSITIONS = composition.transitions(DAY)
 HOUR = timedelta(hours=1)
 _batches = Batch.__table__  # type: ignore[attr-defined]
 _counters = StateCounter.__table__  # type: ignore[attr-defined]
@@ -29,14 +30,13 @@ async def _jobs_in(engine: AsyncEngine, target: State, at: datetime, n: int) -> 
     async with engine.begin() as conn:
         await store.create_jobs(conn, new, at)
         for source, step in ((State.ENQUEUED, State.PROCESSING), (State.PROCESSING, target)):
-            await states.move(
+            await TRANSITIONS.move(
                 conn,
                 [j.id for j in new],
                 expected={source},
                 target=step,
-                change=states.Change("test"),
+                change=Change("test"),
                 now=at,
-                retention=DAY,
             )
     return [j.id for j in new]
 
@@ -52,17 +52,17 @@ async def test_expired_final_jobs_go_in_batches_and_failed_ones_stay(engine: Asy
     await _jobs_in(engine, State.DELETED, now - 2 * DAY, 2)
     fresh = await _jobs_in(engine, State.SUCCEEDED, now, 1)
     failed = await _jobs_in(engine, State.FAILED, now - 10 * DAY, 3)
-    assert await expire_jobs(engine, batch=4, retention=DAY) == 4
-    assert await expire_jobs(engine, batch=4, retention=DAY) == 3
-    assert await expire_jobs(engine, batch=4, retention=DAY) == 0
+    assert await expire_jobs(engine, TRANSITIONS, batch=4) == 4
+    assert await expire_jobs(engine, TRANSITIONS, batch=4) == 3
+    assert await expire_jobs(engine, TRANSITIONS, batch=4) == 0
     async with engine.connect() as conn:
         left = set((await conn.execute(sa.select(store.jobs_table.c.id))).scalars())
         history = (await conn.execute(sa.select(store.history_table.c.job_id))).scalars().all()
     assert left == {*fresh, *failed} and not set(old) & set(history)
     # Delete-on-exhaustion, when configured: Failed jobs older than the setting go too.
-    assert await expire_failed_jobs(engine, batch=10, failed_for=30 * DAY, retention=DAY) == 0
-    assert await expire_failed_jobs(engine, batch=2, failed_for=7 * DAY, retention=DAY) == 2
-    assert await expire_failed_jobs(engine, batch=2, failed_for=7 * DAY, retention=DAY) == 1
+    assert await expire_failed_jobs(engine, TRANSITIONS, batch=10, failed_for=30 * DAY) == 0
+    assert await expire_failed_jobs(engine, TRANSITIONS, batch=2, failed_for=7 * DAY) == 2
+    assert await expire_failed_jobs(engine, TRANSITIONS, batch=2, failed_for=7 * DAY) == 1
 
 
 async def test_dead_letters_batches_and_counters_are_pruned_by_age(engine: AsyncEngine) -> None:
@@ -71,8 +71,9 @@ async def test_dead_letters_batches_and_counters_are_pruned_by_age(engine: Async
         dead_letters.Letter(f"garbage {i}".encode(), {}, f"m{i}", "default") for i in range(3)
     ]
     async with engine.begin() as conn:
-        await dead_letters.record(conn, letters[:2], now - 8 * DAY, body_limit=100, retention=DAY)
-        await dead_letters.record(conn, letters[2:], now, body_limit=100, retention=DAY)
+        old = now - 8 * DAY
+        await dead_letters.record(conn, letters[:2], old, body_limit=100, transitions=TRANSITIONS)
+        await dead_letters.record(conn, letters[2:], now, body_limit=100, transitions=TRANSITIONS)
         await conn.execute(
             sa.insert(_batches),
             [
@@ -116,10 +117,10 @@ async def test_dead_letters_batches_and_counters_are_pruned_by_age(engine: Async
 async def test_several_janitors_at_once_remove_each_job_once(engine: AsyncEngine) -> None:
     await _jobs_in(engine, State.SUCCEEDED, datetime.now(UTC) - 2 * DAY, 300)
     removed = await asyncio.gather(
-        *(expire_jobs(engine, batch=50, retention=DAY) for _ in range(4))
+        *(expire_jobs(engine, TRANSITIONS, batch=50) for _ in range(4))
     )
     while sum(removed) < 300:
-        more = await expire_jobs(engine, batch=50, retention=DAY)
+        more = await expire_jobs(engine, TRANSITIONS, batch=50)
         assert more > 0
         removed.append(more)
     assert await _count(engine, store.jobs_table) == 0

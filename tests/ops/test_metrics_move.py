@@ -16,11 +16,11 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import recurring, servers, store
+from orchestrator import composition, recurring, servers, store
 from orchestrator.broker import connect
 from orchestrator.catalog import Catalog, register
+from orchestrator.lifecycle import State
 from orchestrator.outbox import OutboxSender
-from orchestrator.states import State
 from orchestrator.topology import Topology, declare_base, declare_work_queue
 from orchestrator_scheduler.gauges import SystemGauges
 from orchestrator_scheduler.promotion import Promoter
@@ -118,7 +118,8 @@ async def test_promotion_observes_how_late_each_job_was(
         await store.create_jobs(conn, scheduled, T0 - timedelta(hours=1))
     delayed, retry = lateness("delayed"), lateness("retry")
     clock = Clock(T0 + timedelta(seconds=2.5))
-    promoter = Promoter(engine, sender, retention=timedelta(hours=1), clock=clock, retry_grace=2)
+    transitions = composition.transitions(timedelta(hours=1))
+    promoter = Promoter(engine, sender, transitions, clock=clock, retry_grace=2)
     await promoter.step()
     assert promoter.promoted == 3
     assert lateness("delayed") == pytest.approx((delayed[0] + 2, delayed[1] + 5.0))

@@ -11,7 +11,7 @@ from datetime import timedelta
 import aio_pika
 import sqlalchemy as sa
 
-from orchestrator import metrics
+from orchestrator import composition, metrics
 from orchestrator.db import create_engine, db_now
 from orchestrator.settings import Settings
 from orchestrator.topology import Topology
@@ -113,7 +113,8 @@ async def test_an_outcome_refused_even_as_a_failure_is_quarantined(start_worker,
     try:
         async with engine.begin() as conn:
             later = await db_now(conn) + timedelta(seconds=settings.lease_seconds + 1)
-            done = await expire_leases(conn, later, lost_limit=1, retention=settings.job_retention)
+            transitions = composition.transitions(settings.job_retention)
+            done = await expire_leases(conn, transitions, later, lost_limit=1)
     finally:
         await engine.dispose()
     assert done.failed == 1

@@ -10,16 +10,17 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import states, store
+from orchestrator import composition, interventions, store
+from orchestrator.lifecycle import Change, State
 from orchestrator.models import OutboxEntry
 from orchestrator.outbox import OutboxSender
-from orchestrator.states import State
 from orchestrator.store import jobs_table
 from orchestrator_scheduler.leases import LeaseExpiry, OutageGuard, expire_leases
 
 T0 = datetime(2030, 1, 1, 12, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
 HOUR = timedelta(hours=1)
+TRANSITIONS = composition.transitions(HOUR)
 _outbox = OutboxEntry.__table__  # type: ignore[attr-defined]
 
 
@@ -35,12 +36,12 @@ async def _running(engine: AsyncEngine, worker: str, at: datetime = T0) -> uuid.
 async def _claim(
     conn: sa.ext.asyncio.AsyncConnection, job_id: uuid.UUID, worker: str, at: datetime
 ) -> None:
-    await states.move(
+    await TRANSITIONS.move(
         conn,
         [job_id],
         expected={State.ENQUEUED},
         target=State.PROCESSING,
-        change=states.Change(
+        change=Change(
             f"Started by {worker}",
             values={
                 "attempt": jobs_table.c.attempt + 1,
@@ -49,13 +50,12 @@ async def _claim(
             },
         ),
         now=at,
-        retention=HOUR,
     )
 
 
 async def _expire(engine: AsyncEngine, now: datetime, limit: int = 3) -> tuple[int, int, int]:
     async with engine.begin() as conn:
-        done = await expire_leases(conn, now, lost_limit=limit, retention=HOUR)
+        done = await expire_leases(conn, TRANSITIONS, now, lost_limit=limit)
     return done.requeued, done.failed, len(done.pending)
 
 
@@ -115,7 +115,7 @@ async def test_the_third_lost_worker_fails_the_job(engine: AsyncEngine) -> None:
     assert history[-1].reason.startswith("Worker lost")
     # A person's requeue gives the job a fresh budget of losses too.
     async with engine.begin() as conn:
-        await store.requeue_job(conn, job_id, now, HOUR, "Requeued")
+        await interventions.requeue_job(conn, TRANSITIONS, job_id, now, "Requeued")
     assert (await _job(engine, job_id)).lost_count == 0
 
 
@@ -180,7 +180,7 @@ async def test_the_loop_expires_nothing_while_held_back(
     guard = OutageGuard(30.0, silence=5.0, clock=clock)
     clock.now += 60.0
     guard.contact(True)  # the store just came back
-    expiry = LeaseExpiry(engine, sender, guard, lost_limit=3, retention=HOUR, interval=1.0)
+    expiry = LeaseExpiry(engine, sender, guard, TRANSITIONS, lost_limit=3, interval=1.0)
     assert await expiry.tick() is False
     assert (await _job(engine, job_id)).state == "Processing"
     clock.now += 31.0

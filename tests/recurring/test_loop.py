@@ -10,8 +10,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import recurring, states, store
+from orchestrator import composition, recurring, store
 from orchestrator.catalog import Catalog, register
+from orchestrator.lifecycle import Change, State
 from orchestrator.models import JobRegistration
 from orchestrator_scheduler.recurring import GRACE, RecurringLoop, choose_runs, fire_due
 
@@ -142,12 +143,12 @@ async def test_overlap_skip_waits_for_the_previous_run_to_end(db: AsyncEngine) -
     await define(db, overlap="skip")
     assert await fire(db, minute(1)) == 1
     (first,) = await runs(db)
-    for state in (states.State.PROCESSING,):
-        await move(db, first.id, states.State.ENQUEUED, state)
+    for state in (State.PROCESSING,):
+        await move(db, first.id, State.ENQUEUED, state)
     assert await fire(db, minute(2)) == 0
     view = await definition(db)
     assert "still Processing" in view["error"] and view["next_run_at"] == minute(3).isoformat()
-    await move(db, first.id, states.State.PROCESSING, states.State.SUCCEEDED)
+    await move(db, first.id, State.PROCESSING, State.SUCCEEDED)
     assert await fire(db, minute(3)) == 1
     assert (await definition(db))["error"] is None
     assert [r.scheduled_for for r in await runs(db)] == [minute(1), minute(3)]
@@ -161,14 +162,13 @@ async def test_overlap_allow_runs_alongside(db: AsyncEngine) -> None:
 
 async def move(engine: AsyncEngine, job_id: uuid.UUID, source: Any, target: Any) -> None:
     async with engine.begin() as conn:
-        moved = await states.move(
+        moved = await composition.transitions(timedelta(hours=1)).move(
             conn,
             [job_id],
             expected=[source],
             target=target,
-            change=states.Change("test"),
+            change=Change("test"),
             now=minute(1),
-            retention=timedelta(hours=1),
         )
         assert moved
 

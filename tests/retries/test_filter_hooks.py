@@ -11,10 +11,11 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import states, store
+from orchestrator import composition, store
 from orchestrator.db import db_now
 from orchestrator.filters import Filters
-from orchestrator.states import Change, State
+from orchestrator.lifecycle import Change, State
+from orchestrator.transitions import Moved
 from orchestrator_scheduler.leases import expire_leases
 from orchestrator_scheduler.promotion import promote_due
 from tests.api.conftest import DOWN_AMQP_URL, ECHO
@@ -43,17 +44,15 @@ async def test_applied_hooks_see_each_change_and_count_only_what_commits(
     async with engine.begin() as conn:
         await store.create_jobs(conn, [parent, child], await db_now(conn))
 
-    async def move(source: State, target: State, fail: bool = False) -> states.Moved[object]:
+    async def move(source: State, target: State, fail: bool = False) -> Moved[object]:
         async with engine.begin() as conn:
-            moved = await states.move(
+            moved = await composition.transitions(HOUR, filters).move(
                 conn,
                 [parent.id],
                 expected={source},
                 target=target,
                 change=Change(f"to {target}"),
                 now=await db_now(conn),
-                retention=HOUR,
-                filters=filters,
             )
             if fail:
                 raise RuntimeError("the transaction fails after the move")
@@ -156,7 +155,8 @@ async def test_promotions_are_elected(engine: AsyncEngine) -> None:
             for name in ("q", "ok")
         ]
         await store.create_jobs(conn, jobs, now - HOUR)
-        pending, _ = await promote_due(conn, now, limit=10, retention=HOUR, filters=filters)
+        transitions = composition.transitions(HOUR, filters)
+        pending, _ = await promote_due(conn, transitions, now, limit=10)
         assert [(await store.get_job(conn, j.id)).state for j in jobs] == ["Deleted", "Enqueued"]
     assert [p.message.job_id for p in pending] == [jobs[1].id]
     assert sorted(watcher.seen) == sorted((j.id, "Scheduled", "Enqueued") for j in jobs)
@@ -168,7 +168,7 @@ async def test_lease_expiry_is_elected(engine: AsyncEngine) -> None:
         now = await db_now(conn)
         await store.create_jobs(conn, jobs, now - HOUR)
         for job, lease in zip(jobs, (-5, -5, 60), strict=True):  # the last lease still holds
-            await states.move(
+            await composition.transitions(HOUR).move(
                 conn,
                 [job.id],
                 expected={State.ENQUEUED},
@@ -177,10 +177,10 @@ async def test_lease_expiry_is_elected(engine: AsyncEngine) -> None:
                     "Started", {"lease_until": now + timedelta(seconds=lease), "worker_id": "w"}
                 ),
                 now=now,
-                retention=HOUR,
             )
+        quarantine = Filters([user_filters.Quarantine("q")])
         done = await expire_leases(
-            conn, now, lost_limit=3, retention=HOUR, filters=Filters([user_filters.Quarantine("q")])
+            conn, composition.transitions(HOUR, quarantine), now, lost_limit=3
         )
         assert [(await store.get_job(conn, j.id)).state for j in jobs] == [
             "Deleted",

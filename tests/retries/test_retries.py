@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from orchestrator.broker import JobMessage
 from orchestrator.db import create_engine, db_now
-from orchestrator.states import State
+from orchestrator.lifecycle import State
 from tests.retries.conftest import enqueue, new_job, publish, read, wait_for
 
 

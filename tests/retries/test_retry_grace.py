@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import store
-from orchestrator.states import State
+from orchestrator import composition, store
+from orchestrator.lifecycle import State
 from orchestrator_scheduler.promotion import next_due, promote_due
 
 T0 = datetime(2030, 1, 1, 12, tzinfo=UTC)
@@ -27,9 +27,8 @@ async def _scheduled(engine: AsyncEngine, why: str, due: datetime) -> uuid.UUID:
 
 async def _promote(engine: AsyncEngine, now: datetime) -> set[uuid.UUID]:
     async with engine.begin() as conn:
-        pending, _ = await promote_due(
-            conn, now, limit=100, retention=timedelta(hours=1), retry_grace=GRACE
-        )
+        transitions = composition.transitions(timedelta(hours=1))
+        pending, _ = await promote_due(conn, transitions, now, limit=100, retry_grace=GRACE)
     return {p.message.job_id for p in pending}
 
 

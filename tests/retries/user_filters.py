@@ -6,8 +6,16 @@ import time
 import uuid
 from typing import Any
 
-from orchestrator.filters import CallNext, Created, Creating, Election, JobFilter, Performing
-from orchestrator.states import Applied, State
+from orchestrator.filters import (
+    Applied,
+    CallNext,
+    Created,
+    Creating,
+    Election,
+    JobFilter,
+    Performing,
+    State,
+)
 from tests.api.conftest import ECHO as ECHO_JOB
 
 #: What the hooks saw, for the tests to read.

@@ -7,7 +7,7 @@ import pytest
 
 from orchestrator import JobCall
 from orchestrator.errors import ApiError, JobValidationError
-from orchestrator.states import State
+from orchestrator.lifecycle import State
 from orchestrator.testing import InlineClient
 from tests import jobs_for_tests as jobs
 from tests.test_client_api import Running

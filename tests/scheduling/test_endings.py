@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import states, store
-from orchestrator.endings import BATCH
+from orchestrator import composition, lifecycle, store
+from orchestrator.lifecycle import BATCH, Change, State
 from orchestrator.models import Batch, OutboxEntry
-from orchestrator.states import State
+from orchestrator.transitions import Moved
 
 S = State
 HOUR = timedelta(hours=1)
@@ -40,16 +40,15 @@ def _child(parent: store.NewJob, on: str = "succeeded") -> store.NewJob:
 
 async def _end(
     engine: AsyncEngine, job_id: uuid.UUID, target: State, at: datetime = T0
-) -> states.Moved[sa.Row]:  # type: ignore[type-arg]
+) -> Moved[sa.Row]:  # type: ignore[type-arg]
     async with engine.begin() as conn:
-        return await states.move(
+        return await composition.transitions(HOUR).move(
             conn,
             [job_id],
-            expected=[s for s in State if s is not target and states.is_allowed(s, target)],
+            expected=[s for s in State if s is not target and lifecycle.is_allowed(s, target)],
             target=target,
-            change=states.Change("test"),
+            change=Change("test"),
             now=at,
-            retention=HOUR,
         )
 
 
@@ -193,14 +192,13 @@ async def test_batch_continuation_fires_once_after_mixed_outcomes(engine: AsyncE
 async def test_batch_members_ending_in_one_statement_fire_once(engine: AsyncEngine) -> None:
     _, members, continuation = await _batch(engine, 3)
     async with engine.begin() as conn:
-        moved = await states.move(
+        moved = await composition.transitions(HOUR).move(
             conn,
             members,
             expected={S.ENQUEUED},
             target=S.DELETED,
-            change=states.Change("bulk delete"),
+            change=Change("bulk delete"),
             now=T0,
-            retention=HOUR,
         )
     assert [p.message.job_id for p in moved.pending] == [continuation]
     assert await _state(engine, continuation) == "Enqueued"

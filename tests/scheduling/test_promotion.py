@@ -12,15 +12,16 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from orchestrator import store
+from orchestrator import composition, store
 from orchestrator.db import create_engine, db_now
+from orchestrator.lifecycle import State
 from orchestrator.outbox import OutboxSender
-from orchestrator.states import State
 from orchestrator_scheduler.leadership import Leadership, try_acquire
 from orchestrator_scheduler.promotion import Promoter, sleep_for
 
 T0 = datetime(2030, 1, 1, 12, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+TRANSITIONS = composition.transitions(HOUR)
 
 
 class Clock:
@@ -86,7 +87,7 @@ async def test_promotes_each_job_when_due_and_sleeps_until_the_next(
 ) -> None:
     first, second = await _schedule(engine, T0 + timedelta(seconds=1), T0 + timedelta(seconds=3))
     clock = Clock(T0)
-    promoter = Promoter(engine, sender, retention=HOUR, clock=clock, max_sleep=5.0)
+    promoter = Promoter(engine, sender, TRANSITIONS, clock=clock, max_sleep=5.0)
     assert await _sleeps(promoter, 1.0)
     assert await _states(engine, [first, second]) == ["Scheduled", "Scheduled"]
     clock.now = T0 + timedelta(seconds=1)
@@ -107,7 +108,7 @@ async def test_a_wall_clock_jumping_backwards_caps_the_sleep(
 ) -> None:
     (job,) = await _schedule(engine, T0 + timedelta(seconds=2))
     clock = Clock(T0)
-    promoter = Promoter(engine, sender, retention=HOUR, clock=clock, max_sleep=5.0)
+    promoter = Promoter(engine, sender, TRANSITIONS, clock=clock, max_sleep=5.0)
     assert await _sleeps(promoter, 2.0)
     clock.now = T0 - timedelta(days=1)  # the host clock was set back a day
     assert await _sleeps(promoter, 5.0)  # never a day, never < 0
@@ -120,10 +121,10 @@ async def test_a_wall_clock_jumping_backwards_caps_the_sleep(
 async def test_batches_and_inactive_promoter(engine: AsyncEngine, sender: OutboxSender) -> None:
     ids = await _schedule(engine, *[T0 + timedelta(milliseconds=i) for i in range(25)])
     clock = Clock(T0 + timedelta(seconds=1))
-    idle = Promoter(engine, sender, retention=HOUR, clock=clock, active=lambda: False)
+    idle = Promoter(engine, sender, TRANSITIONS, clock=clock, active=lambda: False)
     assert await idle.step() == idle.max_sleep
     assert set(await _states(engine, ids)) == {"Scheduled"}
-    promoter = Promoter(engine, sender, retention=HOUR, clock=clock, batch=10)
+    promoter = Promoter(engine, sender, TRANSITIONS, clock=clock, batch=10)
     assert [await promoter.step() for _ in range(2)] == [0.0, 0.0]
     assert await _sleeps(promoter, 5.0)
     assert set(await _states(engine, ids)) == {"Enqueued"}
@@ -137,7 +138,7 @@ async def test_several_promoters_promote_each_job_once(postgres_url: str) -> Non
         promoters = []
         for engine in engines:
             promoters.append(
-                Promoter(engine, OutboxSender(engine, None), retention=HOUR, clock=clock, batch=200)
+                Promoter(engine, OutboxSender(engine, None), TRANSITIONS, clock=clock, batch=200)
             )
 
         async def drain(promoter: Promoter) -> None:
@@ -162,7 +163,7 @@ async def test_several_promoters_promote_each_job_once(postgres_url: str) -> Non
 
 
 async def test_a_hint_cuts_the_sleep_short(engine: AsyncEngine, sender: OutboxSender) -> None:
-    promoter = Promoter(engine, sender, retention=HOUR, max_sleep=5.0)
+    promoter = Promoter(engine, sender, TRANSITIONS, max_sleep=5.0)
     stop = asyncio.Event()
     ticking = asyncio.create_task(promoter.tick(stop))
     await asyncio.sleep(0.2)  # asleep now, nothing due: up to 5 s

@@ -17,18 +17,20 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator import outbox, outcomes, states, store
+from orchestrator import interventions, outbox, outcomes, store
 from orchestrator.broker import decode_job_id
 from orchestrator.db import insert_for
 from orchestrator.errors import ConflictError, JobNotFoundError
+from orchestrator.lifecycle import Change, State
 from orchestrator.models import DeadLetter
-from orchestrator.states import State
+from orchestrator.store.tables import Row
+from orchestrator.transitions import Transitions
 
 dead_letters_table = DeadLetter.__table__  # type: ignore[attr-defined]
 PREFIX = "Dead-lettered: "
@@ -113,7 +115,7 @@ async def record(
     now: datetime,
     *,
     body_limit: int,
-    retention: timedelta,
+    transitions: Transitions,
     new: list[New] | None = None,
 ) -> tuple[int, int]:
     """Store new dead letters and fail the Enqueued jobs they name, in the caller's transaction.
@@ -123,7 +125,7 @@ async def record(
     recorded = failed = 0
     named = [decode_job_id(letter.body) for letter in letters]
     # The jobs to fail, locked in ascending id order first (one move per letter follows).
-    locked = await states.lock(conn, [i for i in named if i is not None], {State.ENQUEUED})
+    locked = await transitions.lock(conn, [i for i in named if i is not None], {State.ENQUEUED})
     for letter in letters:
         headers = plain(dict(letter.headers))
         death = last_death(headers)
@@ -160,7 +162,7 @@ async def record(
             and job == State.ENQUEUED.value
             and (locked is None or job_id in locked)
         ):
-            failing = await _fail(conn, job_id, why, now, retention)
+            failing = await _fail(conn, transitions, job_id, why, now)
         failed += failing
         if new is not None:
             new.append(New(job_id, job_name, reason, why, bool(failing)))
@@ -179,24 +181,23 @@ async def _job_state(
 
 
 async def _fail(
-    conn: AsyncConnection, job_id: uuid.UUID, why: str, now: datetime, retention: timedelta
+    conn: AsyncConnection, transitions: Transitions, job_id: uuid.UUID, why: str, now: datetime
 ) -> int:
-    moved = await states.move(
+    moved = await transitions.move(
         conn,
         [job_id],
         expected={State.ENQUEUED},
         target=State.FAILED,
-        change=states.Change(
+        change=Change(
             PREFIX + why,
             values={"error_type": ERROR_TYPE, "error_message": why, "finished_at": now},
         ),
         now=now,
-        retention=retention,
     )
     return len(moved)
 
 
-def public(row: sa.Row[Any]) -> dict[str, Any]:
+def public(row: Row) -> dict[str, Any]:
     """A dead letter as the HTTP API shows it (the body as text when it is UTF-8)."""
     try:
         body, encoding = row.body.decode("utf-8"), "utf-8"
@@ -222,7 +223,7 @@ def public(row: sa.Row[Any]) -> dict[str, Any]:
 
 async def list_page(
     conn: AsyncConnection, *, limit: int, cursor: int | None
-) -> tuple[list[sa.Row[Any]], int | None]:
+) -> tuple[list[Row], int | None]:
     """Newest first, keyset-paged on the id; returns the rows and the next cursor."""
     query = sa.select(dead_letters_table).order_by(dead_letters_table.c.id.desc())
     if cursor is not None:
@@ -233,7 +234,7 @@ async def list_page(
     return rows, None
 
 
-async def get(conn: AsyncConnection, letter_id: int) -> sa.Row[Any]:
+async def get(conn: AsyncConnection, letter_id: int) -> Row:
     query = sa.select(dead_letters_table).where(dead_letters_table.c.id == letter_id)
     row = (await conn.execute(query)).first()
     if row is None:
@@ -247,7 +248,7 @@ async def discard(conn: AsyncConnection, letter_id: int) -> None:
 
 
 async def replay(
-    conn: AsyncConnection, letter_id: int, now: datetime, retention: timedelta
+    conn: AsyncConnection, transitions: Transitions, letter_id: int, now: datetime
 ) -> tuple[dict[str, Any], list[outbox.Pending]]:
     """Send the dead letter's job again through the outbox, then forget the dead letter.
 
@@ -267,7 +268,7 @@ async def replay(
         ) from None
     if await _failed_by_dead_letter(conn, job):
         reason = f"Replayed dead letter {letter_id}"
-        pending = await store.requeue_job(conn, job.id, now, retention, reason)
+        pending = await interventions.requeue_job(conn, transitions, job.id, now, reason)
         action, state = "requeued", State.ENQUEUED.value
     else:
         publication = outbox.Publication(job.id, row.queue or job.queue, job.trace_context or {})
@@ -277,7 +278,7 @@ async def replay(
     return {"id": letter_id, "job_id": str(job.id), "action": action, "state": state}, pending
 
 
-async def _failed_by_dead_letter(conn: AsyncConnection, job: sa.Row[Any]) -> bool:
+async def _failed_by_dead_letter(conn: AsyncConnection, job: Row) -> bool:
     if job.state != State.FAILED.value:
         return False
     history = await store.get_history(conn, job.id)

@@ -45,21 +45,22 @@ filters before it left.
   :class:`StoredJob` and ``exception`` None; a job elected into ``Enqueued`` gets its message, one
   elected into ``Scheduled`` (``election.schedule(…, why="delay")``) is promoted when due.
 
-A replacement must be an allowed transition from the job's state (``states.ALLOWED``), else the
+A replacement must be an allowed transition from the job's state (``lifecycle.ALLOWED``), else the
 change fails with :class:`~orchestrator.errors.IllegalTransitionError` (409 through the API) and
 nothing is written. Cost: with no election filter configured (the default) moves stay set-based
 statements; with one, those moves are elected and written job by job. Claims, continuations
 released by an ending (their fate follows the parent's) and the janitor's moves are not elected.
 
-**Applied hooks** (``applied``) run after every state change made through ``orchestrator.states``,
-in its transaction, with the rows moved, the target state and the connection
-(:class:`~orchestrator.states.Applied`); ``after_commit`` defers work (counting) until the commit,
-so a change rolled back is never counted. The state machine installs its built-in hooks first, on
-every change whoever makes it: continuations and batch progress (``orchestrator.endings``), then
-counting (the per-hour state counters and ``orchestrator_state_changes_total``). Then the
-configured filters' hooks run, for the changes made in the process they are configured in (API,
-worker, scheduler), including the continuations an ending releases — shown before the ending
-itself, as the built-in hook releasing them runs first.
+**Applied hooks** (``applied``) run after every state change (``orchestrator.transitions``), in
+its transaction, with the rows moved, the target state and the connection
+(:class:`~orchestrator.transitions.Applied`); ``after_commit`` defers work (counting) until the
+commit, so a change rolled back is never counted. Every role's transitions run the built-in
+hooks first, on every change whoever makes it (``orchestrator.composition``): continuations and
+batch progress (``orchestrator.endings``), then counting (the per-hour state counters and
+``orchestrator_state_changes_total``). Then the configured filters' hooks run, for the changes
+made in the process they are configured in (API, worker, scheduler), including the
+continuations an ending releases — shown before the ending itself, as the built-in hook
+releasing them runs first.
 """
 
 from __future__ import annotations
@@ -68,38 +69,19 @@ import importlib
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from orchestrator import outcomes
 from orchestrator.errors import JobRefusedError
 from orchestrator.jobs import JobContext
-from orchestrator.models import Job
-from orchestrator.states import Applied, Change, State, check_allowed
+
+# Re-exported: a filter's author finds what its hooks receive here.
+from orchestrator.lifecycle import Election as Election
+from orchestrator.lifecycle import JobView as JobView
+from orchestrator.lifecycle import State as State
+from orchestrator.lifecycle import StoredJob as StoredJob
+from orchestrator.transitions import Applied as Applied
 
 CallNext = Callable[[], Awaitable[Any]]
-
-
-class JobView(Protocol):
-    """What every worker-side hook may read about the job."""
-
-    @property
-    def job_id(self) -> uuid.UUID: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def queue(self) -> str: ...
-    @property
-    def attempt(self) -> int: ...
-    @property
-    def retries(self) -> int: ...
-    @property
-    def retries_used(self) -> int: ...
-    @property
-    def options(self) -> Mapping[str, Any]: ...
 
 
 @dataclass
@@ -133,33 +115,6 @@ class Performing:
     items: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class Election:
-    """The state a job is about to enter; filters may replace it."""
-
-    job: JobView
-    state: State
-    reason: str
-    now: datetime
-    #: Columns written with the state (result or error, and for Scheduled ``due_at`` …).
-    values: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] | None = None
-    #: The job's exception when it failed (None when it succeeded).
-    exception: BaseException | None = None
-    #: With ``state`` Scheduled: whole seconds the job's message waits in the broker.
-    delay_seconds: int | None = None
-    #: The state the job is in (None for a worker's outcome: it is Processing).
-    source: State | None = None
-
-    def schedule(self, delay_seconds: int, reason: str, *, why: str = "retry") -> None:
-        """Enter ``Scheduled`` for ``delay_seconds``; the message goes through the delay levels."""
-        self.state = State.SCHEDULED
-        self.reason = reason
-        self.delay_seconds = outcomes.delay_seconds(delay_seconds)
-        self.values["due_at"] = outcomes.after(self.now, self.delay_seconds)
-        self.values["scheduled_reason"] = why
-
-
 class JobFilter:
     """Base class of filters: every hook does nothing until overridden."""
 
@@ -177,32 +132,6 @@ class JobFilter:
 
     async def applied(self, context: Applied) -> None:
         return None
-
-
-@dataclass(frozen=True)
-class StoredJob:
-    """The job an election outside the worker is about (read from the store)."""
-
-    job_id: uuid.UUID
-    name: str
-    queue: str
-    attempt: int
-    retries: int
-    retries_used: int
-    options: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Choice:
-    """What an election decided for one job: from ``source`` to ``state`` with ``change``."""
-
-    job_id: uuid.UUID
-    source: State
-    state: State
-    change: Change
-
-
-_jobs = Job.__table__  # type: ignore[attr-defined]
 
 
 class Filters:
@@ -241,45 +170,6 @@ class Filters:
     async def applied(self, context: Applied) -> None:
         for item in self.items:
             await item.applied(context)
-
-    async def elect_stored(
-        self,
-        conn: AsyncConnection,
-        changes: Mapping[uuid.UUID, Change],
-        expected: frozenset[State],
-        target: State,
-        now: datetime,
-        where: sa.ColumnElement[bool] | None = None,
-    ) -> list[Choice]:
-        """Elect the state each stored job in an ``expected`` state enters instead of
-        ``target``; a replacement must be allowed from the job's state."""
-        query = sa.select(
-            _jobs.c.id,
-            _jobs.c.state,
-            _jobs.c.name,
-            _jobs.c.queue,
-            _jobs.c.attempt,
-            _jobs.c.retries,
-            _jobs.c.retries_used,
-            _jobs.c.options,
-        ).where(_jobs.c.id.in_(list(changes)), _jobs.c.state.in_([s.value for s in expected]))
-        if where is not None:
-            query = query.where(where)
-        choices = []
-        for row in (await conn.execute(query)).all():
-            change = changes[row.id]
-            job = StoredJob(
-                row.id, row.name, row.queue, row.attempt, row.retries, row.retries_used, row.options
-            )
-            data = dict(change.data) if change.data is not None else None
-            election = Election(
-                job, target, change.reason, now, dict(change.values), data, source=State(row.state)
-            )
-            self.elect(election)
-            check_allowed({State(row.state)}, election.state)
-            chosen = Change(election.reason, election.values, election.data)
-            choices.append(Choice(row.id, State(row.state), election.state, chosen))
-        return choices
 
 
 def _link(item: JobFilter, call_next: CallNext, context: Performing) -> CallNext:

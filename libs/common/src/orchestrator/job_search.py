@@ -26,8 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from orchestrator.bounds import check_instant, check_text
 from orchestrator.catalog import Registration, secret_parameters
 from orchestrator.db import is_postgres
-from orchestrator.states import State
+from orchestrator.lifecycle import State
 from orchestrator.store import LIST_COLUMNS, history_table, jobs_table, servers_table
+from orchestrator.store.tables import Row
 
 Sort = Literal["-created", "created", "name", "-name"]
 SORTS: Final[tuple[Sort, ...]] = ("-created", "created", "name", "-name")
@@ -89,7 +90,7 @@ class SearchTooSlowError(Exception):
 
 @dataclass(frozen=True)
 class Page:
-    rows: list[sa.Row[Any]]
+    rows: list[Row]
     #: Pass back as ``after`` for the next page; None on the last page.
     next_cursor: str | None
 
@@ -290,7 +291,7 @@ async def outcomes_per_second(conn: AsyncConnection, since: datetime) -> dict[tu
     return {(int(s), str(state)): int(n) for s, state, n in await conn.execute(query)}
 
 
-async def continuations(conn: AsyncConnection, parent_id: uuid.UUID) -> list[sa.Row[Any]]:
+async def continuations(conn: AsyncConnection, parent_id: uuid.UUID) -> list[Row]:
     """Jobs created to run after ``parent_id`` (partial index ``ix_jobs_parent``)."""
     query = (
         sa.select(_jobs.c.id, _jobs.c.name, _jobs.c.state, _jobs.c.continue_on)

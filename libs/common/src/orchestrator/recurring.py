@@ -21,9 +21,10 @@ from orchestrator.catalog import Registration
 from orchestrator.db import is_postgres
 from orchestrator.errors import JobNotFoundError
 from orchestrator.jobs import DEFAULT_RETRIES
+from orchestrator.lifecycle import State
 from orchestrator.models import RecurringJob
 from orchestrator.schedule import parse
-from orchestrator.states import State
+from orchestrator.store.tables import Row
 
 recurring_table = RecurringJob.__table__  # type: ignore[attr-defined]
 Misfire = Literal["relaxed", "strict", "ignore"]
@@ -68,7 +69,7 @@ class Definition:
         }
 
 
-async def get(conn: AsyncConnection, recurring_id: str, *, lock: bool = False) -> sa.Row[Any]:
+async def get(conn: AsyncConnection, recurring_id: str, *, lock: bool = False) -> Row:
     query = sa.select(recurring_table).where(recurring_table.c.id == recurring_id)
     if lock and is_postgres(conn):
         query = query.with_for_update()
@@ -147,7 +148,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def public(row: sa.Row[Any]) -> dict[str, Any]:
+def public(row: Row) -> dict[str, Any]:
     """The definition as the HTTP API shows it (stored values made showable, as for jobs)."""
     args, kwargs = outcomes.showable_arguments(row.args, row.kwargs)
     return {
@@ -174,7 +175,7 @@ def public(row: sa.Row[Any]) -> dict[str, Any]:
 
 
 def new_run(
-    row: sa.Row[Any], registration: Registration, scheduled_for: datetime, reason: str
+    row: Row, registration: Registration, scheduled_for: datetime, reason: str
 ) -> store.NewJob:
     """One run of a definition: an ordinary Enqueued job that records its occurrence."""
     options = row.options

@@ -21,9 +21,10 @@ from orchestrator.db import db_now, is_postgres
 from orchestrator.errors import ConflictError, JobValidationError, UnknownJobError
 from orchestrator.filters import Creating
 from orchestrator.jobs import DEFAULT_RETRIES
+from orchestrator.lifecycle import State
 from orchestrator.outbox import Pending
 from orchestrator.settings import Settings
-from orchestrator.states import State
+from orchestrator.store.tables import Row
 from orchestrator.tracing import current_headers
 from orchestrator_api.schemas import EnqueueRequest
 
@@ -157,7 +158,7 @@ async def _store(
 def _replay(
     item: Prepared,
     key: str,
-    row: sa.Row[Any] | None,
+    row: Row | None,
     earlier: tuple[str | None, Outcome] | None,
 ) -> Outcome | None:
     """The first job of an idempotency key when this request repeats it; None for a new key."""

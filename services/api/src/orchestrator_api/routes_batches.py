@@ -16,10 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator import store
 from orchestrator.db import db_now
-from orchestrator.endings import BATCH
 from orchestrator.errors import JobValidationError
+from orchestrator.lifecycle import BATCH, State
 from orchestrator.models import Batch
-from orchestrator.states import State
 from orchestrator.tracing import current_headers, tracer
 from orchestrator_api.enqueue import Prepared, new_job, parent_states, prepare
 from orchestrator_api.errors import BODY_ERRORS, ApiError, documented

@@ -57,9 +57,7 @@ async def replay_dead_letter(letter_id: LetterId, request: Request) -> dict[str,
     runtime = runtime_of(request)
     async with runtime.engine.begin() as conn:
         now = await db_now(conn)
-        answer, pending = await dead_letters.replay(
-            conn, letter_id, now, runtime.settings.job_retention
-        )
+        answer, pending = await dead_letters.replay(conn, runtime.transitions, letter_id, now)
     runtime.submit(pending)
     return answer
 

@@ -7,14 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from orchestrator import store
+from orchestrator import interventions, store
 from orchestrator.bounds import Text
 from orchestrator.db import db_now
 from orchestrator.errors import JobNotFoundError
+from orchestrator.lifecycle import State
 from orchestrator.metrics import JOBS_DELETED, JOBS_REQUEUED
 from orchestrator.outbox import Pending
 from orchestrator.redaction import redact_view
-from orchestrator.states import State
 from orchestrator.tracing import JOB_ID, JOB_NAME, QUEUE, current_headers, tracer
 from orchestrator_api.enqueue import enqueue, prepare
 from orchestrator_api.errors import BODY_ERRORS, ApiError, documented
@@ -128,15 +128,10 @@ async def delete_job(job_id: str, request: Request) -> dict[str, Any]:
         changed = row.state != State.DELETED.value
         if changed:
             now = await db_now(conn)
-            pending = await store.delete_job(
-                conn,
-                parsed,
-                now,
-                runtime.settings.job_retention,
-                "Deleted through the API",
-                runtime.filters,
+            pending = await interventions.delete_job(
+                conn, runtime.transitions, parsed, now, "Deleted through the API"
             )
-            if runtime.filters.elects:
+            if runtime.transitions.elects:
                 state = (await store.get_job(conn, parsed)).state
     runtime.submit(pending)  # continuations with continue_on="finished"
     if changed and state == State.DELETED.value:
@@ -154,15 +149,10 @@ async def requeue_job(job_id: str, request: Request) -> dict[str, Any]:
     state = State.ENQUEUED.value
     async with runtime.engine.begin() as conn:
         now = await db_now(conn)
-        pending = await store.requeue_job(
-            conn,
-            parsed,
-            now,
-            runtime.settings.job_retention,
-            "Requeued through the API",
-            runtime.filters,
+        pending = await interventions.requeue_job(
+            conn, runtime.transitions, parsed, now, "Requeued through the API"
         )
-        if runtime.filters.elects:  # an election filter may have chosen another state
+        if runtime.transitions.elects:  # an election filter may have chosen another state
             state = (await store.get_job(conn, parsed)).state
         queue = pending[-1].message.queue if pending else None  # the requeue's own message
     runtime.submit(pending)

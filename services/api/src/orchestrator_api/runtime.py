@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import servers
+from orchestrator import composition, servers
 from orchestrator.db import create_engine
 from orchestrator.filters import Created, Filters, JobFilter
 from orchestrator.filters import load as load_filters
@@ -33,6 +33,8 @@ class Runtime:
         self.settings = settings
         #: Client-side filters: given to create_app, else ORCHESTRATOR_FILTERS.
         self.filters = Filters(filters if filters is not None else load_filters(settings.filters))
+        #: A person's deletes and requeues are elected; every change runs the built-in hooks.
+        self.transitions = composition.transitions(settings.job_retention, self.filters)
         self._hooks: set[asyncio.Task[None]] = set()
         self.engine: AsyncEngine = create_engine(settings.database_url)
         self.catalog = CatalogCache(self.engine, settings.jobs)

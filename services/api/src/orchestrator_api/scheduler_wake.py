@@ -12,9 +12,9 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
+from orchestrator.lifecycle import State
 from orchestrator.metrics import JOBS_ENQUEUED
 from orchestrator.outbox import OutboxSender
-from orchestrator.states import State
 from orchestrator.store import NewJob
 from orchestrator.topology import Topology
 

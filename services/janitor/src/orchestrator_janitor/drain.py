@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
-from datetime import timedelta
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,6 +13,7 @@ from orchestrator import dead_letters, logs
 from orchestrator.broker import connect
 from orchestrator.db import db_now
 from orchestrator.topology import Topology, declare_base, declare_queue
+from orchestrator.transitions import Transitions
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class DeadLetterDrain:
         *,
         name: str,
         body_limit: int,
-        retention: timedelta,
+        transitions: Transitions,
         batch: int = 200,
     ) -> None:
         self._engine = engine
@@ -39,7 +39,7 @@ class DeadLetterDrain:
         self._topology = topology
         self._name = name
         self._body_limit = body_limit
-        self._retention = retention
+        self._transitions = transitions
         self.batch = batch
         self._connection: AbstractRobustConnection | None = None
         self._queue: AbstractQueue | None = None
@@ -91,7 +91,7 @@ class DeadLetterDrain:
                 letters,
                 now,
                 body_limit=self._body_limit,
-                retention=self._retention,
+                transitions=self._transitions,
                 new=new,
             )
 

@@ -8,25 +8,25 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from orchestrator import states
 from orchestrator.db import db_now, is_postgres
-from orchestrator.states import State
+from orchestrator.lifecycle import FINAL, Change, State
 from orchestrator.store import history_table, jobs_table, servers_table
+from orchestrator.transitions import Transitions
 
 
-async def expire_jobs(engine: AsyncEngine, *, batch: int, retention: timedelta) -> int:
+async def expire_jobs(engine: AsyncEngine, transitions: Transitions, *, batch: int) -> int:
     """Delete up to ``batch`` expired Succeeded/Deleted jobs with their history."""
     async with engine.begin() as conn:
         now = await db_now(conn)
         expired = sa.and_(
             jobs_table.c.expires_at < now,
-            jobs_table.c.state.in_([s.value for s in states.FINAL]),
+            jobs_table.c.state.in_([s.value for s in FINAL]),
         )
-        return await _remove(conn, expired, jobs_table.c.expires_at, now, batch, retention)
+        return await _remove(conn, transitions, expired, jobs_table.c.expires_at, now, batch)
 
 
 async def expire_failed_jobs(
-    engine: AsyncEngine, *, batch: int, failed_for: timedelta, retention: timedelta
+    engine: AsyncEngine, transitions: Transitions, *, batch: int, failed_for: timedelta
 ) -> int:
     """Delete up to ``batch`` jobs Failed for longer than ``failed_for`` (only when configured:
     by default Failed jobs stay until a person acts)."""
@@ -36,16 +36,16 @@ async def expire_failed_jobs(
             jobs_table.c.state == State.FAILED.value,
             jobs_table.c.state_changed_at < now - failed_for,
         )
-        return await _remove(conn, old, jobs_table.c.state_changed_at, now, batch, retention)
+        return await _remove(conn, transitions, old, jobs_table.c.state_changed_at, now, batch)
 
 
 async def _remove(
     conn: AsyncConnection,
+    transitions: Transitions,
     condition: sa.ColumnElement[bool],
     oldest_first: sa.ColumnElement[Any],
     now: datetime,
     batch: int,
-    retention: timedelta,
 ) -> int:
     """Delete up to ``batch`` jobs matching ``condition`` with their history.
 
@@ -69,14 +69,13 @@ async def _remove(
             )
         ).scalars()
     )
-    await states.move(
+    await transitions.move(
         conn,
         children,
         expected={State.AWAITING},
         target=State.DELETED,
-        change=states.Change("Parent expired"),
+        change=Change("Parent expired"),
         now=now,
-        retention=retention,
     )
     await conn.execute(sa.delete(history_table).where(history_table.c.job_id.in_(ids)))
     await conn.execute(sa.delete(jobs_table).where(jobs_table.c.id.in_(ids)))

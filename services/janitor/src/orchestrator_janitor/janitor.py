@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import servers
+from orchestrator import composition, servers
 from orchestrator.db import create_engine
 from orchestrator.loops import Loop, run_role
 from orchestrator.settings import Settings
@@ -31,6 +31,9 @@ class Janitor:
         self.interval = interval
         self.info = servers.ServerInfo(role="janitor")
         self.topology = Topology.of(settings)
+        # The janitor's moves (children of expired parents, dead-lettered jobs) are not
+        # elected: no filters, the built-in hooks only.
+        self.transitions = composition.transitions(settings.job_retention)
 
     async def run(self, stop: asyncio.Event) -> None:
         engine = create_engine(self.settings.database_url)
@@ -56,7 +59,7 @@ class Janitor:
             self.topology,
             name=self.info.id,
             body_limit=self.settings.dead_letter_body_max_bytes,
-            retention=self.settings.job_retention,
+            transitions=self.transitions,
         )
 
     def loops(self, engine: AsyncEngine) -> list[Loop]:
@@ -78,16 +81,11 @@ class Janitor:
             if settings.failed_job_retention is None:
                 return 0
             return await expire_failed_jobs(
-                engine,
-                batch=BATCH,
-                failed_for=settings.failed_job_retention,
-                retention=settings.job_retention,
+                engine, self.transitions, batch=BATCH, failed_for=settings.failed_job_retention
             )
 
         removers: dict[str, Callable[[], Awaitable[int]]] = {
-            "expire-jobs": lambda: expire_jobs(
-                engine, batch=BATCH, retention=settings.job_retention
-            ),
+            "expire-jobs": lambda: expire_jobs(engine, self.transitions, batch=BATCH),
             "expire-failed-jobs": failed_jobs,
             "prune-dead-letters": lambda: pruning.prune_dead_letters(
                 engine, older_than=settings.dead_letter_retention, batch=BATCH

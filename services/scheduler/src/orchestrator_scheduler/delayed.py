@@ -17,11 +17,11 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.broker import Publisher
-from orchestrator.filters import Filters
 from orchestrator.loops import Loop
 from orchestrator.outbox import OutboxSender
 from orchestrator.settings import Settings
 from orchestrator.topology import Topology, declare_scheduler_wake_queue
+from orchestrator.transitions import Transitions
 from orchestrator_scheduler.leadership import Leadership
 from orchestrator_scheduler.leases import LeaseExpiry, OutageGuard
 from orchestrator_scheduler.promotion import Promoter
@@ -42,7 +42,7 @@ class DelayedJobs:
         topology: Topology,
         publisher: Callable[[], Awaitable[Publisher | None]],
         connection: Callable[[], AbstractRobustConnection | None],
-        filters: Filters | None = None,
+        transitions: Transitions,
     ) -> None:
         self._topology = topology
         self._publisher = publisher
@@ -63,10 +63,9 @@ class DelayedJobs:
             engine,
             self.sender,
             self.outage,
+            transitions,
             lost_limit=settings.worker_lost_limit,
-            retention=settings.job_retention,
             interval=settings.lease_expiry_interval_seconds,
-            filters=filters,
         )
         self.republisher = Republisher(
             engine,
@@ -78,10 +77,9 @@ class DelayedJobs:
         self.promoter = Promoter(
             engine,
             self.sender,
-            retention=settings.job_retention,
+            transitions,
             active=self.leadership.held,
             retry_grace=settings.retry_grace_seconds,
-            filters=filters,
         )
         self._queue: AbstractQueue | None = None
 

@@ -18,19 +18,20 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from orchestrator import outbox, states
+from orchestrator import outbox
 from orchestrator.db import db_now, is_postgres
-from orchestrator.filters import Filters
+from orchestrator.lifecycle import Change, RowChange, State
 from orchestrator.loops import Loop
 from orchestrator.outbox import OutboxSender, Pending
-from orchestrator.states import RowChange, State
 from orchestrator.store import jobs_table
+from orchestrator.store.tables import Row
+from orchestrator.transitions import Transitions
 
 log = logging.getLogger(__name__)
 WORKER_LOST = "WorkerLost"
@@ -83,15 +84,14 @@ class Expired:
 
 async def expire_leases(
     conn: AsyncConnection,
+    transitions: Transitions,
     now: datetime,
     *,
     lost_limit: int,
-    retention: timedelta,
     limit: int = 500,
-    filters: Filters | None = None,
 ) -> Expired:
     """Re-enqueue (or fail) up to ``limit`` Processing jobs whose lease ended before ``now``
-    (election ``filters`` may replace either; only jobs re-enqueued here get a message)."""
+    (election filters may replace either; only jobs re-enqueued here get a message)."""
     columns = ("id", "lease_until", "worker_id", "lost_count", "attempt")
     query = (
         sa.select(*(jobs_table.c[name] for name in columns))
@@ -104,37 +104,33 @@ async def expire_leases(
     rows = list((await conn.execute(query)).all())
     again = [r for r in rows if r.lost_count + 1 < lost_limit]
     doomed = [r for r in rows if r.lost_count + 1 >= lost_limit]
-    requeued = await states.move_each(
+    requeued = await transitions.move_each(
         conn,
         [RowChange(r.id, _requeue_change(r, lost_limit), _guard(r)) for r in again],
         expected={State.PROCESSING},
         target=State.ENQUEUED,
         now=now,
-        retention=retention,
-        filters=filters,
     )
-    failed = await states.move_each(
+    failed = await transitions.move_each(
         conn,
         [RowChange(r.id, _fail_change(r, now), _guard(r)) for r in doomed],
         expected={State.PROCESSING},
         target=State.FAILED,
         now=now,
-        retention=retention,
-        filters=filters,
     )
     enqueued = [job_id for job_id in requeued if requeued.entered(job_id, State.ENQUEUED)]
     pending = await _publications(conn, enqueued, now)
     return Expired(len(requeued), len(failed), pending + requeued.pending + failed.pending)
 
 
-def _guard(row: sa.Row[Any]) -> dict[str, Any]:
+def _guard(row: Row) -> dict[str, Any]:
     # The lease that expired, exactly: a renewal or a new claim since makes this a no-op.
     return {"lease_until": row.lease_until, "worker_id": row.worker_id}
 
 
-def _requeue_change(row: sa.Row[Any], lost_limit: int) -> states.Change:
+def _requeue_change(row: Row, lost_limit: int) -> Change:
     losses = row.lost_count + 1
-    return states.Change(
+    return Change(
         reason=(
             f"Lease expired: worker {row.worker_id} was lost during attempt {row.attempt} "
             f"(loss {losses} of {lost_limit})"
@@ -144,13 +140,13 @@ def _requeue_change(row: sa.Row[Any], lost_limit: int) -> states.Change:
     )
 
 
-def _fail_change(row: sa.Row[Any], now: datetime) -> states.Change:
+def _fail_change(row: Row, now: datetime) -> Change:
     losses = row.lost_count + 1
     message = (
         f"worker lost: {losses} runs ended with their worker gone (the last, attempt "
         f"{row.attempt}, on {row.worker_id}); not run again"
     )
-    return states.Change(
+    return Change(
         reason=f"Worker lost: {message}",
         values={
             "lost_count": losses,
@@ -186,19 +182,17 @@ class LeaseExpiry:
         engine: AsyncEngine,
         sender: OutboxSender,
         guard: OutageGuard,
+        transitions: Transitions,
         *,
         lost_limit: int,
-        retention: timedelta,
         interval: float,
         batch: int = 500,
-        filters: Filters | None = None,
     ) -> None:
         self._engine = engine
-        self._filters = filters
+        self._transitions = transitions
         self._sender = sender
         self.guard = guard
         self._lost_limit = lost_limit
-        self._retention = retention
         self._interval = interval
         self._batch = batch
 
@@ -211,12 +205,7 @@ class LeaseExpiry:
         async with self._engine.begin() as conn:
             now = await db_now(conn)
             done = await expire_leases(
-                conn,
-                now,
-                lost_limit=self._lost_limit,
-                retention=self._retention,
-                limit=self._batch,
-                filters=self._filters,
+                conn, self._transitions, now, lost_limit=self._lost_limit, limit=self._batch
             )
         self._sender.submit(done.pending)
         if done.requeued or done.failed:

@@ -28,14 +28,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from orchestrator import outbox, states
+from orchestrator import outbox
 from orchestrator.db import db_now, is_postgres
-from orchestrator.filters import Filters
+from orchestrator.lifecycle import Change, RowChange, State
 from orchestrator.metrics import SCHEDULER_LATENESS
 from orchestrator.outbox import OutboxSender, Pending
-from orchestrator.states import State
 from orchestrator.store import jobs_table
+from orchestrator.store.tables import Row
 from orchestrator.tracing import promotion_headers
+from orchestrator.transitions import Transitions
 
 log = logging.getLogger(__name__)
 Clock = Callable[[AsyncConnection], Awaitable[datetime]]
@@ -60,16 +61,15 @@ def _due(now: datetime, retry_grace: timedelta) -> sa.ColumnElement[bool]:
 
 async def promote_due(
     conn: AsyncConnection,
+    transitions: Transitions,
     now: datetime,
     *,
     limit: int,
-    retention: timedelta,
     retry_grace: timedelta = timedelta(seconds=60),
-    filters: Filters | None = None,
 ) -> tuple[list[Pending], bool]:
     """Promote up to ``limit`` jobs due by ``now``, oldest due first; returns their outbox
-    entries and whether more may be due. Election ``filters`` may have a job enter another
-    state than ``Enqueued``; only the jobs enqueued get a message."""
+    entries and whether more may be due. Election filters may have a job enter another state
+    than ``Enqueued``; only the jobs enqueued get a message."""
     query = (
         sa.select(jobs_table.c.id, jobs_table.c.due_at, jobs_table.c.scheduled_reason)
         .where(_due(now, retry_grace))
@@ -82,23 +82,17 @@ async def promote_due(
     if not due:
         return [], False
     items = [
-        states.RowChange(
+        RowChange(
             row.id,
-            states.Change(
+            Change(
                 "Due" if row.due_at > now - retry_grace else "Retry overdue",
                 data={"due_at": row.due_at.isoformat()},
             ),
         )
         for row in due
     ]
-    moved = await states.move_each(
-        conn,
-        items,
-        expected={State.SCHEDULED},
-        target=State.ENQUEUED,
-        now=now,
-        retention=retention,
-        filters=filters,
+    moved = await transitions.move_each(
+        conn, items, expected={State.SCHEDULED}, target=State.ENQUEUED, now=now
     )
     _observe_lateness(due, set(moved), now)
     enqueued = [job_id for job_id in moved if moved.entered(job_id, State.ENQUEUED)]
@@ -121,7 +115,7 @@ async def promote_due(
     return await outbox.add(conn, publications, now) + moved.pending, len(due) == limit
 
 
-def _observe_lateness(due: Sequence[sa.Row[Any]], moved: set[uuid.UUID], now: datetime) -> None:
+def _observe_lateness(due: Sequence[Row], moved: set[uuid.UUID], now: datetime) -> None:
     """How late each promoted job was by the database clock (``retry``: re-promoted because its
     message never came back, so at least the retry grace late)."""
     for row in due:
@@ -159,24 +153,22 @@ class Promoter:
         self,
         engine: AsyncEngine,
         sender: OutboxSender,
+        transitions: Transitions,
         *,
-        retention: timedelta,
         batch: int = 1000,
         max_sleep: float = 5.0,
         clock: Clock = db_now,
         active: Callable[[], bool] = lambda: True,
         retry_grace: float = 60.0,
-        filters: Filters | None = None,
     ) -> None:
         self._engine = engine
         self._sender = sender
-        self._retention = retention
+        self._transitions = transitions
         self.batch = batch
         self.max_sleep = max_sleep
         self._clock = clock
         self._active = active
         self._retry_grace = timedelta(seconds=retry_grace)
-        self._filters = filters
         self._woken = asyncio.Event()
         #: Epoch seconds of the next due time this promoter knows of (None: none).
         self.next_due_at: float | None = None
@@ -202,12 +194,7 @@ class Promoter:
             now = await self._clock(conn)
             read_at = time.monotonic()
             pending, more = await promote_due(
-                conn,
-                now,
-                limit=self.batch,
-                retention=self._retention,
-                retry_grace=self._retry_grace,
-                filters=self._filters,
+                conn, self._transitions, now, limit=self.batch, retry_grace=self._retry_grace
             )
             upcoming = None if more else await next_due(conn, self._retry_grace)
         self._sender.submit(pending)

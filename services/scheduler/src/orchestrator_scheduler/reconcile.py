@@ -26,7 +26,6 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from aio_pika.abc import AbstractRobustConnection
@@ -34,11 +33,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator import metrics, outbox
 from orchestrator.db import db_now
+from orchestrator.lifecycle import State
 from orchestrator.loops import Loop
 from orchestrator.models import OutboxEntry
 from orchestrator.outbox import OutboxSender
-from orchestrator.states import State
 from orchestrator.store import jobs_table
+from orchestrator.store.tables import Row
 from orchestrator.topology import Topology, queue_depth
 from orchestrator_scheduler.gauges import sampled_queues
 
@@ -76,7 +76,7 @@ async def missing_messages(conn: AsyncConnection, queue: str, ready: int, limit:
 
 async def candidates(
     conn: AsyncConnection, queue: str, entered_before: datetime, limit: int
-) -> list[sa.Row[Any]]:
+) -> list[Row]:
     """Up to ``limit`` jobs of ``queue`` in ``Enqueued`` since before ``entered_before``, those
     that entered it first first."""
     since = jobs_table.c.state_changed_at

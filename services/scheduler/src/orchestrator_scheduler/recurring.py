@@ -29,10 +29,11 @@ from orchestrator.broker import Publisher
 from orchestrator.catalog import Registration, load_registrations, validate_with_schema
 from orchestrator.db import db_now, is_postgres
 from orchestrator.errors import JobValidationError
+from orchestrator.lifecycle import State
 from orchestrator.loops import Loop
 from orchestrator.metrics import JOBS_ENQUEUED, SCHEDULER_LATENESS
 from orchestrator.schedule import Schedule, ScheduleError, parse
-from orchestrator.states import State
+from orchestrator.store.tables import Row
 
 log = logging.getLogger(__name__)
 _table = recurring.recurring_table
@@ -67,7 +68,7 @@ class Fired:
     pending: list[outbox.Pending] | None = None
 
 
-async def due_definitions(conn: AsyncConnection, now: datetime, limit: int) -> list[sa.Row[Any]]:
+async def due_definitions(conn: AsyncConnection, now: datetime, limit: int) -> list[Row]:
     query = (
         sa.select(_table)
         .where(_table.c.paused == sa.false(), _table.c.next_run_at <= now)
@@ -100,7 +101,7 @@ async def fire_due(conn: AsyncConnection, now: datetime, *, limit: int = BATCH) 
 
 async def _fire_one(
     conn: AsyncConnection,
-    row: sa.Row[Any],
+    row: Row,
     now: datetime,
     registrations: Mapping[str, Registration],
     previous: Mapping[uuid.UUID, str],
@@ -152,7 +153,7 @@ def _missed(schedule: Schedule, first: datetime, now: datetime) -> list[datetime
 
 
 def _skip_reason(
-    row: sa.Row[Any],
+    row: Row,
     due: Sequence[datetime],
     times: Sequence[datetime],
     previous: Mapping[uuid.UUID, str],
@@ -172,7 +173,7 @@ def _skip_reason(
     return None
 
 
-def _invalid(row: sa.Row[Any], registration: Registration | None) -> str | None:
+def _invalid(row: Row, registration: Registration | None) -> str | None:
     if registration is None:
         return f"job {row.name!r} is not in the catalog; no run was created"
     try:
@@ -182,7 +183,7 @@ def _invalid(row: sa.Row[Any], registration: Registration | None) -> str | None:
     return None
 
 
-def _reason(row: sa.Row[Any], scheduled_for: datetime) -> str:
+def _reason(row: Row, scheduled_for: datetime) -> str:
     return f"Recurring job {row.id!r}, occurrence {scheduled_for.isoformat()}"
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import servers
+from orchestrator import composition, servers
 from orchestrator.broker import Publisher, connect
 from orchestrator.db import create_engine
 from orchestrator.filters import Filters, JobFilter
@@ -37,6 +37,8 @@ class Scheduler:
         # Filters: given here, else ORCHESTRATOR_FILTERS; they elect and see promotions.
         chosen = list(filters) if filters is not None else load_filters(settings.filters)
         self.filters = Filters(chosen)
+        # Promotions and lease expiries are elected; every change runs the built-in hooks.
+        self.transitions = composition.transitions(settings.job_retention, self.filters)
         self.info = servers.ServerInfo(role="scheduler")
         self.topology = Topology.of(settings)
         self._connection: AbstractRobustConnection | None = None
@@ -53,7 +55,7 @@ class Scheduler:
             self.topology,
             self._ensure_publisher,
             lambda: self._connection,
-            self.filters,
+            self.transitions,
         )
         gauges = SystemGauges(
             engine,

@@ -13,13 +13,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator import metrics, outbox, states
+from orchestrator import metrics, outbox
 from orchestrator.broker import ENQUEUED_AT_HEADER, decode_job_id
 from orchestrator.db import one_of
-from orchestrator.filters import Filters
+from orchestrator.lifecycle import Change, State
 from orchestrator.outbox import Pending
-from orchestrator.states import State
 from orchestrator.store import jobs_table
+from orchestrator.transitions import Transitions
 from orchestrator_worker.intake import Delivery
 
 log = logging.getLogger(__name__)
@@ -73,26 +73,26 @@ def decode(deliveries: Sequence[Delivery]) -> ClaimResult:
 
 async def claim(
     conn: AsyncConnection,
+    transitions: Transitions,
     batch: ClaimResult,
     worker_id: str,
     lease: timedelta,
     now: datetime,
-    filters: Filters | None = None,
     only: set[uuid.UUID] | None = None,
 ) -> None:
     """``Enqueued → Processing`` (or a due ``Scheduled`` retry) for every decoded delivery's job,
-    in the caller's transaction; fills ``batch.claimed``. ``filters`` see the claims through
+    in the caller's transaction; fills ``batch.claimed``. The filters see the claims through
     their applied hooks; a claim is not elected (the delivery is the worker's to run).
-    ``only``: the jobs the caller locked (see ``states.lock``); others are lost claims."""
+    ``only``: the jobs the caller locked (see ``Transitions.lock``); others are lost claims."""
     ids = list({job_id for _, job_id in batch.decoded})
     if not ids:
         return
-    rows = await states.move(
+    rows = await transitions.move(
         conn,
         ids if only is None else [i for i in ids if i in only],
         expected={State.ENQUEUED, State.SCHEDULED},
         target=State.PROCESSING,
-        change=states.Change(
+        change=Change(
             reason=f"Started by {worker_id}",
             values={
                 "attempt": jobs_table.c.attempt + 1,
@@ -104,8 +104,6 @@ async def claim(
         ),
         where=sa.or_(jobs_table.c.state == State.ENQUEUED.value, jobs_table.c.due_at <= now),
         now=now,
-        retention=timedelta(0),
-        filters=filters,
         elect=False,
         returning=[
             jobs_table.c.name,

@@ -15,7 +15,7 @@ from opentelemetry import context
 
 from orchestrator import logs, tracing
 from orchestrator.errors import JobTimeoutError
-from orchestrator.states import State
+from orchestrator.lifecycle import State
 from orchestrator_worker.claims import ClaimedJob
 from orchestrator_worker.execution import Outcome
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.db import db_now
-from orchestrator.states import State
+from orchestrator.lifecycle import State
 from orchestrator.store import history_table, jobs_table
 from orchestrator_worker.claims import ClaimedJob
 

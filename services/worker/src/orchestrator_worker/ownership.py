@@ -9,11 +9,12 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import outbox, states
+from orchestrator import outbox
 from orchestrator.db import db_now, is_postgres
-from orchestrator.filters import Filters
-from orchestrator.states import State
+from orchestrator.lifecycle import Change, State
 from orchestrator.store import jobs_table
+from orchestrator.store.moves import in_lock_order
+from orchestrator.transitions import Transitions
 
 
 async def renew_leases(
@@ -33,7 +34,7 @@ async def renew_leases(
         if is_postgres(conn):
             # In ascending id order, as the outcome writer locks these rows (a plain UPDATE
             # took them in its plan's order and deadlocked with it).
-            mine = sa.and_(mine, states.in_lock_order(mine))
+            mine = sa.and_(mine, in_lock_order(mine))
         renewed = await conn.execute(
             sa.update(jobs_table)
             .where(mine)
@@ -45,28 +46,25 @@ async def renew_leases(
 
 async def hand_back(
     engine: AsyncEngine,
+    transitions: Transitions,
     worker_id: str,
     job_ids: Sequence[uuid.UUID],
-    retention: timedelta,
-    filters: Filters | None = None,
     *,
     reason: str = "Worker shut down before the job finished",
 ) -> list[outbox.Pending]:
-    """Put unfinished jobs back to Enqueued without spending their retry budget (``filters``
+    """Put unfinished jobs back to Enqueued without spending their retry budget (the filters
     see it through their applied hooks; not elected: the job must not be lost)."""
     async with engine.begin() as conn:
         now = await db_now(conn)
-        moved = await states.move(
+        moved = await transitions.move(
             conn,
             list(job_ids),
             expected={State.PROCESSING},
             target=State.ENQUEUED,
-            change=states.Change(reason),
+            change=Change(reason),
             where=jobs_table.c.worker_id == worker_id,
             now=now,
-            retention=retention,
             returning=[jobs_table.c.queue, jobs_table.c.trace_context],
-            filters=filters,
             elect=False,
         )
         return await outbox.add(

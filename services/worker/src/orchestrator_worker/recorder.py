@@ -13,10 +13,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator import outbox, outcomes, states
-from orchestrator.filters import Election, Filters
+from orchestrator import outbox, outcomes
+from orchestrator.filters import Filters
+from orchestrator.lifecycle import Change, Election, RowChange, State
 from orchestrator.outbox import Pending
-from orchestrator.states import RowChange, State
+from orchestrator.transitions import Transitions
 from orchestrator_worker.claims import ClaimResult, claim
 from orchestrator_worker.execution import Outcome
 
@@ -100,11 +101,8 @@ def _failed(
 async def record(
     conn: AsyncConnection,
     outcomes: Sequence[Outcome],
-    worker_id: str,
-    retention: timedelta,
+    setup: Round,
     now: datetime,
-    filters: Filters,
-    bounds: Bounds | None = None,
 ) -> tuple[dict[object, Entered], list[Pending]]:
     """Commit every outcome whose claim still holds; returns what each recorded job
     entered and the outbox entries to publish after commit (retry messages through the delay
@@ -115,8 +113,8 @@ async def record(
     """
     elections = []
     for outcome in outcomes:
-        election = propose(outcome, now, bounds)
-        filters.elect(election)
+        election = propose(outcome, now, setup.bounds)
+        setup.elections.elect(election)
         elections.append(election)
     recorded: dict[object, Entered] = {}
     pending: list[Pending] = []
@@ -125,21 +123,14 @@ async def record(
         items = [
             RowChange(
                 e.job.job_id,
-                states.Change(e.reason, e.values, e.data),
-                guard={"attempt": e.job.attempt, "worker_id": worker_id},
+                Change(e.reason, e.values, e.data),
+                guard={"attempt": e.job.attempt, "worker_id": setup.worker_id},
             )
             for e in chosen
         ]
         # Elected above already; the filters' applied hooks see the move.
-        moved = await states.move_each(
-            conn,
-            items,
-            expected={State.PROCESSING},
-            target=target,
-            now=now,
-            retention=retention,
-            filters=filters,
-            elect=False,
+        moved = await setup.transitions.move_each(
+            conn, items, expected={State.PROCESSING}, target=target, now=now, elect=False
         )
         ids = set(moved)
         entered = [e for e in chosen if e.job.job_id in ids]
@@ -162,11 +153,10 @@ class Round:
 
     worker_id: str
     lease: timedelta
-    retention: timedelta
+    #: The worker's state machine (its configured filters' applied hooks see every move).
+    transitions: Transitions
     #: The worker's election filters (the retry filter first) for outcomes.
     elections: Filters
-    #: The worker's configured filters, whose applied hooks see the claims.
-    filters: Filters
     #: What an outcome may hold (results' size, tracebacks' length).
     bounds: Bounds = Bounds()
 
@@ -187,9 +177,8 @@ async def write_round(
     not claimable at that moment is a lost claim (an outcome's row is this worker's already).
     """
     ids = [o.job.job_id for o in outcomes] + [job_id for _, job_id in batch.decoded]
-    locked = await states.lock(conn, ids, {State.PROCESSING, State.ENQUEUED, State.SCHEDULED})
-    recorded, pending = await record(
-        conn, outcomes, setup.worker_id, setup.retention, now, setup.elections, setup.bounds
-    )
-    await claim(conn, batch, setup.worker_id, setup.lease, now, setup.filters, only=locked)
+    claimable = {State.PROCESSING, State.ENQUEUED, State.SCHEDULED}
+    locked = await setup.transitions.lock(conn, ids, claimable)
+    recorded, pending = await record(conn, outcomes, setup, now)
+    await claim(conn, setup.transitions, batch, setup.worker_id, setup.lease, now, only=locked)
     return recorded, pending + batch.redelayed

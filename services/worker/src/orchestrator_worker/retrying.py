@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from orchestrator.catalog import Catalog
 from orchestrator.filters import Election, JobFilter
+from orchestrator.lifecycle import State
 from orchestrator.retries import RetryPolicy
-from orchestrator.states import State
 
 _DEFAULT = RetryPolicy()
 

@@ -16,7 +16,7 @@ from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import catalog as catalog_store
-from orchestrator import metrics, ops_server, outbox, servers
+from orchestrator import composition, metrics, ops_server, outbox, servers
 from orchestrator import outcomes as outcomes_rules
 from orchestrator.batching import Batcher
 from orchestrator.broker import Publisher, connect
@@ -26,8 +26,8 @@ from orchestrator.errors import JobInterrupted
 from orchestrator.filters import Filters, JobFilter
 from orchestrator.filters import load as load_filters
 from orchestrator.jobs import JobContext
+from orchestrator.lifecycle import State
 from orchestrator.settings import Settings
-from orchestrator.states import State
 from orchestrator.topology import Topology
 from orchestrator_worker import cancellation, console, isolation
 from orchestrator_worker.claims import (
@@ -78,6 +78,9 @@ class Worker:
         chosen = list(filters) if filters is not None else load_filters(settings.filters)
         self.filters = Filters(chosen)
         self.elections = Filters([RetryFilter(catalog), *chosen])
+        # Outcomes are elected by ``elections`` before they are written; the configured
+        # filters' applied hooks see every move, after the built-in ones.
+        self.transitions = composition.transitions(settings.job_retention, self.filters)
         self.shutdown_grace = shutdown_grace
         #: Called right after jobs still running at the end of the grace were handed back (the
         #: role's entry point ends the process there, so none of their code runs on); None
@@ -120,7 +123,7 @@ class Worker:
     def _round(self) -> Round:
         s = self.settings
         return Round(
-            self.info.id, s.lease, s.job_retention, self.elections, self.filters, self.bounds
+            self.info.id, s.lease, self.transitions, self.elections, self.bounds
         )
 
     @property
@@ -527,10 +530,9 @@ class Worker:
     async def _give_back(self, jobs: list[ClaimedJob], reason: str, *, publish: bool = True) -> int:
         """Hand ``jobs`` back to Enqueued without spending a retry; how many moved."""
         ids = [j.job_id for j in jobs]
-        retention = self.settings.job_retention
         try:
             pending = await hand_back(
-                self.engine, self.info.id, ids, retention, self.filters, reason=reason
+                self.engine, self.transitions, self.info.id, ids, reason=reason
             )
         except Exception:
             log.exception("handing %d jobs back failed; their leases will expire", len(ids))

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from orchestrator import store
+from orchestrator.lifecycle import State
 from orchestrator.models import Batch
-from orchestrator.states import State
 from orchestrator_api.dashboard.web import PREFIX, refusal, render
 from orchestrator_api.runtime import runtime_of
 

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 
 from orchestrator import job_search, store
 from orchestrator.db import db_now
-from orchestrator.states import State
+from orchestrator.lifecycle import State
 from orchestrator_api.dashboard.web import PREFIX, render
 from orchestrator_api.runtime import runtime_of
 

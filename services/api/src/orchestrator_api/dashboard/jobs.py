@@ -16,8 +16,8 @@ from fastapi.responses import HTMLResponse
 from orchestrator import bounds, job_search, store
 from orchestrator.db import db_now
 from orchestrator.errors import JobNotFoundError
+from orchestrator.lifecycle import REQUEUEABLE, State
 from orchestrator.outcomes import showable_result
-from orchestrator.states import REQUEUEABLE, State
 from orchestrator_api.dashboard.web import (
     PREFIX,
     display_arguments,

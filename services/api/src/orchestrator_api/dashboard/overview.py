@@ -12,9 +12,10 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator import job_search, states
+from orchestrator import job_search
 from orchestrator.db import db_now
-from orchestrator.states import State
+from orchestrator.lifecycle import State
+from orchestrator.store import counters
 from orchestrator_api.dashboard.graphs import Series, line_chart
 from orchestrator_api.dashboard.web import PREFIX, render, state_counts
 from orchestrator_api.runtime import runtime_of
@@ -110,7 +111,7 @@ async def overview(request: Request) -> HTMLResponse:
         now = await db_now(conn)
         counts = await state_counts(request, conn)
         retries = await job_search.bounded_count(conn, job_search.Search(retries_only=True))
-        counted = await states.counted(conn, job_search.hours_back(now, 24 * 7))
+        counted = await counters.per_hour(conn, job_search.hours_back(now, 24 * 7))
         start, values = await _rates(request).series(conn)
     day, week = _history_charts(counted, now)
     return render(

@@ -1,4 +1,4 @@
-"""Reading and creating jobs in the state store. State changes go through ``states``."""
+"""Creating and reading jobs. State changes go through ``orchestrator.transitions``."""
 
 from __future__ import annotations
 
@@ -9,27 +9,22 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from orchestrator import outbox, outcomes, states
+from orchestrator import outbox, outcomes
 from orchestrator.bounds import check_instant
 from orchestrator.broker import JobMessage
 from orchestrator.db import db_now, fetch_autocommit, is_postgres
-from orchestrator.errors import ConflictError, JobNotFoundError
-from orchestrator.models import Job, JobHistory, Server
-from orchestrator.states import State
-
-if TYPE_CHECKING:
-    from orchestrator.filters import Filters
-
-jobs_table = Job.__table__  # type: ignore[attr-defined]
-#: Every column but the result: lists never carry results (only the one-job read shows one).
-LIST_COLUMNS = tuple(c for c in jobs_table.c if c.name != "result")
-history_table = JobHistory.__table__  # type: ignore[attr-defined]
-servers_table = Server.__table__  # type: ignore[attr-defined]
+from orchestrator.errors import JobNotFoundError
+from orchestrator.lifecycle import State
+from orchestrator.store.tables import JOB_LIST_COLUMNS as LIST_COLUMNS
+from orchestrator.store.tables import Row
+from orchestrator.store.tables import history as history_table
+from orchestrator.store.tables import jobs as jobs_table
+from orchestrator.store.tables import servers as servers_table
 
 
 @dataclass
@@ -230,7 +225,7 @@ async def create_plain_jobs(
 
 async def find_by_idempotency_keys(
     conn: AsyncConnection, keys: Sequence[str]
-) -> dict[str, sa.Row[Any]]:
+) -> dict[str, Row]:
     if not keys:
         return {}
     rows = await conn.execute(
@@ -244,14 +239,14 @@ async def find_by_idempotency_keys(
     return {row.idempotency_key: row for row in rows}
 
 
-async def get_job(conn: AsyncConnection, job_id: uuid.UUID) -> sa.Row[Any]:
+async def get_job(conn: AsyncConnection, job_id: uuid.UUID) -> Row:
     row = (await conn.execute(sa.select(jobs_table).where(jobs_table.c.id == job_id))).first()
     if row is None:
         raise JobNotFoundError(f"no job with id {job_id}")
     return row
 
 
-async def get_history(conn: AsyncConnection, job_id: uuid.UUID) -> list[sa.Row[Any]]:
+async def get_history(conn: AsyncConnection, job_id: uuid.UUID) -> list[Row]:
     query = (
         sa.select(history_table)
         .where(history_table.c.job_id == job_id)
@@ -261,8 +256,8 @@ async def get_history(conn: AsyncConnection, job_id: uuid.UUID) -> list[sa.Row[A
 
 
 def public_job(
-    row: sa.Row[Any],
-    history: Sequence[sa.Row[Any]] | None = None,
+    row: Row,
+    history: Sequence[Row] | None = None,
     *,
     max_result_bytes: int = 1024 * 1024,
 ) -> dict[str, Any]:
@@ -342,7 +337,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 async def list_jobs(
     conn: AsyncConnection, where: JobFilter, *, limit: int, cursor: str | None
-) -> tuple[list[sa.Row[Any]], str | None]:
+) -> tuple[list[Row], str | None]:
     """Newest first, keyset-paged on (created_at, id) so deep pages cost the same as the first."""
     query = sa.select(*LIST_COLUMNS)
     if where.state is not None:
@@ -390,74 +385,6 @@ async def known_queues(conn: AsyncConnection) -> set[str]:
     return queues
 
 
-async def delete_job(
-    conn: AsyncConnection,
-    job_id: uuid.UUID,
-    now: datetime,
-    retention: Any,
-    reason: str,
-    filters: Filters | None = None,
-) -> list[outbox.Pending]:
-    """Move a job to Deleted from any other state; deleting a Deleted job changes nothing.
-
-    Returns the outbox entries of the continuations the deletion enqueued (``finished`` ones),
-    for the caller to publish after commit. Election ``filters`` may have the job enter another
-    state instead."""
-    row = await get_job(conn, job_id)
-    if row.state == State.DELETED.value:
-        return []
-    sources = [s for s in State if s is not State.DELETED]
-    moved = await states.move(
-        conn,
-        [job_id],
-        expected=sources,
-        target=State.DELETED,
-        change=states.Change(reason),
-        now=now,
-        retention=retention,
-        filters=filters,
-    )
-    if not moved:
-        raise ConflictError(f"job {job_id} changed state while being deleted; try again")
-    return moved.pending
-
-
-async def requeue_job(
-    conn: AsyncConnection,
-    job_id: uuid.UUID,
-    now: datetime,
-    retention: Any,
-    reason: str,
-    filters: Filters | None = None,
-) -> list[outbox.Pending]:
-    """Run a job again now with a fresh retry budget (a person's decision; election
-    ``filters`` may have it enter another state, then no message is sent)."""
-    row = await get_job(conn, job_id)
-    if State(row.state) not in states.REQUEUEABLE:
-        raise ConflictError(
-            f"job {job_id} is {row.state}; only jobs not queued or running can be requeued"
-        )
-    moved = await states.move(
-        conn,
-        [job_id],
-        expected=states.REQUEUEABLE,
-        target=State.ENQUEUED,
-        change=states.Change(
-            reason, values={"retries_used": 0, "lost_count": 0, "worker_id": None}
-        ),
-        now=now,
-        retention=retention,
-        filters=filters,
-    )
-    if not moved:
-        raise ConflictError(f"job {job_id} changed state while being requeued; try again")
-    if not moved.entered(job_id, State.ENQUEUED):
-        return moved.pending
-    return moved.pending + await outbox.add(
-        conn, [outbox.Publication(job_id, row.queue, row.trace_context or {})], now
-    )
-
-
-async def list_servers(conn: AsyncConnection) -> list[sa.Row[Any]]:
+async def list_servers(conn: AsyncConnection) -> list[Row]:
     query = sa.select(servers_table).order_by(servers_table.c.role, servers_table.c.started_at)
     return list((await conn.execute(query)).all())
