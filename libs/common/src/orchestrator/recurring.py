@@ -21,7 +21,6 @@ from orchestrator.catalog import Registration
 from orchestrator.db import is_postgres
 from orchestrator.errors import JobNotFoundError
 from orchestrator.jobs import DEFAULT_RETRIES
-from orchestrator.lifecycle import State
 from orchestrator.models import RecurringJob
 from orchestrator.schedule import parse
 from orchestrator.store.tables import Row
@@ -29,8 +28,6 @@ from orchestrator.store.tables import Row
 recurring_table = RecurringJob.__table__  # type: ignore[attr-defined]
 Misfire = Literal["relaxed", "strict", "ignore"]
 Overlap = Literal["allow", "skip"]
-#: A run in one of these states has not ended: ``overlap="skip"`` waits for it.
-NOT_ENDED = frozenset({State.ENQUEUED, State.SCHEDULED, State.AWAITING, State.PROCESSING})
 
 
 class RecurringNotFoundError(JobNotFoundError):

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator import store
 from orchestrator.db import db_now
 from orchestrator.errors import JobValidationError
-from orchestrator.lifecycle import BATCH, State
+from orchestrator.lifecycle import BATCH, State, has_ended
 from orchestrator.models import Batch
 from orchestrator.tracing import current_headers, tracer
 from orchestrator_api.enqueue import Prepared, new_job, parent_states, prepare
@@ -28,7 +28,6 @@ from orchestrator_api.strict_json import StrictJsonRoute
 
 router = APIRouter(prefix="/api/v1/batches", tags=["batches"], route_class=StrictJsonRoute)
 _batches = Batch.__table__  # type: ignore[attr-defined]
-_ENDED = {"succeeded": State.SUCCEEDED, "failed": State.FAILED, "deleted": State.DELETED}
 
 
 class BatchRequest(BaseModel):
@@ -137,13 +136,11 @@ async def get_batch(batch_id: str, request: Request) -> dict[str, Any]:
         )
         counts: dict[str, int] = {str(state): int(n) for state, n in rows.all()}
     view: dict[str, Any] = {"id": str(parsed), "total": batch.total}
-    for key, state in _ENDED.items():
-        view[key] = counts.get(state.value, 0)
-    view["pending"] = sum(n for s, n in counts.items() if s not in _ENDED_VALUES)
+    for state in (State.SUCCEEDED, State.FAILED, State.DELETED):
+        view[state.value.lower()] = counts.get(state.value, 0)
+    view["pending"] = sum(n for s, n in counts.items() if not has_ended(s))
     view["state"] = "completed" if batch.completed_at is not None else "running"
     view["continuation_id"] = str(batch.continuation_id) if batch.continuation_id else None
     view["completed_at"] = batch.completed_at.isoformat() if batch.completed_at else None
     return view
 
-
-_ENDED_VALUES = frozenset(state.value for state in _ENDED.values())

@@ -29,7 +29,7 @@ from orchestrator.broker import Publisher
 from orchestrator.catalog import Registration, load_registrations, validate_with_schema
 from orchestrator.db import db_now, is_postgres
 from orchestrator.errors import JobValidationError
-from orchestrator.lifecycle import State
+from orchestrator.lifecycle import State, has_ended
 from orchestrator.loops import Loop
 from orchestrator.metrics import JOBS_ENQUEUED, SCHEDULER_LATENESS
 from orchestrator.schedule import Schedule, ScheduleError, parse
@@ -164,7 +164,7 @@ def _skip_reason(
             f"{due[-1].isoformat()} (misfire={row.misfire})"
         )
     last_state = previous.get(row.last_job_id) if row.last_job_id else None
-    running = last_state is not None and State(last_state) in recurring.NOT_ENDED
+    running = last_state is not None and not has_ended(last_state)
     if row.overlap == "skip" and running:
         return (
             f"skipped the run due at {times[-1].isoformat()}: the previous run "

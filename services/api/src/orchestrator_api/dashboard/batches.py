@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from orchestrator import store
-from orchestrator.lifecycle import State
+from orchestrator.lifecycle import State, has_ended
 from orchestrator.models import Batch
 from orchestrator_api.dashboard.web import PREFIX, refusal, render
 from orchestrator_api.runtime import runtime_of
@@ -20,7 +20,6 @@ router = APIRouter(prefix=PREFIX)
 
 _batches = Batch.__table__  # type: ignore[attr-defined]
 PAGE_SIZE: Final = 50
-_ENDED = (State.SUCCEEDED.value, State.FAILED.value, State.DELETED.value)
 
 
 async def _progress(conn: Any, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
@@ -67,7 +66,7 @@ async def batches(request: Request) -> HTMLResponse:
     items = []
     for row in rows:
         states = counts[row.id]
-        ended = sum(states.get(s, 0) for s in _ENDED)
+        ended = sum(n for s, n in states.items() if has_ended(s))
         items.append(
             {
                 "row": row,
