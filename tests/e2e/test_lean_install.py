@@ -68,7 +68,8 @@ def lean_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     uv = _uv()
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
     if uv is not None:
-        subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True, env=env)
+        create = [uv, "venv", "-q", "--python", sys.executable, str(venv)]
+        subprocess.run(create, check=True, env=env)
         install = [uv, "pip", "install", "-q", "--python", str(python), str(ROOT / "libs/common")]
     else:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
