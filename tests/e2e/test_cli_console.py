@@ -108,6 +108,17 @@ def test_version_names_the_installed_package() -> None:
     assert done.stdout.strip() == f"orchestrator, version {version('orchestrator-cli')}"
 
 
+def test_importing_the_cli_loads_neither_the_client_nor_rich() -> None:
+    # Every `orchestrator worker` and `--help` imports the CLI: the console parts load on use.
+    probe = (
+        "import json, sys, orchestrator_cli.main\n"
+        "print(json.dumps(sorted(m for m in ('httpx', 'rich', 'orchestrator.client') "
+        "if m in sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == []
+
+
 def test_the_cli_knows_every_state() -> None:
     assert tuple(state.value for state in State) == STATES
 

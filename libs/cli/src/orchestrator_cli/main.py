@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import click
 
-from orchestrator.settings import load_settings
+from orchestrator.settings import Settings, load_settings
 from orchestrator.settings_errors import check_database, exit_on_configuration_error
 from orchestrator.settings_errors import shown_url as _shown
 from orchestrator.signals import Request, SignalCount
@@ -158,16 +158,21 @@ def dev(jobs: str | None) -> None:
     settings = load_settings()
     brokers = ", ".join(_shown(url) for url in settings.broker_urls)
     problem = _broker_reachable(settings.broker_urls)
+    node = None
     if problem is not None:
-        click.echo(
-            f"RabbitMQ is not reachable at {brokers} ({problem}).\n"
-            "Start it first, for example:\n"
-            "  rabbitmq-server -detached            (installed locally)\n"
-            "  docker run -d -p 5672:5672 rabbitmq:3.13-management\n"
-            "or point ORCHESTRATOR_AMQP_URL at a running broker.",
-            err=True,
-        )
-        raise SystemExit(1)
+        from orchestrator_cli.private_broker import start_or_explain
+
+        # A private node when rabbitmq-server is installed; else it says how to start one.
+        node = start_or_explain(settings.broker_urls, brokers, problem)
+    try:
+        _run_dev(settings, brokers)
+    finally:
+        if node is not None:
+            node.stop()
+            click.echo("private RabbitMQ node stopped", err=True)
+
+
+def _run_dev(settings: Settings, brokers: str) -> None:
     from orchestrator.catalog import Catalog
     from orchestrator.migrate import upgrade as run_upgrade
 
