@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -211,6 +212,15 @@ async def _related(conn: Any, row: Any) -> dict[str, Any]:
     return {"parent": parent, "continuations": await job_search.continuations(conn, row.id)}
 
 
+def _history_entry(row: Any) -> SimpleNamespace:
+    """A history row for the job page: as stored, with its failed attempt's exception apart
+    from its other data (as the API's job read shows it)."""
+    entry = shown(row)
+    split = store.history_entry(row)
+    entry.data, entry.error = split["data"], split["error"]
+    return entry
+
+
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 async def job_details(job_id: str, request: Request) -> HTMLResponse:
     try:
@@ -238,7 +248,8 @@ async def job_details(job_id: str, request: Request) -> HTMLResponse:
         job=job,
         view=row_view(row, registrations),
         arguments=display_arguments(registrations, row.name, row.args, row.kwargs),
-        history=[shown(h) for h in reversed(history)],
+        history=[_history_entry(h) for h in reversed(history)],
+        error=public["error"],
         overrunning_since=public.get("overrunning_since"),
         expires_in=(row.expires_at - now).total_seconds() if row.expires_at else None,
         parent=related["parent"],
