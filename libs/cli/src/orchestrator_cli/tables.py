@@ -55,8 +55,8 @@ def when(stamp: str | None) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def ago(stamp: str, now: datetime | None = None) -> str:
-    seconds = ((now or datetime.now(UTC)) - datetime.fromisoformat(stamp)).total_seconds()
+def ago(stamp: str) -> str:
+    seconds = (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds()
     if seconds < 120:
         return f"{max(seconds, 0):.0f} s ago"
     if seconds < 7200:
