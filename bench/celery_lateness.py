@@ -107,9 +107,19 @@ def run(python: Path, work: Path, scenario: str, jobs: int, max_delay: float) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument("--max-delay", type=float, default=60.0)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.celery_lateness", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1000, help="tasks in each scenario (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--max-delay",
+        type=float,
+        default=60.0,
+        help="longest countdown in seconds of the mixed scenario, which spreads its tasks from "
+        "2 s to this (default: %(default)s)",
+    )
     args = parser.parse_args()
     python = ensure_venv()
     with tempfile.TemporaryDirectory() as directory:

@@ -186,9 +186,18 @@ async def _deep_page(http: httpx.AsyncClient, path: str, pages: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--total", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=30)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.dashboard", description=" ".join(__doc__.split("\n\n")[0].split())
+    )
+    parser.add_argument(
+        "--total", type=int, default=1_000_000, help="jobs inserted (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=30,
+        help="times each page is fetched after one warm-up (default: %(default)s)",
+    )
     parser.add_argument(
         "--trigram", action="store_true", help="create the opt-in trigram index on the arguments"
     )

@@ -71,9 +71,19 @@ def report(name: str, late: list[float], expected: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument("--max-delay", type=float, default=60.0)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.lateness", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1000, help="jobs in each scenario (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--max-delay",
+        type=float,
+        default=60.0,
+        help="longest delay in seconds of the mixed scenario, which spreads its jobs from 2 s "
+        "to this (default: %(default)s)",
+    )
     args = parser.parse_args()
     name, url = new_postgres_database()
     system = System(database_url=url, jobs="tests.worker_jobs")

@@ -164,14 +164,40 @@ def idle(definitions: int, seconds: float) -> None:
 
 
 def main(argv: Any = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    late = sub.add_parser("lateness")
-    late.add_argument("--seconds", type=float, default=30)
-    late.add_argument("--definitions", type=int, default=5)
-    quiet = sub.add_parser("idle")
-    quiet.add_argument("--definitions", type=int, default=10_000)
-    quiet.add_argument("--seconds", type=float, default=20)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.recurring",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{lateness,idle}")
+    late = sub.add_parser(
+        "lateness", help="start - scheduled_for of recurring runs on real processes"
+    )
+    late.add_argument(
+        "--seconds",
+        type=float,
+        default=30,
+        help="how long the definitions run (default: %(default)s)",
+    )
+    late.add_argument(
+        "--definitions",
+        type=int,
+        default=5,
+        help="recurring jobs, each every second (default: %(default)s)",
+    )
+    quiet = sub.add_parser("idle", help="the idle recurring loop's CPU and SQL per tick")
+    quiet.add_argument(
+        "--definitions",
+        type=int,
+        default=10_000,
+        help="definitions in the store, none of them due (default: %(default)s)",
+    )
+    quiet.add_argument(
+        "--seconds",
+        type=float,
+        default=20,
+        help="how long the loop is measured (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     if args.command == "lateness":
         lateness(args.seconds, args.definitions)

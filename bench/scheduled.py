@@ -70,9 +70,21 @@ async def run(url: str, total: int, due: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--total", type=int, default=1_000_000)
-    parser.add_argument("--due", type=int, default=100_000)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.scheduled", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--total",
+        type=int,
+        default=1_000_000,
+        help="Scheduled jobs inserted (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--due",
+        type=int,
+        default=100_000,
+        help="how many of them are already due and get promoted (default: %(default)s)",
+    )
     args = parser.parse_args()
     name, url = new_postgres_database()
     try:

@@ -46,3 +46,27 @@ def test_no_label_can_hold_a_job_id() -> None:
 def test_no_label_clashes_with_the_labels_prometheus_adds_to_every_series() -> None:
     for _, labels in _defined().values():
         assert not {"job", "instance"} & set(labels)
+
+
+def _documented_values(label: str) -> tuple[str, ...]:
+    for line in DOC.read_text().splitlines():
+        match = re.match(rf"\| `{label}` \| ([^|]+) \|", line)
+        if match:
+            return tuple(value.strip() for value in match.group(1).split(","))
+    raise AssertionError(f"docs/metrics.md has no row for the label {label}")
+
+
+def _counted_return_reasons() -> set[str]:
+    """The reasons the worker's code counts ``orchestrator_deliveries_returned_total`` with."""
+    source = Path(__file__).resolve().parent.parent / "services" / "worker" / "src"
+    found = set()
+    for path in source.rglob("*.py"):
+        text = path.read_text()
+        found |= set(re.findall(r'DELIVERIES_RETURNED\.labels\([^,]+, "(\w+)"\)', text))
+    return found
+
+
+def test_every_return_reason_is_documented_and_counted_somewhere() -> None:
+    assert _documented_values("reason") == metrics.RETURN_REASONS
+    # Every documented path of a delivery back to its queue is counted, and nothing else.
+    assert _counted_return_reasons() == set(metrics.RETURN_REASONS)

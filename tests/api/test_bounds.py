@@ -8,6 +8,7 @@ later).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,10 +37,6 @@ class Case:
 
 def _keep(**kwargs: Any) -> dict[str, Any]:
     return {"job": KEEP, "kwargs": kwargs}
-
-
-def _raw_keep(value: str) -> bytes:
-    return b'{"job": "%s", "kwargs": {"data": [1, %s]}}' % (KEEP.encode(), value.encode())
 
 
 _RECURRING = {"job": ADD, "args": [1, 2], "cron": "* * * * *"}
@@ -72,16 +69,27 @@ CASES: list[Case] = [
         named="jobs[1]",
     ),
     Case("NUL in a job name", "POST", "/api/v1/jobs", {"job": "a\u0000"}, named="job"),
-    # Numbers JSON cannot hold (Python's json module reads them anyway)
-    Case("NaN in an argument", "POST", "/api/v1/jobs", raw=_raw_keep("NaN")),
-    Case("Infinity in an argument", "POST", "/api/v1/jobs", raw=_raw_keep("Infinity")),
-    Case("-Infinity in an argument", "POST", "/api/v1/jobs", raw=_raw_keep("-Infinity")),
-    Case("1e400 in an argument", "POST", "/api/v1/jobs", raw=_raw_keep("1e400")),
+    Case("NUL in a kwargs key", "POST", "/api/v1/jobs", _keep(**{"data\u0000": 1}), named="kwargs"),
     Case(
-        "NaN in an option",
+        "lone surrogate in a kwargs key",
         "POST",
         "/api/v1/jobs",
-        raw=b'{"job": "%s", "args": [1, 2], "timeout_seconds": NaN}' % ADD.encode(),
+        raw=b'{"job": "%s", "kwargs": {"\\udc00": 1}}' % KEEP.encode(),
+        named="kwargs",
+    ),
+    Case(
+        "NUL in a kwargs key in a bulk",
+        "POST",
+        "/api/v1/jobs/bulk",
+        {"jobs": [_keep(data=1), {"job": KEEP, "kwargs": {"k\u0000": 1}}]},
+        named="jobs[1]: kwargs",
+    ),
+    Case(
+        "NUL in a recurring kwargs key",
+        "PUT",
+        "/api/v1/recurring/r1",
+        {"job": KEEP, "kwargs": {"k\u0000": 1}, "cron": "@daily"},
+        named="kwargs",
     ),
     # Durations and times the store or Python's datetime cannot hold
     Case(
@@ -254,6 +262,7 @@ async def test_a_value_the_store_cannot_hold_is_a_4xx_naming_it(
         error = response.json()["error"]
         assert set(error) == {"code", "message"}
         assert case.named in error["message"], error
+        assert NUL not in error["message"], error
     assert await bounded_api.count() == 0
     assert await bounded_api.count("recurring_jobs") == 0
 
@@ -314,3 +323,117 @@ async def test_deep_json_is_refused_not_a_500(bounded_api: Api) -> None:
     )
     assert response.status_code in (400, 422), response.text
     assert response.json()["error"]["code"] in ("malformed_json", "invalid_request")
+
+
+#: Numbers Python's json module reads as a non-finite float (and one integer it cannot read), in
+#: each spelling; none is JSON a store holds.
+NOT_FINITE = ["NaN", "Infinity", "-Infinity", "1e400", "-2.5e999", "1.7976931348623159e308"]
+TOO_LONG = "9" * 5000  # an integer past Python's 4,300-digit conversion limit
+_N = "@number@"
+
+
+@dataclass(frozen=True)
+class Place:
+    name: str
+    method: str
+    path: str
+    body: dict[str, Any]
+    #: The JSON path the message must name (down to the argument, never inside it).
+    named: str
+    #: Words of the body the message must not contain (a nested key of an argument).
+    hidden: tuple[str, ...] = ()
+
+
+_OK = {"job": ADD, "args": [1, 2]}
+PLACES = [
+    Place("single, positional", "POST", "/api/v1/jobs", {"job": KEEP, "args": [1, _N]}, "args[1]"),
+    Place(
+        "single, keyword",
+        "POST",
+        "/api/v1/jobs",
+        {"job": KEEP, "kwargs": {"number": _N}},
+        "kwargs.number",
+    ),
+    Place(
+        "single, inside an argument",
+        "POST",
+        "/api/v1/jobs",
+        {"job": KEEP, "kwargs": {"data": {"card_pin": [0, _N]}}},
+        "kwargs.data",
+        hidden=("card_pin",),
+    ),
+    Place(
+        "single, an option",
+        "POST",
+        "/api/v1/jobs",
+        {**_OK, "timeout_seconds": _N},
+        "timeout_seconds",
+    ),
+    Place(
+        "single, a retry delay",
+        "POST",
+        "/api/v1/jobs",
+        {**_OK, "retry_delays": [1, _N]},
+        "retry_delays[1]",
+    ),
+    Place(
+        "bulk",
+        "POST",
+        "/api/v1/jobs/bulk",
+        {"jobs": [_OK, _OK, _OK, {"job": KEEP, "args": [_N]}]},
+        "jobs[3].args[0]",
+    ),
+    Place(
+        "batch member",
+        "POST",
+        "/api/v1/batches",
+        {"jobs": [_OK, {"job": KEEP, "kwargs": {"number": _N}}]},
+        "jobs[1].kwargs.number",
+    ),
+    Place(
+        "batch continuation",
+        "POST",
+        "/api/v1/batches",
+        {"jobs": [_OK], "on_complete": {"job": KEEP, "args": [[_N]]}},
+        "on_complete.args[0]",
+    ),
+    Place(
+        "recurring PUT, positional",
+        "PUT",
+        "/api/v1/recurring/r1",
+        {"job": KEEP, "args": [_N], "cron": "@daily"},
+        "args[0]",
+    ),
+    Place(
+        "recurring PUT, keyword",
+        "PUT",
+        "/api/v1/recurring/r1",
+        {"job": KEEP, "kwargs": {"data": {"k": _N}}, "cron": "@daily"},
+        "kwargs.data",
+        hidden=('"k"',),
+    ),
+]
+
+
+@pytest.mark.parametrize("place", PLACES, ids=[place.name for place in PLACES])
+async def test_a_number_json_cannot_hold_is_refused_naming_its_path_not_its_value(
+    bounded_api: Api, place: Place
+) -> None:
+    """NaN, Infinity, numbers past a float (and integers past Python's digit limit): 400
+    ``malformed_json`` naming where the number is, never quoting it (it may be a secret)."""
+    template = json.dumps(place.body)
+    for number in [*NOT_FINITE, TOO_LONG]:
+        raw = template.replace(json.dumps(_N), number).encode()
+        response = await bounded_api.http.request(
+            place.method, place.path, content=raw, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 400, (number[:20], response.text)
+        error = response.json()["error"]
+        assert error["code"] == "malformed_json", error
+        message = error["message"]
+        assert f" {place.named}: " in message, (number[:20], message)
+        assert number.lstrip("-")[:4] not in message, (number[:20], message)
+        for word in place.hidden:
+            assert word not in message, message
+    for table in ("jobs", "recurring_jobs", "batches"):
+        assert await bounded_api.count(table) == 0, table

@@ -84,7 +84,7 @@ async def test_bulk_actions_on_selected_and_all_failed(api: Api) -> None:
     assert page.status == "No jobs were selected."
 
     page = await act(api, "/hangfire/actions/requeue-failed", {})
-    assert page.status == "Requeued 1 failed jobs."
+    assert page.status == "Requeued 1 failed job."
     assert await job_state(api, failed[2]) == "Enqueued"
     page = await act(api, "/hangfire/actions/requeue-failed", {})
     assert page.status == "There are no failed jobs."

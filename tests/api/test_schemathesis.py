@@ -1,4 +1,5 @@
-"""Schemathesis over the API's own OpenAPI schema, against a real API process on PostgreSQL.
+"""Schemathesis over the API's own OpenAPI schema, against a real API process on PostgreSQL
+and on SQLite.
 
 Every operation gets generated requests that fit the schema and requests that do not, without
 keys (a loopback client), with an admin key and with a read key. No answer may be a server
@@ -89,9 +90,9 @@ def _run(
 
 
 @pytest.fixture
-def system(postgres_url: str, amqp_url: str, tmp_path: Path) -> Iterator[System]:
+def system(database_url: str, amqp_url: str, tmp_path: Path) -> Iterator[System]:
     running = System(
-        database_url=postgres_url,
+        database_url=database_url,
         jobs=f"{TEST_JOBS},{BOUNDS_JOBS}",
         amqp_url=amqp_url,
         log_dir=tmp_path,

@@ -75,7 +75,11 @@ def test_pages_show_jobs_queues_servers_and_batches(
     for role in ("api", "worker", "scheduler"):
         expect(admin.page.get_by_text(role, exact=True).first).to_be_visible()
     admin.open("/hangfire/batches", "Batches")
+    admin.page.get_by_role("link", name=str(batch["id"])[:8], exact=True).click()
+    expect(admin.page.locator("h1")).to_have_text("Batch")
     expect(admin.page.get_by_text(str(batch["id"])).first).to_be_visible()
+    assert {str(j) for j in batch["job_ids"]} <= admin.listed_job_ids()
+    admin.shot("batch")
 
 
 def test_times_are_shown_in_the_viewers_zone_with_utc_on_hover(

@@ -185,8 +185,37 @@ class Dashboard:
         ids = [m.group(1) for href in hrefs if (m := pattern.search(href))]
         return list(dict.fromkeys(ids))
 
+    def off_screen(self, target: Locator) -> list[str]:
+        """Each element of ``target`` that a person could not see and press where it is: after
+        scrolling the page vertically only (never sideways, never a box inside it), its box
+        must lie within the window and the element must be what is drawn at its centre (not
+        clipped by a box that scrolls, nor covered)."""
+        problems = []
+        for element in target.all():
+            found = element.evaluate(_ON_SCREEN)
+            if found:
+                problems.append(f"{element.inner_text().strip() or element}: {found}")
+        return problems
+
+    def page_width(self) -> int:
+        """How wide the page is drawn (wider than the window: it scrolls sideways)."""
+        return int(self.page.evaluate("document.documentElement.scrollWidth"))
+
     def select_job(self, job_id: str) -> None:
         self.page.get_by_role("checkbox", name=f"Select job {job_id}", exact=True).check()
+
+
+_ON_SCREEN = """(el) => {
+  const before = el.getBoundingClientRect();
+  window.scrollBy(0, before.top - window.innerHeight / 2);
+  const box = el.getBoundingClientRect();
+  const width = document.documentElement.clientWidth, height = window.innerHeight;
+  if (box.left < 0 || box.right > width || box.top < 0 || box.bottom > height) {
+    return `box ${Math.round(box.left)}..${Math.round(box.right)} px in a ${width} px window`;
+  }
+  const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+  return hit === el || el.contains(hit) ? "" : "hidden under or clipped by another element";
+}"""
 
 
 def _xpath_literal(text: str) -> str:

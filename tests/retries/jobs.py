@@ -134,3 +134,19 @@ def shutdown_finishes(notes: str, ctx: JobContext) -> str:
     _note(notes, f"start {ctx.attempt} {os.getpid()}")
     ctx.shutting_down.wait(60)
     return "finished in the grace"
+
+
+# -- attempts and tracebacks: each failed attempt's exception in its history row ----------
+
+
+@job(name="attempts.twice_then_ok", retries=2, retry_delays=[1, 1])
+def fails_twice(ctx: JobContext) -> str:
+    if ctx.attempt <= 2:
+        raise RuntimeError(f"attempt {ctx.attempt} failed")
+    return f"succeeded on attempt {ctx.attempt}"
+
+
+@job(name="attempts.async_raises", retries=0)
+async def async_raises(message: str) -> None:
+    await asyncio.sleep(0)
+    raise LookupError(message)

@@ -13,10 +13,11 @@ from collections.abc import Callable
 
 import click
 
-from orchestrator.settings import load_settings
+from orchestrator.settings import Settings, load_settings
 from orchestrator.settings_errors import check_database, exit_on_configuration_error
 from orchestrator.settings_errors import shown_url as _shown
 from orchestrator.signals import Request, SignalCount
+from orchestrator_cli.console_commands import register as register_console_commands
 
 ROLES = ("api", "worker", "scheduler", "janitor")
 
@@ -56,13 +57,19 @@ jobs_option = click.option("--jobs", help="Comma-separated job modules (ORCHESTR
 
 
 @click.group()
+@click.version_option(package_name="orchestrator-cli", prog_name="orchestrator")
 @click.option(
     "--debug",
     is_flag=True,
     help="Show the traceback of a configuration error too (ORCHESTRATOR_DEBUG).",
 )
 def cli(debug: bool) -> None:
-    """Orchestrator: background jobs on RabbitMQ."""
+    """Orchestrator: background jobs on RabbitMQ.
+
+    Run the roles (api, worker, scheduler, janitor, or all of them with dev), migrate the store
+    (db upgrade), or look at and act on a running system through its API (status, jobs, job,
+    enqueue, requeue, delete).
+    """
     if debug:
         # Through the environment: the roles `dev` starts are processes of their own.
         os.environ["ORCHESTRATOR_DEBUG"] = "1"
@@ -90,15 +97,18 @@ def worker(queues: str | None, concurrency: int | None, jobs: str | None) -> Non
     _role_main("worker")()
 
 
-@cli.command()
+@cli.command(short_help="Delayed jobs and retries when due, recurring runs.")
 def scheduler() -> None:
-    """Turn time into work: the outbox relay (and, later, delays and recurring jobs)."""
+    """Turn time into work: delayed jobs and retries when due, recurring runs, the outbox relay.
+
+    Several may run: one holds the lease and schedules, every one relays the outbox.
+    """
     _role_main("scheduler")()
 
 
-@cli.command()
+@cli.command(short_help="Expiry, dead servers, dead letters.")
 def janitor() -> None:
-    """Remove expired jobs and dead server records."""
+    """Remove expired jobs, dead server records and old dead letters; store dead letters."""
     _role_main("janitor")()
 
 
@@ -148,16 +158,21 @@ def dev(jobs: str | None) -> None:
     settings = load_settings()
     brokers = ", ".join(_shown(url) for url in settings.broker_urls)
     problem = _broker_reachable(settings.broker_urls)
+    node = None
     if problem is not None:
-        click.echo(
-            f"RabbitMQ is not reachable at {brokers} ({problem}).\n"
-            "Start it first, for example:\n"
-            "  rabbitmq-server -detached            (installed locally)\n"
-            "  docker run -d -p 5672:5672 rabbitmq:3.13-management\n"
-            "or point ORCHESTRATOR_AMQP_URL at a running broker.",
-            err=True,
-        )
-        raise SystemExit(1)
+        from orchestrator_cli.private_broker import start_or_explain
+
+        # A private node when rabbitmq-server is installed; else it says how to start one.
+        node = start_or_explain(settings.broker_urls, brokers, problem)
+    try:
+        _run_dev(settings, brokers)
+    finally:
+        if node is not None:
+            node.stop()
+            click.echo("private RabbitMQ node stopped", err=True)
+
+
+def _run_dev(settings: Settings, brokers: str) -> None:
     from orchestrator.catalog import Catalog
     from orchestrator.migrate import upgrade as run_upgrade
 
@@ -229,6 +244,9 @@ def _report_stops(children: dict[str, subprocess.Popen[bytes]], limit: float) ->
                 click.echo(f"{role} killed: still running {limit:.0f} s after the stop", err=True)
             return
         time.sleep(0.1)
+
+
+register_console_commands(cli)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
@@ -155,30 +156,106 @@ def check_arguments(
             )
 
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"the number {text[:40]} is too large for a 64-bit float")
-    return value
+class _Unholdable:
+    """Stands in, while a body is parsed, for a number no store holds: it is found again by
+    :func:`_first_unholdable` to name where it is, and never leaves :func:`loads_strict`."""
+
+    __slots__ = ("rule",)
+
+    def __init__(self, rule: str) -> None:
+        self.rule = rule
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number (numbers must be finite)")
+_NOT_FINITE: Final = _Unholdable(
+    "not a finite number (JSON numbers are finite and fit a 64-bit float)"
+)
+
+
+def _too_long_integer() -> _Unholdable:
+    return _Unholdable(f"an integer of more than {sys.get_int_max_str_digits()} digits")
+
+
+def _path_to(path: str, key: str) -> str:
+    """``path.key``, or ``path`` itself for a key that cannot be shown (NUL, a lone surrogate,
+    long): the message must stay valid text and short."""
+    if text_problem(key) is not None or len(key) > 100:
+        return path
+    return f"{path}.{key}" if path else key
+
+
+def _first_unholdable(document: Any) -> tuple[str, _Unholdable] | None:
+    """The first stand-in in ``document`` and its JSON path (``jobs[3].args[0]``). The path stops
+    at an argument (an item of ``args``, a value of ``kwargs``): what is inside one may be a
+    secret's structure. Iterative: the document may be nested near the recursion limit."""
+    # (value, its path, what it is: "" a body field, "args"/"kwargs" the containers, "argument")
+    stack: list[tuple[Any, str, str]] = [(document, "", "")]
+    while stack:
+        value, path, role = stack.pop()
+        if isinstance(value, _Unholdable):
+            return path, value
+        children: list[tuple[Any, str, str]] = []
+        if role == "argument":
+            if isinstance(value, dict):
+                children = [(item, path, "argument") for item in value.values()]
+            elif isinstance(value, list):
+                children = [(item, path, "argument") for item in value]
+        elif isinstance(value, dict):
+            in_kwargs = role == "kwargs"
+            for key, item in value.items():
+                child_role = "argument" if in_kwargs else key if key in ("args", "kwargs") else ""
+                children.append((item, _path_to(path, key), child_role))
+        elif isinstance(value, list):
+            child_role = "argument" if role == "args" else ""
+            children = [(item, f"{path}[{i}]", child_role) for i, item in enumerate(value)]
+        stack.extend(reversed(children))
+    return None
 
 
 def loads_strict(data: bytes | str) -> Any:
     """JSON as RFC 8259 has it: Python's ``json.loads`` also reads ``NaN``, ``Infinity`` and
-    numbers a float cannot hold (``1e400`` becomes ``inf``); those are refused here. Every refusal
-    is a :class:`json.JSONDecodeError`, whatever broke (nesting past the recursion limit, an
-    integer of more digits than Python converts)."""
+    numbers a float cannot hold (``1e400`` becomes ``inf``), and refuses integers past its digit
+    limit; those are refused here. Every refusal is a :class:`json.JSONDecodeError`, whatever
+    broke (nesting past the recursion limit, not UTF-8); one for such a number names its JSON path
+    (``jobs[3].args[0]: not a finite number …``) and never quotes it (it may be a secret)."""
+    unholdable: list[_Unholdable] = []
+
+    def finite_float(text: str) -> float | _Unholdable:
+        value = float(text)
+        if math.isfinite(value):
+            return value
+        unholdable.append(_NOT_FINITE)
+        return _NOT_FINITE
+
+    def integer(text: str) -> int | _Unholdable:
+        try:
+            return int(text)
+        except ValueError:  # more digits than Python converts
+            unholdable.append(marker := _too_long_integer())
+            return marker
+
+    def constant(_: str) -> _Unholdable:  # NaN, Infinity, -Infinity
+        unholdable.append(_NOT_FINITE)
+        return _NOT_FINITE
+
     try:
-        return json.loads(data, parse_float=_finite_float, parse_constant=_no_constant)
+        document = json.loads(
+            data, parse_float=finite_float, parse_int=integer, parse_constant=constant
+        )
     except json.JSONDecodeError:
         raise
     except RecursionError:
         raise json.JSONDecodeError("nested too deeply", "", 0) from None
-    except ValueError as exc:  # also UnicodeDecodeError: not text at all
-        raise json.JSONDecodeError(str(exc), "", 0) from None
+    except UnicodeDecodeError:  # its message quotes a byte of the body
+        raise json.JSONDecodeError("not UTF-8 text", "", 0) from None
+    except ValueError:  # nothing else is known to raise one; its message might quote the body
+        raise json.JSONDecodeError("not JSON text", "", 0) from None
+    if unholdable:
+        # A stand-in may be gone (a duplicate key keeps the last value): then the document holds.
+        found = _first_unholdable(document)
+        if found is not None:
+            path, marker = found
+            raise json.JSONDecodeError(f"{path or 'the body'}: {marker.rule}", "", 0)
+    return document
 
 
 def _text(value: str) -> str:

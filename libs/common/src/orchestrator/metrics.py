@@ -48,8 +48,13 @@ CLAIMS_LOST = Counter(
     ["queue"],
 )
 #: ``reason``: ``republished`` (no slot was free: the job's message was sent again through the
-#: outbox and the delivery acked; not counted towards the delivery limit) or ``channel_lost``
-#: (its channel closed before the worker settled it, so RabbitMQ requeued it, counted).
+#: outbox and the delivery acked; not counted towards the delivery limit), ``channel_lost``
+#: (its channel closed before the worker settled it, so RabbitMQ requeued it, counted) or
+#: ``unsettled_at_close`` (still unsettled when the worker closed its connection: RabbitMQ
+#: requeues it, counted).
+#: Every ``reason`` of DELIVERIES_RETURNED (docs/metrics.md lists the same; the contract test
+#: checks both and that the worker counts each).
+RETURN_REASONS = ("republished", "channel_lost", "unsettled_at_close")
 DELIVERIES_RETURNED = Counter(
     "orchestrator_deliveries_returned_total",
     "Deliveries a worker gave back to their queue, by path.",

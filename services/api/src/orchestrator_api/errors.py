@@ -37,7 +37,8 @@ class ErrorBody(BaseModel):
 
 #: What each documented error status means, for the OpenAPI schema.
 _MEANINGS = {
-    400: "Malformed JSON (NaN, Infinity and numbers past a float are not JSON)",
+    400: "Malformed JSON (NaN, Infinity and numbers past a float are not JSON: the message "
+    "names where such a number is)",
     401: "No key, or an unknown one (only when ORCHESTRATOR_API_KEYS is set)",
     403: "A read key on a write",
     404: "No such id",

@@ -3,7 +3,8 @@
 FastAPI reads a JSON body with ``Request.json()``, i.e. Python's ``json.loads``, which accepts
 ``NaN``, ``Infinity`` and ``1e400`` (read as ``inf``): values no store holds as JSON. Routes of
 this class read the body strictly instead; a refusal is FastAPI's own ``json_invalid`` error, so it
-is answered 400 ``malformed_json`` like any other broken body.
+is answered 400 ``malformed_json`` like any other broken body, its message naming the JSON path of
+such a number (``jobs[3].args[0]``), never the number.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ import asyncio
 import contextvars
 import json
 import logging
-import traceback
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ from orchestrator.outcomes import Unreadable
 from orchestrator.redaction import redact
 from orchestrator_worker.claims import ClaimedJob
 from orchestrator_worker.isolation import ChildJobError, run_in_process
+from orchestrator_worker.tracebacks import user_first
 
 log = logging.getLogger(__name__)
 #: Longest argument text put on a span (a large payload is cut, not shipped to the backend).
@@ -63,10 +63,12 @@ class ResultNotSerializableError(Exception):
 
 def failure(job: ClaimedJob, exc: BaseException, max_chars: int, duration: float) -> Outcome:
     kind = type(exc)
-    error_type = f"{kind.__module__}.{kind.__qualname__}"
-    text = _described(lambda: "".join(traceback.format_exception(exc)), kind)
     if isinstance(exc, ChildJobError):  # raised in a process-mode child: as the child saw it
         error_type, text = exc.error_type, exc.traceback_text
+    else:
+        error_type = f"{kind.__module__}.{kind.__qualname__}"
+        # User-first: the worker's own frames before the job's code are folded into one line.
+        text = _described(lambda: user_first(exc), kind)
     if len(text) > max_chars:
         text = "…(truncated)\n" + text[-max_chars:]
     # The message is sanitised and bounded where it is recorded (orchestrator.outcomes).

@@ -16,6 +16,12 @@ delivery that arrives when no slot is free (consumers were sent more than the fr
 the intake switched to pulling) goes to ``give_back``: the worker sends its job's message again
 through the outbox and then acks it. Each consumer's prefetch is the queue's share of the slots
 free when consuming starts, which keeps such deliveries few.
+
+Every delivery taken is tracked until it is settled (:meth:`Intake.settle`). One still unsettled
+when the worker closes its connection (a shutdown whose claims could not be written in time, a
+round held while the store is away, a delivery that arrived after its consumer was cancelled)
+is requeued by RabbitMQ and counts towards the delivery limit; :meth:`Intake.close_unsettled`
+counts each of those as returned, reason ``unsettled_at_close``.
 """
 
 from __future__ import annotations
@@ -80,6 +86,9 @@ class Intake:
         self._task: asyncio.Task[None] | None = None
         self._switching = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        #: Deliveries taken and not yet settled, by message identity (a message is kept alive
+        #: here, so its id is not reused while it is listed).
+        self._unsettled: dict[int, Delivery] = {}
 
     async def start(self) -> None:
         await self._open_sources()
@@ -152,6 +161,30 @@ class Intake:
         self._wake.set()
 
     @property
+    def unsettled(self) -> int:
+        """Deliveries taken and not yet settled."""
+        return len(self._unsettled)
+
+    async def settle(self, deliveries: Sequence[Delivery], *, reject: bool = False) -> None:
+        """Settle deliveries this intake took (see :func:`settle`)."""
+        for delivery in deliveries:
+            self._unsettled.pop(id(delivery.message), None)
+        await settle(deliveries, reject=reject)
+
+    def close_unsettled(self) -> int:
+        """Count every delivery still unsettled as returned: the connection is about to close,
+        and RabbitMQ requeues them (towards the delivery limit). Call it once nothing settles
+        any more (the worker's rounds have stopped); returns how many there were."""
+        left, self._unsettled = list(self._unsettled.values()), {}
+        for delivery in left:
+            metrics.DELIVERIES_RETURNED.labels(delivery.queue, "unsettled_at_close").inc()
+        return len(left)
+
+    def _own(self, delivery: Delivery) -> Delivery:
+        self._unsettled[id(delivery.message)] = delivery
+        return delivery
+
+    @property
     def consumer_count(self) -> int:
         return sum(1 for s in self._sources if s.consumer_tag is not None)
 
@@ -199,7 +232,7 @@ class Intake:
 
     def _assign(self, delivery: Delivery) -> None:
         self.free -= 1
-        self._take(delivery)
+        self._take(self._own(delivery))
 
     async def _start_consuming(self) -> None:
         async with self._switching:
@@ -233,7 +266,7 @@ class Intake:
         async def on_message(message: AbstractIncomingMessage) -> None:
             delivery = Delivery(name, message)
             if self.free <= 0 or self._stopped:
-                self._give_back(delivery)
+                self._give_back(self._own(delivery))
                 return
             self._assign(delivery)
             if self.free == 0 and self._consuming:

@@ -28,7 +28,6 @@ import os
 import pickle
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from orchestrator.catalog import validate_with_model
 from orchestrator.errors import JobTimeoutError
 from orchestrator.jobs import JobContext, JobFunction
 from orchestrator.logs import LogFormat
+from orchestrator_worker.tracebacks import user_first
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -425,6 +425,6 @@ def _describe(exc: BaseException) -> tuple[str, str, str, bytes | None]:
     return (
         f"{kind.__module__}.{kind.__qualname__}",
         str(exc)[:4000],
-        "".join(traceback.format_exception(exc)),
+        user_first(exc),
         pickled,
     )

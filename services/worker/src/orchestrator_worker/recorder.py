@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,6 +29,10 @@ class Entered:
 
     state: State
     delay_seconds: int | None = None
+
+
+#: The error columns of a job that succeeded.
+_NO_ERROR: Final = {"error_type": None, "error_message": None, "error_traceback": None}
 
 
 @dataclass(frozen=True)
@@ -49,12 +54,14 @@ def propose(outcome: Outcome, now: datetime, bounds: Bounds | None = None) -> El
         except outcomes.ResultNotStorableError as exc:
             refused = f"the job's return value cannot be stored: {exc}"
             return _failed(outcome, now, bounds, outcomes.RESULT_NOT_STORABLE, refused, None, exc)
+        # A Succeeded job has no error: earlier attempts' exceptions live in their own
+        # history rows, so the job's error columns (the last failed attempt's) are cleared.
         return Election(
             outcome.job,
             State.SUCCEEDED,
             "Completed",
             now,
-            values={"result": result, "finished_at": now},
+            values={"result": result, "finished_at": now, **_NO_ERROR},
             data={"duration": round(outcome.duration, 6)},
         )
     return _failed(
@@ -82,6 +89,7 @@ def _failed(
     kind = outcomes.clean_text(error_type, outcomes.ERROR_TYPE_MAX_CHARS)
     text = outcomes.clean_text(message, outcomes.ERROR_MESSAGE_MAX_CHARS)
     trace = outcomes.clean_text(traceback, bounds.traceback_max_chars, keep="tail")
+    error = {"type": kind, "message": text, "traceback": trace}
     return Election(
         outcome.job,
         State.FAILED,
@@ -93,7 +101,14 @@ def _failed(
             "error_traceback": trace,
             "finished_at": now,
         },
-        data={"attempt": outcome.job.attempt, "duration": round(outcome.duration, 6)},
+        # The attempt's own exception stays with the history row this failure writes (Failed,
+        # or Scheduled when the retry filter elects a retry): the job's columns keep only the
+        # latest one.
+        data={
+            "attempt": outcome.job.attempt,
+            "duration": round(outcome.duration, 6),
+            "error": error,
+        },
         exception=exception,
     )
 

@@ -38,7 +38,7 @@ from orchestrator_worker.claims import (
     republish,
 )
 from orchestrator_worker.execution import Limits, Outcome, execute, new_context
-from orchestrator_worker.intake import Delivery, Intake, settle
+from orchestrator_worker.intake import Delivery, Intake
 from orchestrator_worker.overruns import flag_overrunning
 from orchestrator_worker.ownership import hand_back, renew_leases
 from orchestrator_worker.progress import Progress
@@ -285,8 +285,7 @@ class Worker:
         """The store refuses to claim this delivery's job: dead-letter the message (the janitor
         records it and fails the job) rather than take it again and again."""
         log.error("the store refused a claim (%s); dead-lettering its message", _summary(exc))
-        with contextlib.suppress(Exception):
-            await delivery.message.reject(requeue=False)
+        await self.intake.settle([delivery], reject=True)
         self.intake.release()
 
     async def _store_answers(self) -> bool:
@@ -333,19 +332,19 @@ class Worker:
             return
         if self._sender is not None:
             self._sender.submit(pending)
-        await settle(batch.undecodable, reject=True)
-        await settle([delivery for delivery, _ in batch.decoded])
+        await self.intake.settle(batch.undecodable, reject=True)
+        await self.intake.settle([delivery for delivery, _ in batch.decoded])
         for delivery, _ in batch.decoded:
             metrics.DELIVERIES_RETURNED.labels(delivery.queue, "republished").inc()
 
     async def _reject_undecodable(self, batch: ClaimResult) -> None:
-        await settle(batch.undecodable, reject=True)
+        await self.intake.settle(batch.undecodable, reject=True)
         for _ in batch.undecodable:
             self.intake.release()
 
     async def _claimed(self, batch: ClaimResult) -> None:
         await self._reject_undecodable(batch)
-        await settle([delivery for delivery, _ in batch.decoded])
+        await self.intake.settle([delivery for delivery, _ in batch.decoded])
         started: set[uuid.UUID] = set()
         unstarted: list[ClaimedJob] = []
         for delivery, job_id in batch.decoded:
@@ -521,11 +520,25 @@ class Worker:
         self.abandoned = len(leftover)
         if self._exit_process is not None:
             log.info("handed %d unfinished jobs back; exiting now", handed or 0)
+            self._close_unsettled()  # nothing settles any more: the process ends here
             self._exit_process()
         for running in leftover:
             running.context.cancelled.set()
             if running.task is not None:
                 running.task.cancel()
+
+    def _close_unsettled(self) -> None:
+        """Deliveries still unsettled now go back to their queues when the connection closes
+        (RabbitMQ requeues them, counting towards the delivery limit): counted and logged."""
+        if self._intake is None:
+            return
+        left = self.intake.close_unsettled()
+        if left:
+            log.warning(
+                "%d deliveries were never settled; RabbitMQ requeues them as this worker "
+                "closes its connection (counted towards their queue's delivery limit)",
+                left,
+            )
 
     async def _give_back(self, jobs: list[ClaimedJob], reason: str, *, publish: bool = True) -> int:
         """Hand ``jobs`` back to Enqueued without spending a retry; how many moved."""
@@ -557,11 +570,13 @@ class Worker:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
-        if ops is not None:
-            await ops.stop()
         await self._claims.stop()
         await self._outcomes.stop()
         await self._returns.stop()
+        # Before the ops server stops: the count is on /metrics while the rest closes.
+        self._close_unsettled()
+        if ops is not None:
+            await ops.stop()
         if self._sender is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._sender.stop(), self.settings.publish_timeout_seconds)

@@ -263,11 +263,15 @@ def public_job(
 ) -> dict[str, Any]:
     """The job as the HTTP API shows it. Every stored value goes through
     :func:`orchestrator.outcomes.showable` (an older version may have stored what JSON cannot
-    write); a row read without its result (a list) shows none."""
+    write); a row read without its result (a list) shows none.
+
+    ``error`` is the latest failed attempt's exception, and null once the job has Succeeded
+    (older versions kept it in the row); each history entry shows the exception of the failed
+    attempt that wrote it in its own ``error``."""
     show = outcomes.showable
     args, kwargs = outcomes.showable_arguments(row.args, row.kwargs)
     error = None
-    if row.error_type is not None:
+    if row.error_type is not None and row.state != State.SUCCEEDED:
         error = {
             "type": show(row.error_type),
             "message": show(row.error_message),
@@ -299,16 +303,25 @@ def public_job(
         # A sync job past its timeout plus grace that still runs (see the worker's overruns).
         last = (history[-1].data or {}) if history and row.state == State.PROCESSING else {}
         view["overrunning_since"] = show(last.get("overrunning_since"))
-        view["history"] = [
-            {
-                "state": h.state,
-                "at": h.at.isoformat(),
-                "reason": show(h.reason),
-                "data": show(h.data),
-            }
-            for h in history
-        ]
+        view["history"] = [history_entry(h) for h in history]
     return view
+
+
+def history_entry(row: Row) -> dict[str, Any]:
+    """A history row as shown: its ``data`` (showable) without the failed attempt's exception,
+    which is its own ``error`` (type, message, traceback; null for a row without one)."""
+    data = outcomes.showable(row.data)
+    error = None
+    if isinstance(data, dict) and "error" in data:
+        error = data.pop("error")
+        data = data or None
+    return {
+        "state": row.state,
+        "at": row.at.isoformat(),
+        "reason": outcomes.showable(row.reason),
+        "data": data,
+        "error": error,
+    }
 
 
 @dataclass(frozen=True)

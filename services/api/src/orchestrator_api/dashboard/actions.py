@@ -26,6 +26,7 @@ from orchestrator_api.dashboard.web import (
     ReadOnlyError,
     checked_form,
     done,
+    plural,
     refusal,
     safe_next,
 )
@@ -136,7 +137,7 @@ async def _each(
             changed += 1
         except EXPECTED as exc:
             refused.append(str(exc))
-    message = f"{verb} {changed} of {len(ids)} jobs."
+    message = f"{verb} {changed} of {plural(len(ids), 'job')}."
     if refused:
         message += f" Not changed: {refused[0]}" + (
             f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
@@ -183,7 +184,7 @@ async def _each_failed(request: Request, ids: list[uuid.UUID]) -> str:
             changed += 1
         except EXPECTED:
             pass  # changed state meanwhile (e.g. requeued by someone else)
-    return f"Requeued {changed} failed jobs."
+    return f"Requeued {plural(changed, 'failed job')}."
 
 
 # -- recurring jobs -----------------------------------------------------------------------------

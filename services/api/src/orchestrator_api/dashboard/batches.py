@@ -1,4 +1,4 @@
-"""Batches, newest first, with each one's progress."""
+"""Batches, newest first, with each one's progress; a batch's own page lists its members."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from typing import Any, Final
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator import store
+from orchestrator import job_search, store
 from orchestrator.lifecycle import State, has_ended
 from orchestrator.models import Batch
-from orchestrator_api.dashboard.web import PREFIX, refusal, render
+from orchestrator_api.dashboard.jobs import row_view
+from orchestrator_api.dashboard.web import PREFIX, not_found, refusal, render
 from orchestrator_api.runtime import runtime_of
 
 router = APIRouter(prefix=PREFIX)
@@ -36,6 +38,19 @@ async def _progress(conn: Any, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str
     for batch_id, state, count in await conn.execute(query):
         counts[batch_id][state] = int(count)
     return counts
+
+
+def _summary(row: Any, states: dict[str, int]) -> dict[str, Any]:
+    ended = sum(n for s, n in states.items() if has_ended(s))
+    return {
+        "row": row,
+        "states": states,
+        "succeeded": states.get(State.SUCCEEDED.value, 0),
+        "failed": states.get(State.FAILED.value, 0),
+        "deleted": states.get(State.DELETED.value, 0),
+        "pending": sum(states.values()) - ended,
+        "ended": ended,
+    }
 
 
 def _cursor(text: str | None) -> tuple[datetime, uuid.UUID] | None:
@@ -63,22 +78,88 @@ async def batches(request: Request) -> HTMLResponse:
         more = len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
         counts = await _progress(conn, [row.id for row in rows])
-    items = []
-    for row in rows:
-        states = counts[row.id]
-        ended = sum(n for s, n in states.items() if has_ended(s))
-        items.append(
-            {
-                "row": row,
-                "succeeded": states.get(State.SUCCEEDED.value, 0),
-                "failed": states.get(State.FAILED.value, 0),
-                "deleted": states.get(State.DELETED.value, 0),
-                "pending": sum(states.values()) - ended,
-                "ended": ended,
-            }
-        )
+    items = [_summary(row, counts[row.id]) for row in rows]
     next_url = None
     if more:
         last = rows[-1]
         next_url = f"/hangfire/batches?after={last.created_at.isoformat()}_{last.id}"
     return render(request, "batches.html", title="Batches", items=items, next_url=next_url)
+
+
+async def _members(
+    conn: AsyncConnection, batch_id: uuid.UUID, state: State | None, after: str | None
+) -> job_search.Page:
+    """One page of the batch's members in creation order (ties by id), keyset-paged: the
+    partial index ``ix_jobs_batch`` finds them, so a page reads the batch's rows only."""
+    jobs = store.jobs_table
+    key = (jobs.c.created_at, jobs.c.id)
+    query = sa.select(*store.LIST_COLUMNS).where(jobs.c.batch_id == batch_id)
+    if state is not None:
+        query = query.where(jobs.c.state == state.value)
+    if after is not None:
+        bound = job_search.decode_cursor("created", after)
+        query = query.where(sa.tuple_(*key) > sa.tuple_(*bound))
+    rows = list((await conn.execute(query.order_by(*key).limit(PAGE_SIZE + 1))).all())
+    if len(rows) <= PAGE_SIZE:
+        return job_search.Page(rows, None)
+    rows = rows[:PAGE_SIZE]
+    return job_search.Page(rows, job_search.encode_cursor([rows[-1].created_at, rows[-1].id]))
+
+
+async def _continuation(conn: AsyncConnection, job_id: uuid.UUID | None) -> Any:
+    if job_id is None:
+        return None
+    jobs = store.jobs_table
+    query = sa.select(jobs.c.id, jobs.c.name, jobs.c.state).where(jobs.c.id == job_id)
+    return (await conn.execute(query)).first()
+
+
+@router.get("/batches/{batch_id}", response_class=HTMLResponse)
+async def batch_page(batch_id: str, request: Request) -> HTMLResponse:
+    """One batch: its progress per state, its continuation, and its members with theirs."""
+    try:
+        parsed = uuid.UUID(batch_id)
+    except ValueError:
+        return not_found(request, "Batch not found", f"No batch with id {batch_id!r}: not an id.")
+    state_text = request.query_params.get("state") or ""
+    try:
+        state = State(state_text) if state_text else None
+    except ValueError:
+        return refusal(request, 400, f"State: {state_text!r} is not a state.")
+    after = request.query_params.get("after") or None
+    runtime = runtime_of(request)
+    async with runtime.engine.connect() as conn:
+        row = (await conn.execute(sa.select(_batches).where(_batches.c.id == parsed))).first()
+        if row is None:
+            message = (
+                f"No batch with id {parsed} (a completed batch is removed after the jobs' "
+                "retention period)."
+            )
+            return not_found(request, "Batch not found", message)
+        try:
+            page = await _members(conn, parsed, state, after)
+        except ValueError:
+            return refusal(request, 400, "This page link is not valid any more; start again.")
+        counts = (await _progress(conn, [parsed]))[parsed]
+        continuation = await _continuation(conn, row.continuation_id)
+    registrations = await runtime.catalog.all()
+    here = f"/hangfire/batches/{parsed}"
+    filtered = f"{here}?state={state.value}" if state else here
+    return render(
+        request,
+        "batch.html",
+        title="Batch",
+        batch=_summary(row, counts),
+        continuation=continuation,
+        rows=[row_view(member, registrations) for member in page.rows],
+        state=state,
+        state_urls=[(s.value, counts.get(s.value, 0), f"{here}?state={s.value}") for s in State],
+        all_url=here,
+        this_url=filtered + (f"{'&' if state else '?'}after={after}" if after else ""),
+        next_url=(
+            f"{filtered}{'&' if state else '?'}after={page.next_cursor}"
+            if page.next_cursor
+            else None
+        ),
+        first_url=filtered if after else None,
+    )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
 from typing import Final
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator import bounds, dead_letters
+from orchestrator import bounds, dead_letters, store
 from orchestrator_api.dashboard.web import PREFIX, refusal, render
 from orchestrator_api.runtime import runtime_of
 
@@ -18,6 +22,15 @@ PAGE_SIZE: Final = 50
 _BODY_SHOWN = 300
 
 
+async def existing_jobs(conn: AsyncConnection, ids: Iterable[uuid.UUID | None]) -> set[uuid.UUID]:
+    """Which of ``ids`` name a job that still exists (one primary-key lookup per page)."""
+    wanted = {job_id for job_id in ids if job_id is not None}
+    if not wanted:
+        return set()
+    jobs = store.jobs_table
+    return set((await conn.execute(sa.select(jobs.c.id).where(jobs.c.id.in_(wanted)))).scalars())
+
+
 @router.get("/dead-letters", response_class=HTMLResponse)
 async def dead_letters_page(request: Request) -> HTMLResponse:
     after_text = request.query_params.get("after") or ""
@@ -26,6 +39,9 @@ async def dead_letters_page(request: Request) -> HTMLResponse:
         return refusal(request, 400, "This page link is not valid any more; start again.")
     async with runtime_of(request).engine.connect() as conn:
         rows, after = await dead_letters.list_page(conn, limit=PAGE_SIZE, cursor=cursor)
+        # Replay needs the job the letter names (dead_letters.replay): a message that names no
+        # job, or a job that has expired, can only be discarded.
+        present = await existing_jobs(conn, (row.job_id for row in rows))
     items = []
     for row in rows:
         public = dead_letters.public(row)
@@ -34,6 +50,7 @@ async def dead_letters_page(request: Request) -> HTMLResponse:
             {
                 **public,
                 "first_seen": row.first_seen_at,
+                "replayable": row.job_id in present,
                 "body_shown": body if len(body) <= _BODY_SHOWN else body[:_BODY_SHOWN] + "…",
             }
         )

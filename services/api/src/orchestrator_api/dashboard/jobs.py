@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -21,6 +22,7 @@ from orchestrator.outcomes import showable_result
 from orchestrator_api.dashboard.web import (
     PREFIX,
     display_arguments,
+    not_found,
     refusal,
     render,
     shown,
@@ -99,8 +101,11 @@ def parse_search(params: Mapping[str, str]) -> job_search.Search:
     )
 
 
-def row_view(row: Any, registrations: Mapping[str, Any]) -> dict[str, Any]:
-    """A job as a list row shows it, with the actions its state allows."""
+def row_view(
+    row: Any, registrations: Mapping[str, Any], now: datetime | None = None
+) -> dict[str, Any]:
+    """A job as a list row shows it, with the actions its state allows. ``now`` (the
+    database's) gives a Processing job how long it has been running."""
     state = State(row.state)
     arguments = display_arguments(registrations, row.name, row.args, row.kwargs)
     if len(arguments) > _LIST_ARGUMENTS:
@@ -115,10 +120,31 @@ def row_view(row: Any, registrations: Mapping[str, Any]) -> dict[str, Any]:
         "created_at": row.created_at,
         "state_changed_at": row.state_changed_at,
         "due_at": row.due_at,
+        "started_at": row.started_at,
+        "worker": row.worker_id,
+        "duration": run_seconds(state, row.started_at, row.finished_at, now),
         "can_enqueue_now": state in WAITING,
         "can_requeue": state in REQUEUEABLE and state not in WAITING,
         "can_delete": state is not State.DELETED,
     }
+
+
+#: The lists that show when a job ran, on which worker and for how long: what the job row
+#: holds of its latest attempt (``started_at``, ``worker_id``, ``finished_at``).
+RAN: Final = frozenset({State.PROCESSING, State.SUCCEEDED, State.FAILED})
+
+
+def run_seconds(
+    state: State, started: datetime | None, finished: datetime | None, now: datetime | None
+) -> float | None:
+    """How long the latest attempt ran (Processing: so far); None when the row cannot say
+    (never started, e.g. failed by a dead letter, or finished before it started again)."""
+    if started is None or state not in RAN:
+        return None
+    end = now if state is State.PROCESSING else finished
+    if end is None or end < started:
+        return None
+    return (end - started).total_seconds()
 
 
 def list_url(params: Mapping[str, str], **changes: str | None) -> str:
@@ -148,6 +174,7 @@ async def job_list(request: Request) -> HTMLResponse:
         except job_search.SearchTooSlowError:
             return refusal(request, 422, _TOO_SLOW)
         tabs = await state_counts(request, conn)
+        now = await db_now(conn) if where.state is State.PROCESSING else None
         queues = []
         if where.state is State.ENQUEUED:
             for name in await job_search.queue_names(conn):
@@ -161,7 +188,8 @@ async def job_list(request: Request) -> HTMLResponse:
         title="Jobs",
         where=where,
         params=params,
-        rows=[row_view(row, registrations) for row in page.rows],
+        rows=[row_view(row, registrations, now) for row in page.rows],
+        ran=where.state if where.state in RAN else None,
         next_url=list_url(params, after=page.next_cursor) if page.next_cursor else None,
         first_url=list_url(params) if after else None,
         tabs=[(s.value, tabs[s.value], list_url({"state": s.value})) for s in State],
@@ -211,18 +239,28 @@ async def _related(conn: Any, row: Any) -> dict[str, Any]:
     return {"parent": parent, "continuations": await job_search.continuations(conn, row.id)}
 
 
+def _history_entry(row: Any) -> SimpleNamespace:
+    """A history row for the job page: as stored, with its failed attempt's exception apart
+    from its other data (as the API's job read shows it)."""
+    entry = shown(row)
+    split = store.history_entry(row)
+    entry.data, entry.error = split["data"], split["error"]
+    return entry
+
+
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 async def job_details(job_id: str, request: Request) -> HTMLResponse:
     try:
         parsed = uuid.UUID(job_id)
     except ValueError:
-        return refusal(request, 404, f"No job with id {job_id!r}.")
+        return not_found(request, "Job not found", f"No job with id {job_id!r}: not a job id.")
     runtime = runtime_of(request)
     async with runtime.engine.connect() as conn:
         try:
             row = await store.get_job(conn, parsed)
         except JobNotFoundError:
-            return refusal(request, 404, f"No job with id {job_id} (it may have expired).")
+            message = f"No job with id {parsed} (it may have expired)."
+            return not_found(request, "Job not found", message)
         history = await store.get_history(conn, parsed)
         related = await _related(conn, row)
         now = await db_now(conn)
@@ -238,7 +276,8 @@ async def job_details(job_id: str, request: Request) -> HTMLResponse:
         job=job,
         view=row_view(row, registrations),
         arguments=display_arguments(registrations, row.name, row.args, row.kwargs),
-        history=[shown(h) for h in reversed(history)],
+        history=[_history_entry(h) for h in reversed(history)],
+        error=public["error"],
         overrunning_since=public.get("overrunning_since"),
         expires_in=(row.expires_at - now).total_seconds() if row.expires_at else None,
         parent=related["parent"],

@@ -1,4 +1,5 @@
-"""Recurring jobs: cron, time zone, next and last run with the last job's state, paused, error."""
+"""Recurring jobs: cron (with its description in words), time zone, next and last run with the
+last job's state, paused, error."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from orchestrator import recurring
+from orchestrator_api.dashboard.cron_text import describe
 from orchestrator_api.dashboard.web import PREFIX, display_arguments, render
 from orchestrator_api.runtime import runtime_of
 
@@ -24,6 +26,7 @@ def _view(item: dict[str, Any], registrations: Any) -> dict[str, Any]:
     return {
         **item,
         "arguments": display_arguments(registrations, item["job"], item["args"], item["kwargs"]),
+        "described": describe(item["cron"], item["timezone"]),
         "next_run": _time(item["next_run_at"]),
         "last_run": _time(item["last_run_at"]),
     }

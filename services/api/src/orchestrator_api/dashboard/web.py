@@ -95,9 +95,31 @@ def duration_text(seconds: float) -> str:
     return f"{secs} s"
 
 
+def took_text(seconds: float) -> str:
+    """How long a job ran, as precise as it is short: ``0.04 s``, ``12.3 s``, ``2 min 5 s``,
+    then as :func:`duration_text`."""
+    seconds = max(0.0, seconds)
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        minutes, secs = divmod(int(seconds), 60)
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    return duration_text(seconds)
+
+
 def count_text(count: tuple[int, bool]) -> str:
     number, more = count
     return f"{number:,}+" if more else f"{number:,}"
+
+
+def plural(count: int | tuple[int, bool], noun: str, nouns: str | None = None) -> str:
+    """A count with its noun in the right number: ``1 job``, ``0 jobs``, ``10,000+ jobs``
+    (a bounded count, as :func:`count_text` shows it, is always plural when capped)."""
+    number, more = count if isinstance(count, tuple) else (count, False)
+    word = noun if number == 1 and not more else (nouns or noun + "s")
+    return f"{count_text((number, more))} {word}"
 
 
 def short_id(value: Any) -> str:
@@ -143,9 +165,11 @@ def environment() -> jinja2.Environment:
     )
     env.filters["time"] = time_tag
     env.filters["count"] = count_text
+    env.filters["plural"] = plural
     env.filters["short"] = short_id
     env.filters["pretty"] = pretty_json
     env.filters["duration"] = duration_text
+    env.filters["took"] = took_text
     env.globals["nav"] = NAV
     env.globals["prefix"] = PREFIX
     return env
@@ -288,3 +312,8 @@ def _read_flash(request: Request) -> dict[str, Any] | None:
 
 def refusal(request: Request, status: int, message: str) -> HTMLResponse:
     return render(request, "refused.html", status=status, title="Refused", problem=message)
+
+
+def not_found(request: Request, heading: str, message: str) -> HTMLResponse:
+    """A 404 page headed by what is missing (``Job not found``), the message naming it."""
+    return render(request, "refused.html", status=404, title=heading, problem=message)
