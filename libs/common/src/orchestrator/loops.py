@@ -1,7 +1,8 @@
 """Running a role made of periodic loops: one short loop per maintenance concern.
 
-The scheduler and the janitor are each a handful of loops plus a heartbeat and an ops server;
-this module is the part they share.
+The scheduler and the janitor are each a handful of loops plus a heartbeat and an ops server; the
+worker is no loop at all but the same presence, probes and stop, with a start and a drain phase
+around them. This module is the part they share.
 """
 
 from __future__ import annotations
@@ -12,10 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from orchestrator import ops_server, servers
+from orchestrator import ops_server
+from orchestrator.presence import Presence, store_reachable
 
 log = logging.getLogger(__name__)
 
@@ -44,56 +43,58 @@ async def run_loop(loop: Loop, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), loop.interval)
 
 
-async def store_reachable(engine: AsyncEngine) -> bool:
-    try:
-        async with engine.connect() as conn:
-            await asyncio.wait_for(conn.execute(sa.text("SELECT 1")), 2.0)
-    except Exception:
-        return False
-    return True
+@dataclass(frozen=True)
+class Ops:
+    """A role's ops server: where it listens (port 0: nowhere) and what its probes check beyond
+    the store."""
+
+    host: str
+    port: int
+    readiness: ops_server.ReadinessCheck | None = None
+    liveness: ops_server.LivenessCheck | None = None
+
+
+@dataclass(frozen=True)
+class Phases:
+    """What a role does around its loops, beyond its presence in the store."""
+
+    #: After the announce, before the loops (the worker connects and starts consuming); it
+    #: returns early once the stop event it is given is set.
+    start: Callable[[asyncio.Event], Awaitable[None]] | None = None
+    #: After ``stop``, once the loops ended, while the heartbeat still beats: the worker's
+    #: grace period, whose leases must outlive its loops until the process exits.
+    drain: Callable[[], Awaitable[None]] | None = None
 
 
 async def run_role(
-    engine: AsyncEngine,
-    info: servers.ServerInfo,
+    presence: Presence,
     loops: Sequence[Loop],
     stop: asyncio.Event,
     *,
-    heartbeat_seconds: float,
-    ops_host: str,
-    ops_port: int,
-    readiness: ops_server.ReadinessCheck | None = None,
+    ops: Ops,
+    phases: Phases = Phases(),
 ) -> None:
-    """Announce the instance, run its loops and heartbeat until ``stop``, then withdraw."""
+    """Announce the instance and heartbeat; start, run its loops until ``stop``, drain; then
+    end the heartbeat and withdraw."""
 
     async def ready() -> dict[str, bool]:
-        checks = {"store": await store_reachable(engine)}
-        if readiness is not None:
-            checks.update(await readiness())
+        checks = {"store": await store_reachable(presence.engine)}
+        if ops.readiness is not None:
+            checks.update(await ops.readiness())
         return checks
 
-    async def beat() -> bool:
-        await servers.heartbeat(engine, info)
-        return False
-
-    ops = await ops_server.serve(ops_host, ops_port, ready)
-    while not stop.is_set():
-        try:
-            await servers.announce(engine, info)
-            break
-        except Exception as exc:
-            log.warning("store unreachable at start (%r); retrying in 2 s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 2.0)
-    tasks = [
-        asyncio.create_task(run_loop(loop, stop), name=loop.name)
-        for loop in [*loops, Loop("heartbeat", heartbeat_seconds, beat)]
-    ]
+    server = await ops_server.serve(ops.host, ops.port, ready, live=ops.liveness)
     try:
+        await presence.announce(stop)
+        presence.start()
+        if phases.start is not None:
+            await phases.start(stop)
+        tasks = [asyncio.create_task(run_loop(loop, stop), name=loop.name) for loop in loops]
         await stop.wait()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if phases.drain is not None:
+            await phases.drain()
     finally:
-        if ops is not None:
-            await ops.stop()
-        with contextlib.suppress(Exception):
-            await servers.withdraw(engine, info)
+        await presence.stop()
+        if server is not None:
+            await server.stop()

@@ -8,7 +8,6 @@ import logging
 import uuid
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,6 +16,7 @@ from orchestrator.db import create_engine
 from orchestrator.filters import Created, Filters, JobFilter
 from orchestrator.filters import load as load_filters
 from orchestrator.outbox import OutboxSender, Pending
+from orchestrator.presence import Presence, store_problem
 from orchestrator.settings import Settings
 from orchestrator.store import NewJob
 from orchestrator_api.broker_link import BrokerLink
@@ -25,7 +25,6 @@ from orchestrator_api.group_commit import GroupCommit
 from orchestrator_api.scheduler_wake import SchedulerWake
 
 log = logging.getLogger(__name__)
-_READY_TIMEOUT = 2.0
 
 
 class Runtime:
@@ -43,27 +42,22 @@ class Runtime:
         self.wake = SchedulerWake(self.sender, self.broker.topology)
         self.group_commit = GroupCommit(self.engine, self.submit, self.created)
         self.info = servers.ServerInfo(role="api")
-        self._presence: asyncio.Task[None] | None = None
+        #: In /api/v1/servers like every other instance, store outages survived.
+        self.presence = Presence(self.engine, self.info, settings.heartbeat_seconds)
 
     async def start(self) -> None:
         self.sender.start()
         self.broker.start()
         self.group_commit.start()
         # Announce before serving, so /api/v1/servers lists this instance from the first request.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(servers.announce(self.engine, self.info), _READY_TIMEOUT)
-        self._presence = asyncio.create_task(self._heartbeat(), name="api-heartbeat")
+        await self.presence.announce()
+        self.presence.start()
         with contextlib.suppress(Exception):
             await self.catalog.refresh()
 
     async def stop(self) -> None:
         await self.group_commit.stop()
-        if self._presence is not None:
-            self._presence.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._presence
-        with contextlib.suppress(Exception):
-            await servers.withdraw(self.engine, self.info)
+        await self.presence.stop()
         # Publish what was submitted while the connection is still open, then close it.
         try:
             await asyncio.wait_for(self.sender.stop(), 10)
@@ -71,15 +65,6 @@ class Runtime:
             log.warning("outbox sender did not finish; the relay will publish the rest")
         await self.broker.stop()
         await self.engine.dispose()
-
-    async def _heartbeat(self) -> None:
-        """Appear in /api/v1/servers like every other instance; survive store outages."""
-        while True:
-            try:
-                await servers.heartbeat(self.engine, self.info)
-            except Exception:
-                log.warning("heartbeat to the store failed", exc_info=True)
-            await asyncio.sleep(self.settings.heartbeat_seconds)
 
     async def signal_cancel(self, job_id: uuid.UUID) -> None:
         """Tell the worker running ``job_id`` to stop it now (it is Deleted already)."""
@@ -110,13 +95,10 @@ class Runtime:
                 log.exception("a filter's created hook failed for job %s", job.id)
 
     async def store_reachable(self) -> bool:
-        try:
-            async with asyncio.timeout(_READY_TIMEOUT), self.engine.connect() as conn:
-                await conn.execute(sa.text("SELECT 1"))
-        except Exception:
-            log.warning("store unreachable", exc_info=True)
-            return False
-        return True
+        problem = await store_problem(self.engine)
+        if problem is not None:
+            log.warning("store unreachable", exc_info=problem)
+        return problem is None
 
 
 def runtime_of(request: Request) -> Runtime:

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import composition, servers
 from orchestrator.db import create_engine
-from orchestrator.loops import Loop, run_role
+from orchestrator.loops import Loop, Ops, run_role
+from orchestrator.presence import Presence
 from orchestrator.settings import Settings
 from orchestrator.topology import Topology
 from orchestrator_janitor import pruning
@@ -40,13 +41,10 @@ class Janitor:
         drain = self.drain(engine)
         try:
             await run_role(
-                engine,
-                self.info,
+                Presence(engine, self.info, self.settings.heartbeat_seconds),
                 [*self.loops(engine), Loop("drain-dead-letters", 2.0, drain.tick)],
                 stop,
-                heartbeat_seconds=self.settings.heartbeat_seconds,
-                ops_host=self.settings.api_host,
-                ops_port=self.settings.janitor_ops_port,
+                ops=Ops(self.settings.api_host, self.settings.janitor_ops_port),
             )
         finally:
             await drain.close()

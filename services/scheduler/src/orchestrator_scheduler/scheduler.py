@@ -20,7 +20,8 @@ from orchestrator.broker import Publisher, connect
 from orchestrator.db import create_engine
 from orchestrator.filters import Filters, JobFilter
 from orchestrator.filters import load as load_filters
-from orchestrator.loops import Loop, run_role
+from orchestrator.loops import Loop, Ops, run_role
+from orchestrator.presence import Presence
 from orchestrator.settings import Settings
 from orchestrator.topology import Topology
 from orchestrator_scheduler.delayed import DelayedJobs
@@ -66,14 +67,12 @@ class Scheduler:
         )
         try:
             await run_role(
-                engine,
-                self.info,
+                Presence(engine, self.info, self.settings.heartbeat_seconds),
                 delayed.loops([*self.loops(engine), gauges.loop()], stop),
                 stop,
-                heartbeat_seconds=self.settings.heartbeat_seconds,
-                ops_host=self.settings.api_host,
-                ops_port=self.settings.scheduler_ops_port,
-                readiness=self._broker_ready,
+                ops=Ops(
+                    self.settings.api_host, self.settings.scheduler_ops_port, self._broker_ready
+                ),
             )
         finally:
             gauges.stop()
