@@ -10,15 +10,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator import metrics, outbox
 from orchestrator.broker import ENQUEUED_AT_HEADER, decode_job_id
-from orchestrator.db import one_of
 from orchestrator.lifecycle import Change, State
 from orchestrator.outbox import Pending
-from orchestrator.store import jobs_table
+from orchestrator.store import claims as store_claims
 from orchestrator.transitions import Transitions
 from orchestrator_worker.intake import Delivery
 
@@ -94,29 +92,13 @@ async def claim(
         target=State.PROCESSING,
         change=Change(
             reason=f"Started by {worker_id}",
-            values={
-                "attempt": jobs_table.c.attempt + 1,
-                "lease_until": now + lease,
-                "worker_id": worker_id,
-                "started_at": now,
-            },
+            values=store_claims.started(worker_id, now, now + lease),
             data={"worker": worker_id},
         ),
-        where=sa.or_(jobs_table.c.state == State.ENQUEUED.value, jobs_table.c.due_at <= now),
+        where=store_claims.due(now),
         now=now,
         elect=False,
-        returning=[
-            jobs_table.c.name,
-            jobs_table.c.queue,
-            jobs_table.c.args,
-            jobs_table.c.kwargs,
-            jobs_table.c.attempt,
-            jobs_table.c.timeout_seconds,
-            jobs_table.c.trace_context,
-            jobs_table.c.retries,
-            jobs_table.c.retries_used,
-            jobs_table.c.options,
-        ],
+        returning=store_claims.CLAIMED_COLUMNS,
     )
     claimed_ids = {row.id for row in rows}
     delivered = _message_traces(batch.decoded)
@@ -174,16 +156,7 @@ async def redelay_early(
     """
     if not job_ids:
         return []
-    rows = await conn.execute(
-        sa.select(
-            jobs_table.c.id, jobs_table.c.queue, jobs_table.c.due_at, jobs_table.c.trace_context
-        ).where(
-            one_of(conn, jobs_table.c.id, job_ids),
-            jobs_table.c.state == State.SCHEDULED.value,
-            jobs_table.c.scheduled_reason == "retry",
-            jobs_table.c.due_at > now,
-        )
-    )
+    rows = await store_claims.early_retries(conn, job_ids, now)
     publications = [
         outbox.Publication(
             row.id,
@@ -208,15 +181,7 @@ async def republish(conn: AsyncConnection, batch: ClaimResult, now: datetime) ->
     ids = list({job_id for _, job_id in batch.decoded})
     if not ids:
         return []
-    waiting = sa.or_(
-        jobs_table.c.state == State.ENQUEUED.value,
-        sa.and_(jobs_table.c.state == State.SCHEDULED.value, jobs_table.c.due_at <= now),
-    )
-    rows = await conn.execute(
-        sa.select(jobs_table.c.id, jobs_table.c.queue, jobs_table.c.trace_context).where(
-            jobs_table.c.id.in_(ids), waiting
-        )
-    )
+    rows = await store_claims.waiting(conn, ids, now)
     publications = [outbox.Publication(r.id, r.queue, r.trace_context or {}) for r in rows]
     sent = {p.job_id for p in publications}
     await _set_aside_unknown(conn, batch, [i for i in ids if i not in sent])
@@ -231,8 +196,7 @@ async def _set_aside_unknown(
     duplicate, a deleted job; a job that does not exist is a dead letter)."""
     if not unclaimed:
         return
-    query = sa.select(jobs_table.c.id).where(one_of(conn, jobs_table.c.id, unclaimed))
-    gone = set(unclaimed) - set((await conn.execute(query)).scalars())
+    gone = set(unclaimed) - await store_claims.existing(conn, unclaimed)
     if gone:
         batch.undecodable.extend(d for d, job_id in batch.decoded if job_id in gone)
         batch.decoded[:] = [(d, job_id) for d, job_id in batch.decoded if job_id not in gone]

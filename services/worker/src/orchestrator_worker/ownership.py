@@ -6,14 +6,12 @@ import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import outbox
-from orchestrator.db import db_now, is_postgres
+from orchestrator.db import db_now
 from orchestrator.lifecycle import Change, State
-from orchestrator.store import jobs_table
-from orchestrator.store.moves import in_lock_order
+from orchestrator.store import ownership as store_ownership
 from orchestrator.transitions import Transitions
 
 
@@ -24,24 +22,9 @@ async def renew_leases(
 
     A job missing from the answer was deleted or taken over by another worker.
     """
-    mine = sa.and_(
-        jobs_table.c.worker_id == worker_id,
-        jobs_table.c.state == State.PROCESSING.value,
-        jobs_table.c.id.in_(list(job_ids)),
-    )
     async with engine.begin() as conn:
         now = await db_now(conn)
-        if is_postgres(conn):
-            # In ascending id order, as the outcome writer locks these rows (a plain UPDATE
-            # took them in its plan's order and deadlocked with it).
-            mine = sa.and_(mine, in_lock_order(mine))
-        renewed = await conn.execute(
-            sa.update(jobs_table)
-            .where(mine)
-            .values(lease_until=now + lease)
-            .returning(jobs_table.c.id)
-        )
-        return set(renewed.scalars())
+        return await store_ownership.renew_leases(conn, worker_id, job_ids, now + lease)
 
 
 async def hand_back(
@@ -62,9 +45,9 @@ async def hand_back(
             expected={State.PROCESSING},
             target=State.ENQUEUED,
             change=Change(reason),
-            where=jobs_table.c.worker_id == worker_id,
+            where=store_ownership.owned_by(worker_id),
             now=now,
-            returning=[jobs_table.c.queue, jobs_table.c.trace_context],
+            returning=store_ownership.ROUTING_COLUMNS,
             elect=False,
         )
         return await outbox.add(
