@@ -15,14 +15,11 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator import store
-from orchestrator.db import db_now
-from orchestrator.errors import JobValidationError
-from orchestrator.lifecycle import BATCH, State, has_ended
+from orchestrator.lifecycle import State, has_ended
 from orchestrator.models import Batch
-from orchestrator.tracing import current_headers, tracer
-from orchestrator_api.enqueue import Prepared, new_job, parent_states, prepare
+from orchestrator.tracing import tracer
 from orchestrator_api.errors import BODY_ERRORS, ApiError, documented
-from orchestrator_api.runtime import Runtime, runtime_of
+from orchestrator_api.runtime import runtime_of
 from orchestrator_api.schemas import MAX_BULK, EnqueueRequest
 from orchestrator_api.strict_json import StrictJsonRoute
 
@@ -45,74 +42,18 @@ class BatchResponse(BaseModel):
     continuation_id: uuid.UUID | None
 
 
-def _check(body: BatchRequest) -> None:
-    for index, job in enumerate(body.jobs):
-        if job.idempotency_key is not None:
-            raise JobValidationError(
-                f"jobs[{index}]: idempotency_key is not supported inside a batch",
-                field="idempotency_key",
-            )
-    done = body.on_complete
-    if done is not None and (
-        done.continue_after or done.delay_seconds is not None or done.run_at or done.idempotency_key
-    ):
-        raise JobValidationError(
-            "on_complete: runs when the batch completes; it takes no continue_after, "
-            "delay_seconds, run_at or idempotency_key",
-            field="on_complete",
-        )
-
-
-async def _prepare_continuation(runtime: Runtime, body: BatchRequest) -> Prepared | None:
-    if body.on_complete is None:
-        return None
-    try:
-        (prepared,) = await prepare(runtime, [body.on_complete], bulk=False)
-    except JobValidationError as exc:
-        raise JobValidationError(f"on_complete: {exc}", field=exc.field) from None
-    return prepared
-
-
 @router.post("", status_code=201, response_model=BatchResponse, responses=BODY_ERRORS)
 async def create_batch(body: BatchRequest, request: Request) -> dict[str, Any]:
     """Create every member and the continuation in one transaction: all, or none."""
-    runtime = runtime_of(request)
-    _check(body)
+    enqueuer = runtime_of(request).enqueuer
     with tracer.start_as_current_span(
         "enqueue batch", attributes={"orchestrator.jobs": len(body.jobs)}
     ):
-        members = await prepare(runtime, body.jobs, bulk=True)
-        on_complete = await _prepare_continuation(runtime, body)
-        trace = current_headers() or None
-        batch_id = uuid.uuid4()
-        async with runtime.engine.begin() as conn:
-            now = await db_now(conn)
-            parents = await parent_states(conn, members)
-            jobs = [new_job(item, now, parents, trace) for item in members]
-            for job in jobs:
-                job.batch_id = batch_id
-            if on_complete is not None:
-                continuation = new_job(on_complete, now, {}, trace)
-                continuation.state = State.AWAITING
-                continuation.continue_on = BATCH
-                continuation.reason = f"Awaiting batch {batch_id}"
-                jobs.append(continuation)
-            await conn.execute(
-                sa.insert(_batches).values(
-                    id=batch_id,
-                    total=len(members),
-                    ended=0,
-                    continuation_id=jobs[-1].id if on_complete is not None else None,
-                    created_at=now,
-                )
-            )
-            pending = await store.create_jobs(conn, jobs, now)
-    runtime.submit(pending)
-    runtime.created(jobs)
+        stored = await enqueuer.batch(body.jobs, body.on_complete)
     return {
-        "id": batch_id,
-        "job_ids": [job.id for job in jobs[: len(members)]],
-        "continuation_id": jobs[-1].id if on_complete is not None else None,
+        "id": stored.batch_id,
+        "job_ids": [outcome.id for outcome in stored.outcomes[: len(body.jobs)]],
+        "continuation_id": stored.continuation_id,
     }
 
 
@@ -143,4 +84,3 @@ async def get_batch(batch_id: str, request: Request) -> dict[str, Any]:
     view["continuation_id"] = str(batch.continuation_id) if batch.continuation_id else None
     view["completed_at"] = batch.completed_at.isoformat() if batch.completed_at else None
     return view
-

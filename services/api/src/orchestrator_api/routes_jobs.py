@@ -15,10 +15,8 @@ from orchestrator.lifecycle import State
 from orchestrator.metrics import JOBS_DELETED, JOBS_REQUEUED
 from orchestrator.outbox import Pending
 from orchestrator.redaction import redact_view
-from orchestrator.tracing import JOB_ID, JOB_NAME, QUEUE, current_headers, tracer
-from orchestrator_api.enqueue import enqueue, prepare
+from orchestrator.tracing import JOB_ID, JOB_NAME, QUEUE, tracer
 from orchestrator_api.errors import BODY_ERRORS, ApiError, documented
-from orchestrator_api.group_commit import GroupCommit
 from orchestrator_api.runtime import runtime_of
 from orchestrator_api.schemas import BulkRequest, BulkResponse, EnqueueRequest, EnqueueResponse
 from orchestrator_api.strict_json import StrictJsonRoute
@@ -47,15 +45,12 @@ def _check_cursor(cursor: str) -> None:
 @router.post("", status_code=201, response_model=EnqueueResponse, responses=_ERRORS)
 async def create_job(body: EnqueueRequest, request: Request, response: Response) -> dict[str, Any]:
     """Create one job: Enqueued, Scheduled (a future delay) or Awaiting (a continuation)."""
-    runtime = runtime_of(request)
+    enqueuer = runtime_of(request).enqueuer
     # A child of the request's server span; the job keeps this span's context.
     with tracer.start_as_current_span(f"enqueue {body.job}") as span:
-        prepared = await prepare(runtime, [body], bulk=False)
-        span.set_attributes({JOB_NAME: body.job, QUEUE: prepared[0].queue})
-        if GroupCommit.accepts(prepared[0]):
-            outcome = await runtime.group_commit.enqueue(prepared[0], current_headers() or None)
-        else:
-            (outcome,) = await enqueue(runtime, prepared)
+        (prepared,) = await enqueuer.prepare([body], bulk=False)
+        span.set_attributes({JOB_NAME: body.job, QUEUE: prepared.queue})
+        outcome = await enqueuer.one(prepared)
         span.set_attribute(JOB_ID, str(outcome.id))
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"
@@ -65,12 +60,12 @@ async def create_job(body: EnqueueRequest, request: Request, response: Response)
 @router.post("/bulk", status_code=201, response_model=BulkResponse, responses=_ERRORS)
 async def create_jobs(body: BulkRequest, request: Request) -> dict[str, Any]:
     """Create many jobs in one transaction: all are stored, or none (the error names the index)."""
-    runtime = runtime_of(request)
+    enqueuer = runtime_of(request).enqueuer
     with tracer.start_as_current_span(
         "enqueue bulk", attributes={"orchestrator.jobs": len(body.jobs)}
     ):
-        prepared = await prepare(runtime, body.jobs, bulk=True)
-        outcomes = await enqueue(runtime, prepared)
+        prepared = await enqueuer.prepare(body.jobs, bulk=True)
+        outcomes = await enqueuer.many(prepared)
     return {"ids": [outcome.id for outcome in outcomes]}
 
 

@@ -1,4 +1,5 @@
-"""What the API holds while it runs: the engine, the catalog, the broker link and the sender."""
+"""What the API holds while it runs: the engine, the catalog, the broker link, the sender and
+the enqueuer."""
 
 from __future__ import annotations
 
@@ -13,15 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import composition, servers
 from orchestrator.db import create_engine
-from orchestrator.filters import Created, Filters, JobFilter
+from orchestrator.filters import Filters, JobFilter
 from orchestrator.filters import load as load_filters
 from orchestrator.outbox import OutboxSender, Pending
 from orchestrator.presence import Presence, store_problem
 from orchestrator.settings import Settings
-from orchestrator.store import NewJob
 from orchestrator_api.broker_link import BrokerLink
 from orchestrator_api.catalog_cache import CatalogCache
-from orchestrator_api.group_commit import GroupCommit
+from orchestrator_api.enqueue import Enqueuer
 from orchestrator_api.scheduler_wake import SchedulerWake
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,15 @@ class Runtime:
         self.filters = Filters(filters if filters is not None else load_filters(settings.filters))
         #: A person's deletes and requeues are elected; every change runs the built-in hooks.
         self.transitions = composition.transitions(settings.job_retention, self.filters)
-        self._hooks: set[asyncio.Task[None]] = set()
         self.engine: AsyncEngine = create_engine(settings.database_url)
         self.catalog = CatalogCache(self.engine, settings.jobs)
         self.sender = OutboxSender(self.engine, None)
         self.broker = BrokerLink(settings, self.sender)
-        self.wake = SchedulerWake(self.sender, self.broker.topology)
-        self.group_commit = GroupCommit(self.engine, self.submit, self.created)
+        wake = SchedulerWake(self.sender, self.broker.topology)
+        #: Creates jobs for every route (group commit for single plain enqueues).
+        self.enqueuer = Enqueuer(
+            self.engine, settings, self.catalog, self.filters, self.submit, wake
+        )
         self.info = servers.ServerInfo(role="api")
         #: In /api/v1/servers like every other instance, store outages survived.
         self.presence = Presence(self.engine, self.info, settings.heartbeat_seconds)
@@ -48,7 +50,7 @@ class Runtime:
     async def start(self) -> None:
         self.sender.start()
         self.broker.start()
-        self.group_commit.start()
+        self.enqueuer.start()
         # Announce before serving, so /api/v1/servers lists this instance from the first request.
         await self.presence.announce()
         self.presence.start()
@@ -56,7 +58,7 @@ class Runtime:
             await self.catalog.refresh()
 
     async def stop(self) -> None:
-        await self.group_commit.stop()
+        await self.enqueuer.stop()
         await self.presence.stop()
         # Publish what was submitted while the connection is still open, then close it.
         try:
@@ -75,24 +77,6 @@ class Runtime:
     def submit(self, pending: list[Pending]) -> None:
         """Fast path after commit; without a broker the scheduler's relay publishes later."""
         self.sender.submit(pending)
-
-    def created(self, jobs: Sequence[NewJob]) -> None:
-        """After commit: count the new jobs; wake the schedulers for an earlier delayed one;
-        run the filters' ``created`` hooks (in the background: the answer does not wait)."""
-        self.wake.created(jobs)
-        if self.filters and jobs:
-            task = asyncio.create_task(self._run_created(jobs), name="filters-created")
-            self._hooks.add(task)
-            task.add_done_callback(self._hooks.discard)
-
-    async def _run_created(self, jobs: Sequence[NewJob]) -> None:
-        for job in jobs:
-            parameters = job.options.get("parameters", {})
-            context = Created(job.id, job.name, job.queue, job.state.value, parameters)
-            try:
-                await self.filters.created(context)
-            except Exception:
-                log.exception("a filter's created hook failed for job %s", job.id)
 
     async def store_reachable(self) -> bool:
         problem = await store_problem(self.engine)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -16,9 +14,7 @@ from orchestrator.bounds import (
     Seconds,
     Text,
 )
-from orchestrator.catalog import Registration
 from orchestrator.names import QUEUE_NAME_PATTERN
-from orchestrator.redaction import redact_for
 
 MAX_BULK = 10_000
 
@@ -79,16 +75,6 @@ class EnqueueRequest(BaseModel):
         if self.continue_on is not None and self.continue_after is None:
             raise ValueError("continue_on needs continue_after")
         return self
-
-    def request_hash(self, registration: Registration | None) -> str:
-        """SHA-256 of the canonical body: what an idempotency key promises not to change.
-
-        Secret arguments are redacted first, so a replay's answer (the first job, or 409) never
-        depends on a secret value: it cannot confirm a guessed one."""
-        body = self.model_dump(mode="json", exclude={"idempotency_key"})
-        body["args"], body["kwargs"] = redact_for(registration, body["args"], body["kwargs"])
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class BulkRequest(BaseModel):
