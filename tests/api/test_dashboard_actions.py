@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from orchestrator import job_search, store
 from orchestrator.db import db_now
 from orchestrator.lifecycle import State
+from orchestrator.store import search as store_search
 from orchestrator.topology import declare_control_queue
 from orchestrator_api.dashboard.overview import OutcomeRates
 from orchestrator_api.dashboard.web import count_text
@@ -197,10 +198,10 @@ async def test_counts_are_bounded(api: Api) -> None:
     for _ in range(4):
         await api.enqueue()
     async with api.runtime.engine.connect() as conn:
-        counts = await job_search.state_counts(conn, bound=3)
+        counts = await store_search.state_counts(conn, bound=3)
         assert counts["Enqueued"] == (3, True)
         assert counts["Failed"] == (0, False)
-        exact = await job_search.bounded_count(conn, job_search.Search(state=State.ENQUEUED), 4)
+        exact = await store_search.bounded_count(conn, job_search.Search(state=State.ENQUEUED), 4)
         assert exact == (4, False)
     assert count_text((10_000, True)) == "10,000+"
     assert count_text((1234, False)) == "1,234"
@@ -242,11 +243,11 @@ async def test_a_text_search_past_its_time_limit_is_stopped(
                     "'Enqueued', 0, 0, 0, now(), now(), '{}' FROM generate_series(1, 50000) g"
                 )
             )
-        monkeypatch.setattr(job_search, "TEXT_SEARCH_TIMEOUT_MS", 1)
+        monkeypatch.setattr(store_search, "TEXT_SEARCH_TIMEOUT_MS", 1)
         slow = await api.http.get("/hangfire/jobs?q=no-such-text")
         assert slow.status_code == 422
         assert "text search took too long" in read(slow.text).status
-        monkeypatch.setattr(job_search, "TEXT_SEARCH_TIMEOUT_MS", 60_000)
+        monkeypatch.setattr(store_search, "TEXT_SEARCH_TIMEOUT_MS", 60_000)
         found = await _jobs_page(api, "q=%5B49999%5D")  # the arguments [49999]
         assert len(found.job_links) == 1
 

@@ -1,12 +1,9 @@
-"""Searching jobs for the dashboard: filters, sorts, keyset pages, bounded counts and rates.
+"""Searching jobs for the dashboard: what a search asks for, its sorts, keyset cursors and
+bounded counts, as plain values. The queries are :mod:`orchestrator.store.search`.
 
 Every list is keyset-paged on the sort key plus ``id`` (never OFFSET), so a deep page costs what
-the first one does. The filters that matter at scale (state, queue, name, created-at range) hit
-the composite indexes ``ix_jobs_{state,queue_state,name_state}_created``. Text in the arguments
-is a case-insensitive ``LIKE`` on :data:`ARGUMENTS_TEXT`, newest first over the rows the other
-filters leave; on PostgreSQL an operator may add the trigram index ``ix_jobs_arguments_trgm`` on
-that expression (docs/dashboard.md), which the planner then uses. Counts stop at a bound:
-"10,000+" is as useful as an exact figure that costs a scan of every matching row.
+the first one does. Counts stop at a bound: "10,000+" is as useful as an exact figure that costs
+a scan of every matching row.
 """
 
 from __future__ import annotations
@@ -18,31 +15,21 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal
-
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from orchestrator.bounds import check_instant, check_text
 from orchestrator.catalog import Registration, secret_parameters
-from orchestrator.db import is_postgres
 from orchestrator.lifecycle import State
-from orchestrator.store import LIST_COLUMNS, history_table, jobs_table, servers_table
-from orchestrator.store.tables import Row
+
+if TYPE_CHECKING:  # the rows' type only: the queries are the store's
+    from orchestrator.store.tables import Row
 
 Sort = Literal["-created", "created", "name", "-name"]
 SORTS: Final[tuple[Sort, ...]] = ("-created", "created", "name", "-name")
 #: Counts above this show as "10,000+".
 COUNT_BOUND: Final = 10_000
-#: The arguments as one text: the expression the optional trigram index is built on.
-ARGUMENTS_TEXT: Final = "(CAST(args AS TEXT) || ' ' || CAST(kwargs AS TEXT))"
-#: A text search without the trigram index may have to read every row the other filters leave;
-#: on PostgreSQL it is stopped after this long rather than hold a connection (SearchTooSlowError).
-TEXT_SEARCH_TIMEOUT_MS: Final = 5000
 #: History rows entering these states are counted per second for the realtime graph.
 OUTCOMES: Final = (State.SUCCEEDED.value, State.FAILED.value)
-
-_jobs = jobs_table
 
 
 @dataclass(frozen=True)
@@ -85,7 +72,8 @@ def hidden_arguments(registrations: Mapping[str, Registration]) -> dict[str, Hid
 
 
 class SearchTooSlowError(Exception):
-    """A text search ran past TEXT_SEARCH_TIMEOUT_MS; narrowing it with other filters helps."""
+    """A text search ran past ``store.search.TEXT_SEARCH_TIMEOUT_MS``; narrowing it with other
+    filters helps."""
 
 
 @dataclass(frozen=True)
@@ -95,82 +83,11 @@ class Page:
     next_cursor: str | None
 
 
-def _sort_columns(sort: Sort) -> tuple[list[sa.Column[Any]], bool]:
-    """The keyset columns of a sort and whether it is descending."""
+def sort_key(sort: Sort) -> tuple[tuple[str, ...], bool]:
+    """The keyset of a sort (column names, the job's id last) and whether it is descending."""
     if sort in ("name", "-name"):
-        return [_jobs.c.name, _jobs.c.created_at, _jobs.c.id], sort == "-name"
-    return [_jobs.c.created_at, _jobs.c.id], sort == "-created"
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def arguments_text() -> sa.ColumnElement[str]:
-    return sa.literal_column(ARGUMENTS_TEXT, sa.Text)
-
-
-def _without_secrets(hidden: Hidden, postgres: bool) -> sa.ColumnElement[str]:
-    """The arguments as one text like :data:`ARGUMENTS_TEXT`, with the secret ones removed
-    (highest position first, so the others keep theirs while removing)."""
-    args: sa.ColumnElement[Any] = _jobs.c.args
-    kwargs: sa.ColumnElement[Any] = _jobs.c.kwargs
-    positions = sorted(hidden.positions, reverse=True)
-    if postgres:  # jsonb - integer drops an element, jsonb - text a key
-        for position in positions:
-            args = args.op("-")(sa.literal(position, sa.Integer))
-        for key in hidden.keys:
-            kwargs = kwargs.op("-")(sa.literal(key, sa.Text))
-    else:
-        if positions:
-            args = _sqlite_remove(args, [f"$[{p}]" for p in positions])
-        kwargs = _sqlite_remove(kwargs, [_json_key(k) for k in hidden.keys])
-    return sa.cast(args, sa.Text) + sa.literal(" ") + sa.cast(kwargs, sa.Text)
-
-
-def _sqlite_remove(column: sa.ColumnElement[Any], paths: list[str]) -> sa.ColumnElement[Any]:
-    """``json_remove`` of ``paths``; a row stored before the edge's bounds may hold text that is
-    not JSON (``NaN``), which json_remove refuses: such a row's arguments are not searched."""
-    removed = sa.func.json_remove(column, *[sa.literal(path) for path in paths])
-    return sa.case((sa.func.json_valid(column) == 1, removed), else_=sa.literal(""))
-
-
-def _json_key(key: str) -> str:
-    return "$." + json.dumps(key)  # SQLite's JSON path: a quoted key takes any characters
-
-
-def _text_condition(search: Search, postgres: bool) -> sa.ColumnElement[bool]:
-    """Text anywhere in the arguments except secret ones: a job with secret parameters is
-    searched in its arguments without them, so a search never tells what a secret holds."""
-    pattern = f"%{_escape_like(search.text or '')}%"
-    if not search.hidden:
-        return arguments_text().ilike(pattern, escape="\\")
-    names = list(search.hidden)
-    branches = [sa.and_(_jobs.c.name.not_in(names), arguments_text().ilike(pattern, escape="\\"))]
-    for name, hidden in search.hidden.items():
-        text = _without_secrets(hidden, postgres)
-        branches.append(sa.and_(_jobs.c.name == name, text.ilike(pattern, escape="\\")))
-    return sa.or_(*branches)
-
-
-def _conditions(search: Search, postgres: bool) -> list[sa.ColumnElement[bool]]:
-    where: list[sa.ColumnElement[bool]] = []
-    if search.retries_only:
-        where.append(_jobs.c.state == State.SCHEDULED.value)
-        where.append(_jobs.c.scheduled_reason == "retry")
-    elif search.state is not None:
-        where.append(_jobs.c.state == search.state.value)
-    if search.queue:
-        where.append(_jobs.c.queue == search.queue)
-    if search.name:
-        where.append(_jobs.c.name == search.name)
-    if search.created_from is not None:
-        where.append(_jobs.c.created_at >= search.created_from)
-    if search.created_to is not None:
-        where.append(_jobs.c.created_at < search.created_to)
-    if search.text:
-        where.append(_text_condition(search, postgres))
-    return where
+        return ("name", "created_at", "id"), sort == "-name"
+    return ("created_at", "id"), sort == "-created"
 
 
 def encode_cursor(values: Sequence[Any]) -> str:
@@ -180,137 +97,28 @@ def encode_cursor(values: Sequence[Any]) -> str:
 
 def decode_cursor(sort: Sort, cursor: str) -> list[Any]:
     """The keyset values of ``cursor`` for ``sort``; ValueError when it is not one of ours."""
-    columns, _ = _sort_columns(sort)
+    names, _ = sort_key(sort)
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         plain = json.loads(base64.urlsafe_b64decode(padded))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ValueError("invalid cursor") from None
-    if not isinstance(plain, list) or len(plain) != len(columns):
+    if not isinstance(plain, list) or len(plain) != len(names):
         raise ValueError("invalid cursor")
     values: list[Any] = []
-    for column, text in zip(columns, plain, strict=True):
+    for name, text in zip(names, plain, strict=True):
         if not isinstance(text, str):
             raise ValueError("invalid cursor")
-        if column is _jobs.c.created_at:
+        if name == "created_at":
             parsed = datetime.fromisoformat(text)
             if parsed.tzinfo is None:
                 raise ValueError("invalid cursor")
             values.append(check_instant(parsed))
-        elif column is _jobs.c.id:
+        elif name == "id":
             values.append(uuid.UUID(text))
         else:
             values.append(check_text(text))
     return values
-
-
-async def search(
-    conn: AsyncConnection, where: Search, *, limit: int, after: str | None = None
-) -> Page:
-    """One page of jobs matching ``where`` in its sort order, after the ``after`` cursor."""
-    columns, descending = _sort_columns(where.sort)
-    # Never the result: a list page must not read (up to) megabytes per row.
-    query = sa.select(*LIST_COLUMNS).where(*_conditions(where, is_postgres(conn)))
-    if after is not None:
-        key = sa.tuple_(*columns)
-        bound = sa.tuple_(*decode_cursor(where.sort, after))
-        query = query.where(key < bound if descending else key > bound)
-    order = [c.desc() if descending else c.asc() for c in columns]
-    if where.text and is_postgres(conn):
-        # SET LOCAL: only for this transaction, which ends when the connection goes back.
-        await conn.execute(sa.text(f"SET LOCAL statement_timeout = {TEXT_SEARCH_TIMEOUT_MS}"))
-    try:
-        rows = list((await conn.execute(query.order_by(*order).limit(limit + 1))).all())
-    except sa.exc.DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) == "57014":  # query_canceled
-            raise SearchTooSlowError from exc
-        raise
-    if len(rows) <= limit:
-        return Page(rows, None)
-    rows = rows[:limit]
-    return Page(rows, encode_cursor([getattr(rows[-1], c.name) for c in columns]))
-
-
-async def bounded_count(
-    conn: AsyncConnection, where: Search, bound: int = COUNT_BOUND
-) -> tuple[int, bool]:
-    """(count, more): the number of matching jobs up to ``bound``, and whether there are more."""
-    conditions = _conditions(where, is_postgres(conn))
-    inner = sa.select(sa.literal(1)).select_from(_jobs).where(*conditions).limit(bound + 1)
-    count = int(
-        (await conn.execute(sa.select(sa.func.count()).select_from(inner.subquery()))).scalar_one()
-    )
-    return min(count, bound), count > bound
-
-
-async def state_counts(
-    conn: AsyncConnection, bound: int = COUNT_BOUND
-) -> dict[str, tuple[int, bool]]:
-    """Per state, (count, more) up to ``bound``; each an index-only walk of at most bound rows."""
-    counts = {}
-    for state in State:
-        counts[state.value] = await bounded_count(conn, Search(state=state), bound)
-    return counts
-
-
-async def queue_names(conn: AsyncConnection) -> list[str]:
-    """Queues that hold jobs or that a live server consumes, sorted.
-
-    On PostgreSQL a recursive query hops from one queue name to the next in the queue index
-    (a loose index scan: one probe per queue, not a read of every job)."""
-    if is_postgres(conn):
-        hop = sa.text(
-            "WITH RECURSIVE q(queue) AS ("
-            " (SELECT queue FROM jobs ORDER BY queue LIMIT 1)"
-            " UNION ALL"
-            " SELECT (SELECT j.queue FROM jobs j WHERE j.queue > q.queue ORDER BY j.queue LIMIT 1)"
-            " FROM q WHERE q.queue IS NOT NULL"
-            ") SELECT queue FROM q WHERE queue IS NOT NULL"
-        )
-        names = set((await conn.execute(hop)).scalars())
-    else:
-        names = set((await conn.execute(sa.select(_jobs.c.queue).distinct())).scalars())
-    for server_queues in (await conn.execute(sa.select(servers_table.c.queues))).scalars():
-        names.update(server_queues)
-    return sorted(names)
-
-
-async def outcomes_per_second(conn: AsyncConnection, since: datetime) -> dict[tuple[int, str], int]:
-    """Per (whole UNIX second, state), the jobs that entered Succeeded or Failed from ``since``
-    on, from their history rows (partial index ``ix_job_history_outcome_at``)."""
-    history = history_table
-    if is_postgres(conn):
-        second: sa.ColumnElement[Any] = sa.func.floor(sa.extract("epoch", history.c.at))
-    else:
-        second = sa.cast(sa.func.strftime("%s", history.c.at), sa.Integer)
-    query = (
-        sa.select(second.label("second"), history.c.state, sa.func.count())
-        .where(history.c.state.in_(OUTCOMES), history.c.at >= since)
-        .group_by(second, history.c.state)
-    )
-    return {(int(s), str(state)): int(n) for s, state, n in await conn.execute(query)}
-
-
-async def continuations(conn: AsyncConnection, parent_id: uuid.UUID) -> list[Row]:
-    """Jobs created to run after ``parent_id`` (partial index ``ix_jobs_parent``)."""
-    query = (
-        sa.select(_jobs.c.id, _jobs.c.name, _jobs.c.state, _jobs.c.continue_on)
-        .where(_jobs.c.parent_id == parent_id)
-        .order_by(_jobs.c.created_at, _jobs.c.id)
-        .limit(200)
-    )
-    return list((await conn.execute(query)).all())
-
-
-async def failed_ids(conn: AsyncConnection, limit: int) -> list[uuid.UUID]:
-    """The oldest Failed jobs first, up to ``limit``."""
-    query = (
-        sa.select(_jobs.c.id)
-        .where(_jobs.c.state == State.FAILED.value)
-        .order_by(_jobs.c.created_at, _jobs.c.id)
-        .limit(limit)
-    )
-    return list((await conn.execute(query)).scalars())
 
 
 def hours_back(now: datetime, hours: int) -> datetime:

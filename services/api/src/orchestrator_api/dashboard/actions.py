@@ -12,13 +12,13 @@ from typing import Any, Final
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from orchestrator import job_search
 from orchestrator.errors import (
     ConflictError,
     IllegalTransitionError,
     JobNotFoundError,
     JobValidationError,
 )
+from orchestrator.store import search as store_search
 from orchestrator_api import routes_dead_letters, routes_jobs, routes_recurring
 from orchestrator_api.dashboard.web import (
     PREFIX,
@@ -165,7 +165,7 @@ async def delete_selected(request: Request) -> Response:
 async def requeue_all_failed(request: Request) -> Response:
     async def run(_: dict[str, Any]) -> str:
         async with runtime_of(request).engine.connect() as conn:
-            ids = await job_search.failed_ids(conn, REQUEUE_ALL_LIMIT)
+            ids = await store_search.failed_ids(conn, REQUEUE_ALL_LIMIT)
         if not ids:
             return "There are no failed jobs."
         message = await _each_failed(request, ids)

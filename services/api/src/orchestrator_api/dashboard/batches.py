@@ -6,38 +6,21 @@ import uuid
 from datetime import datetime
 from typing import Any, Final
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator import job_search, store
+from orchestrator import job_search
 from orchestrator.lifecycle import State, has_ended
-from orchestrator.models import Batch
+from orchestrator.store import batches as store_batches
+from orchestrator.store import search as store_search
 from orchestrator_api.dashboard.jobs import row_view
 from orchestrator_api.dashboard.web import PREFIX, not_found, refusal, render
 from orchestrator_api.runtime import runtime_of
 
 router = APIRouter(prefix=PREFIX)
 
-_batches = Batch.__table__  # type: ignore[attr-defined]
 PAGE_SIZE: Final = 50
-
-
-async def _progress(conn: Any, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
-    """Per batch, its members per state (partial index ``ix_jobs_batch``)."""
-    if not ids:
-        return {}
-    jobs = store.jobs_table
-    query = (
-        sa.select(jobs.c.batch_id, jobs.c.state, sa.func.count())
-        .where(jobs.c.batch_id.in_(ids))
-        .group_by(jobs.c.batch_id, jobs.c.state)
-    )
-    counts: dict[uuid.UUID, dict[str, int]] = {batch_id: {} for batch_id in ids}
-    for batch_id, state, count in await conn.execute(query):
-        counts[batch_id][state] = int(count)
-    return counts
 
 
 def _summary(row: Any, states: dict[str, int]) -> dict[str, Any]:
@@ -69,15 +52,11 @@ async def batches(request: Request) -> HTMLResponse:
         after = _cursor(request.query_params.get("after"))
     except ValueError:
         return refusal(request, 400, "This page link is not valid any more; start again.")
-    query = sa.select(_batches)
-    if after is not None:
-        query = query.where(sa.tuple_(_batches.c.created_at, _batches.c.id) < sa.tuple_(*after))
-    query = query.order_by(_batches.c.created_at.desc(), _batches.c.id.desc()).limit(PAGE_SIZE + 1)
     async with runtime_of(request).engine.connect() as conn:
-        rows = list((await conn.execute(query)).all())
+        rows = await store_batches.newest(conn, limit=PAGE_SIZE + 1, after=after)
         more = len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
-        counts = await _progress(conn, [row.id for row in rows])
+        counts = await store_batches.progress(conn, [row.id for row in rows])
     items = [_summary(row, counts[row.id]) for row in rows]
     next_url = None
     if more:
@@ -89,29 +68,15 @@ async def batches(request: Request) -> HTMLResponse:
 async def _members(
     conn: AsyncConnection, batch_id: uuid.UUID, state: State | None, after: str | None
 ) -> job_search.Page:
-    """One page of the batch's members in creation order (ties by id), keyset-paged: the
-    partial index ``ix_jobs_batch`` finds them, so a page reads the batch's rows only."""
-    jobs = store.jobs_table
-    key = (jobs.c.created_at, jobs.c.id)
-    query = sa.select(*store.LIST_COLUMNS).where(jobs.c.batch_id == batch_id)
-    if state is not None:
-        query = query.where(jobs.c.state == state.value)
-    if after is not None:
-        bound = job_search.decode_cursor("created", after)
-        query = query.where(sa.tuple_(*key) > sa.tuple_(*bound))
-    rows = list((await conn.execute(query.order_by(*key).limit(PAGE_SIZE + 1))).all())
+    """One page of the batch's members in creation order (ties by id), keyset-paged."""
+    bound = job_search.decode_cursor("created", after) if after is not None else None
+    rows = await store_batches.members(
+        conn, batch_id, state=state, after=bound, limit=PAGE_SIZE + 1
+    )
     if len(rows) <= PAGE_SIZE:
         return job_search.Page(rows, None)
     rows = rows[:PAGE_SIZE]
     return job_search.Page(rows, job_search.encode_cursor([rows[-1].created_at, rows[-1].id]))
-
-
-async def _continuation(conn: AsyncConnection, job_id: uuid.UUID | None) -> Any:
-    if job_id is None:
-        return None
-    jobs = store.jobs_table
-    query = sa.select(jobs.c.id, jobs.c.name, jobs.c.state).where(jobs.c.id == job_id)
-    return (await conn.execute(query)).first()
 
 
 @router.get("/batches/{batch_id}", response_class=HTMLResponse)
@@ -129,7 +94,7 @@ async def batch_page(batch_id: str, request: Request) -> HTMLResponse:
     after = request.query_params.get("after") or None
     runtime = runtime_of(request)
     async with runtime.engine.connect() as conn:
-        row = (await conn.execute(sa.select(_batches).where(_batches.c.id == parsed))).first()
+        row = await store_batches.get(conn, parsed)
         if row is None:
             message = (
                 f"No batch with id {parsed} (a completed batch is removed after the jobs' "
@@ -140,8 +105,10 @@ async def batch_page(batch_id: str, request: Request) -> HTMLResponse:
             page = await _members(conn, parsed, state, after)
         except ValueError:
             return refusal(request, 400, "This page link is not valid any more; start again.")
-        counts = (await _progress(conn, [parsed]))[parsed]
-        continuation = await _continuation(conn, row.continuation_id)
+        counts = (await store_batches.progress(conn, [parsed]))[parsed]
+        continuation = None
+        if row.continuation_id is not None:
+            continuation = await store_search.linked_job(conn, row.continuation_id)
     registrations = await runtime.catalog.all()
     here = f"/hangfire/batches/{parsed}"
     filtered = f"{here}?state={state.value}" if state else here

@@ -6,12 +6,12 @@ import uuid
 from collections.abc import Iterable
 from typing import Final
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator import bounds, dead_letters, store
+from orchestrator import bounds, dead_letters
+from orchestrator.store import search as store_search
 from orchestrator_api.dashboard.web import PREFIX, refusal, render
 from orchestrator_api.runtime import runtime_of
 
@@ -27,8 +27,7 @@ async def existing_jobs(conn: AsyncConnection, ids: Iterable[uuid.UUID | None]) 
     wanted = {job_id for job_id in ids if job_id is not None}
     if not wanted:
         return set()
-    jobs = store.jobs_table
-    return set((await conn.execute(sa.select(jobs.c.id).where(jobs.c.id.in_(wanted)))).scalars())
+    return await store_search.existing_jobs(conn, wanted)
 
 
 @router.get("/dead-letters", response_class=HTMLResponse)

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from orchestrator import job_search, store
 from orchestrator.db import db_now
 from orchestrator.lifecycle import State
+from orchestrator.store import search as store_search
 from orchestrator_api.dashboard.web import PREFIX, render
 from orchestrator_api.runtime import runtime_of
 
@@ -25,10 +26,10 @@ STALE_HEARTBEATS = 3
 async def queues(request: Request) -> HTMLResponse:
     runtime = runtime_of(request)
     async with runtime.engine.connect() as conn:
-        names = await job_search.queue_names(conn)
+        names = await store_search.queue_names(conn)
         processing = await store.processing_by_queue(conn)
         enqueued = {
-            name: await job_search.bounded_count(
+            name: await store_search.bounded_count(
                 conn, job_search.Search(state=State.ENQUEUED, queue=name)
             )
             for name in names

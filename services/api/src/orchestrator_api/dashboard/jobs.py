@@ -10,7 +10,6 @@ from types import SimpleNamespace
 from typing import Any, Final
 from urllib.parse import urlencode
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
@@ -19,6 +18,7 @@ from orchestrator.db import db_now
 from orchestrator.errors import JobNotFoundError
 from orchestrator.lifecycle import REQUEUEABLE, State
 from orchestrator.outcomes import showable_result
+from orchestrator.store import search as store_search
 from orchestrator_api.dashboard.web import (
     PREFIX,
     display_arguments,
@@ -168,7 +168,7 @@ async def job_list(request: Request) -> HTMLResponse:
     where = replace(where, hidden=job_search.hidden_arguments(registrations))
     async with runtime.engine.connect() as conn:
         try:
-            page = await job_search.search(conn, where, limit=PAGE_SIZE, after=after)
+            page = await store_search.search(conn, where, limit=PAGE_SIZE, after=after)
         except ValueError:
             return refusal(request, 400, "This page link is not valid any more; start again.")
         except job_search.SearchTooSlowError:
@@ -177,8 +177,8 @@ async def job_list(request: Request) -> HTMLResponse:
         now = await db_now(conn) if where.state is State.PROCESSING else None
         queues = []
         if where.state is State.ENQUEUED:
-            for name in await job_search.queue_names(conn):
-                count = await job_search.bounded_count(
+            for name in await store_search.queue_names(conn):
+                count = await store_search.bounded_count(
                     conn, job_search.Search(state=State.ENQUEUED, queue=name)
                 )
                 queues.append((name, count, list_url(params, queue=name)))
@@ -212,10 +212,10 @@ async def retries(request: Request) -> HTMLResponse:
     where = job_search.Search(retries_only=True)
     async with runtime.engine.connect() as conn:
         try:
-            page = await job_search.search(conn, where, limit=PAGE_SIZE, after=after)
+            page = await store_search.search(conn, where, limit=PAGE_SIZE, after=after)
         except ValueError:
             return refusal(request, 400, "This page link is not valid any more; start again.")
-        count = await job_search.bounded_count(conn, where)
+        count = await store_search.bounded_count(conn, where)
     registrations = await runtime.catalog.all()
     rows = [row_view(row, registrations) for row in page.rows]
     next_url = f"/hangfire/retries?after={page.next_cursor}" if page.next_cursor else None
@@ -233,10 +233,8 @@ async def retries(request: Request) -> HTMLResponse:
 async def _related(conn: Any, row: Any) -> dict[str, Any]:
     parent = None
     if row.parent_id is not None:
-        jobs = store.jobs_table
-        query = sa.select(jobs.c.id, jobs.c.name, jobs.c.state).where(jobs.c.id == row.parent_id)
-        parent = (await conn.execute(query)).first()
-    return {"parent": parent, "continuations": await job_search.continuations(conn, row.id)}
+        parent = await store_search.linked_job(conn, row.parent_id)
+    return {"parent": parent, "continuations": await store_search.continuations(conn, row.id)}
 
 
 def _history_entry(row: Any) -> SimpleNamespace:

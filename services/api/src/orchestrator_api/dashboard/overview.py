@@ -16,6 +16,7 @@ from orchestrator import job_search
 from orchestrator.db import db_now
 from orchestrator.lifecycle import State
 from orchestrator.store import counters
+from orchestrator.store import search as store_search
 from orchestrator_api.dashboard.graphs import Series, line_chart
 from orchestrator_api.dashboard.web import PREFIX, render, state_counts
 from orchestrator_api.runtime import runtime_of
@@ -45,7 +46,7 @@ class OutcomeRates:
         end = int((await db_now(conn)).timestamp()) + 1
         start = end - WINDOW
         since = max(start, self._final_until)
-        counts = await job_search.outcomes_per_second(conn, datetime.fromtimestamp(since, UTC))
+        counts = await store_search.outcomes_per_second(conn, datetime.fromtimestamp(since, UTC))
         settled = end - SETTLE
         for second in range(since, settled):
             self._final[second] = {s: counts.get((second, s), 0) for s in job_search.OUTCOMES}
@@ -110,7 +111,7 @@ async def overview(request: Request) -> HTMLResponse:
     async with runtime.engine.connect() as conn:
         now = await db_now(conn)
         counts = await state_counts(request, conn)
-        retries = await job_search.bounded_count(conn, job_search.Search(retries_only=True))
+        retries = await store_search.bounded_count(conn, job_search.Search(retries_only=True))
         counted = await counters.per_hour(conn, job_search.hours_back(now, 24 * 7))
         start, values = await _rates(request).series(conn)
     day, week = _history_charts(counted, now)

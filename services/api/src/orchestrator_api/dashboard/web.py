@@ -23,9 +23,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator import job_search
 from orchestrator.outcomes import showable, showable_arguments
 from orchestrator.redaction import redact_for
+from orchestrator.store import search as store_search
 from orchestrator_api import auth
 from orchestrator_api.dashboard import csrf
 from orchestrator_api.middleware import DASHBOARD_CSP
@@ -57,7 +57,7 @@ COUNTS_MAX_AGE = 2.0
 
 
 async def state_counts(request: Request, conn: AsyncConnection) -> dict[str, tuple[int, bool]]:
-    """Bounded counts per state (``job_search.state_counts``), at most COUNTS_MAX_AGE old."""
+    """Bounded counts per state (``store.search.state_counts``), at most COUNTS_MAX_AGE old."""
     state = request.app.state
     cached: tuple[float, dict[str, tuple[int, bool]]] | None = getattr(
         state, "dashboard_counts", None
@@ -65,7 +65,7 @@ async def state_counts(request: Request, conn: AsyncConnection) -> dict[str, tup
     now = time.monotonic()
     if cached is not None and now - cached[0] < COUNTS_MAX_AGE:
         return cached[1]
-    counts = await job_search.state_counts(conn)
+    counts = await store_search.state_counts(conn)
     state.dashboard_counts = (now, counts)
     return counts
 
