@@ -10,13 +10,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator import store
 from orchestrator.lifecycle import State, has_ended
-from orchestrator.models import Batch
+from orchestrator.store import batches as store_batches
 from orchestrator.tracing import tracer
 from orchestrator_api.errors import BODY_ERRORS, ApiError, documented
 from orchestrator_api.runtime import runtime_of
@@ -24,7 +22,6 @@ from orchestrator_api.schemas import MAX_BULK, EnqueueRequest
 from orchestrator_api.strict_json import StrictJsonRoute
 
 router = APIRouter(prefix="/api/v1/batches", tags=["batches"], route_class=StrictJsonRoute)
-_batches = Batch.__table__  # type: ignore[attr-defined]
 
 
 class BatchRequest(BaseModel):
@@ -65,17 +62,11 @@ async def get_batch(batch_id: str, request: Request) -> dict[str, Any]:
         parsed = uuid.UUID(batch_id)
     except ValueError:
         raise ApiError(404, "not_found", f"no batch with id {batch_id!r}") from None
-    jobs = store.jobs_table
     async with runtime_of(request).engine.connect() as conn:
-        batch = (await conn.execute(sa.select(_batches).where(_batches.c.id == parsed))).first()
+        batch = await store_batches.get(conn, parsed)
         if batch is None:
             raise ApiError(404, "not_found", f"no batch with id {batch_id}")
-        rows = await conn.execute(
-            sa.select(jobs.c.state, sa.func.count())
-            .where(jobs.c.batch_id == parsed)
-            .group_by(jobs.c.state)
-        )
-        counts: dict[str, int] = {str(state): int(n) for state, n in rows.all()}
+        counts = await store_batches.members_per_state(conn, parsed)
     view: dict[str, Any] = {"id": str(parsed), "total": batch.total}
     for state in (State.SUCCEEDED, State.FAILED, State.DELETED):
         view[state.value.lower()] = counts.get(state.value, 0)
