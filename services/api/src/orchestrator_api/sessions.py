@@ -14,14 +14,12 @@ import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator.models import DashboardSession
 from orchestrator.settings import ApiKey
+from orchestrator.store import sessions as store_sessions
 
 SESSION_SECONDS = 12 * 3600
-_TABLE = DashboardSession.__table__  # type: ignore[attr-defined]
 _MAX_TOKEN = 128  # a longer cookie is no token of ours
 
 
@@ -39,15 +37,9 @@ async def create(engine: AsyncEngine, key: ApiKey, now: datetime | None = None) 
     now = now or datetime.now(UTC)
     token = secrets.token_urlsafe(32)
     async with engine.begin() as conn:
-        await conn.execute(sa.delete(_TABLE).where(_TABLE.c.expires_at < now))
-        await conn.execute(
-            sa.insert(_TABLE).values(
-                id=session_id(token),
-                key_proof=_proof(key, token),
-                created_at=now,
-                expires_at=now + timedelta(seconds=SESSION_SECONDS),
-            )
-        )
+        await store_sessions.delete_expired(conn, now)
+        expires_at = now + timedelta(seconds=SESSION_SECONDS)
+        await store_sessions.add(conn, session_id(token), _proof(key, token), now, expires_at)
     return token
 
 
@@ -57,11 +49,8 @@ async def key_of(
     """The configured key whose live session ``token`` is, or None."""
     if not token or len(token) > _MAX_TOKEN:
         return None
-    query = sa.select(_TABLE.c.key_proof, _TABLE.c.expires_at).where(
-        _TABLE.c.id == session_id(token)
-    )
     async with engine.connect() as conn:
-        row = (await conn.execute(query)).first()
+        row = await store_sessions.find(conn, session_id(token))
     if row is None or row.expires_at <= (now or datetime.now(UTC)):
         return None
     found = None
@@ -73,4 +62,4 @@ async def key_of(
 
 async def revoke(engine: AsyncEngine, token: str) -> None:
     async with engine.begin() as conn:
-        await conn.execute(sa.delete(_TABLE).where(_TABLE.c.id == session_id(token)))
+        await store_sessions.delete(conn, session_id(token))
