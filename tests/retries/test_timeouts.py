@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from orchestrator import store
+from orchestrator.job_view import public_job
 from tests.retries.conftest import enqueue, new_job, read, wait_for
 
 TIMEOUT = "orchestrator.errors.JobTimeoutError"
@@ -53,7 +53,7 @@ async def test_an_overrunning_sync_job_keeps_its_slot_and_is_flagged(start_worke
     assert row.state == "Processing"
     assert history[-1].state == "Processing"
     flagged = history[-1].data["overrunning_since"]
-    assert store.public_job(row, history)["overrunning_since"] == flagged  # GET /api/v1/jobs/{id}
+    assert public_job(row, history)["overrunning_since"] == flagged  # GET /api/v1/jobs/{id}
     row, history = await wait_for(settings, job_id, {"Failed"}, timeout=10)
     # Recorded only once its code returned (about 2.5 s after it started), as a timeout.
     started = history[-2].at

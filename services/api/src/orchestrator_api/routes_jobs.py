@@ -11,6 +11,7 @@ from orchestrator import interventions, store
 from orchestrator.bounds import Text
 from orchestrator.db import db_now
 from orchestrator.errors import JobNotFoundError
+from orchestrator.job_view import public_job
 from orchestrator.lifecycle import State
 from orchestrator.metrics import JOBS_DELETED, JOBS_REQUEUED
 from orchestrator.outbox import Pending
@@ -77,7 +78,7 @@ async def get_job(job_id: str, request: Request) -> dict[str, Any]:
     async with runtime.engine.connect() as conn:
         row = await store.get_job(conn, parsed)
         history = await store.get_history(conn, parsed)
-    view = store.public_job(row, history, max_result_bytes=runtime.settings.max_result_bytes)
+    view = public_job(row, history, max_result_bytes=runtime.settings.max_result_bytes)
     return redact_view(view, await runtime.catalog.all())
 
 
@@ -106,7 +107,7 @@ async def list_jobs(
     async with runtime.engine.connect() as conn:
         rows, next_cursor = await store.list_jobs(conn, where, limit=limit, cursor=cursor)
     registrations = await runtime.catalog.all()
-    items = [redact_view(store.public_job(row), registrations) for row in rows]
+    items = [redact_view(public_job(row), registrations) for row in rows]
     return {"items": items, "next_cursor": next_cursor}
 
 

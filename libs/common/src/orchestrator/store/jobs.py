@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from orchestrator import outbox, outcomes
+from orchestrator import outbox
 from orchestrator.bounds import check_instant
 from orchestrator.broker import JobMessage
 from orchestrator.db import db_now, fetch_autocommit, is_postgres
@@ -253,75 +253,6 @@ async def get_history(conn: AsyncConnection, job_id: uuid.UUID) -> list[Row]:
         .order_by(history_table.c.id)
     )
     return list((await conn.execute(query)).all())
-
-
-def public_job(
-    row: Row,
-    history: Sequence[Row] | None = None,
-    *,
-    max_result_bytes: int = 1024 * 1024,
-) -> dict[str, Any]:
-    """The job as the HTTP API shows it. Every stored value goes through
-    :func:`orchestrator.outcomes.showable` (an older version may have stored what JSON cannot
-    write); a row read without its result (a list) shows none.
-
-    ``error`` is the latest failed attempt's exception, and null once the job has Succeeded
-    (older versions kept it in the row); each history entry shows the exception of the failed
-    attempt that wrote it in its own ``error``."""
-    show = outcomes.showable
-    args, kwargs = outcomes.showable_arguments(row.args, row.kwargs)
-    error = None
-    if row.error_type is not None and row.state != State.SUCCEEDED:
-        error = {
-            "type": show(row.error_type),
-            "message": show(row.error_message),
-            "traceback": show(row.error_traceback),
-        }
-    view: dict[str, Any] = {
-        "id": str(row.id),
-        "job": row.name,
-        "args": args,
-        "kwargs": kwargs,
-        "queue": row.queue,
-        "state": row.state,
-        "attempt": row.attempt,
-        "retries": row.retries,
-    }
-    if "result" in row._fields:
-        view["result"] = outcomes.showable_result(row.result, max_result_bytes)
-    view |= {
-        "error": error,
-        "created_at": row.created_at.isoformat(),
-        "state_changed_at": row.state_changed_at.isoformat(),
-        "due_at": row.due_at.isoformat() if row.due_at else None,
-        "expires_at": row.expires_at.isoformat() if row.expires_at else None,
-        "parent_id": str(row.parent_id) if row.parent_id else None,
-        "batch_id": str(row.batch_id) if row.batch_id else None,
-        "recurring_id": row.recurring_id,
-    }
-    if history is not None:
-        # A sync job past its timeout plus grace that still runs (see the worker's overruns).
-        last = (history[-1].data or {}) if history and row.state == State.PROCESSING else {}
-        view["overrunning_since"] = show(last.get("overrunning_since"))
-        view["history"] = [history_entry(h) for h in history]
-    return view
-
-
-def history_entry(row: Row) -> dict[str, Any]:
-    """A history row as shown: its ``data`` (showable) without the failed attempt's exception,
-    which is its own ``error`` (type, message, traceback; null for a row without one)."""
-    data = outcomes.showable(row.data)
-    error = None
-    if isinstance(data, dict) and "error" in data:
-        error = data.pop("error")
-        data = data or None
-    return {
-        "state": row.state,
-        "at": row.at.isoformat(),
-        "reason": outcomes.showable(row.reason),
-        "data": data,
-        "error": error,
-    }
 
 
 @dataclass(frozen=True)

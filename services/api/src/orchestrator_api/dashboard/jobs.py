@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse
 from orchestrator import bounds, job_search, store
 from orchestrator.db import db_now
 from orchestrator.errors import JobNotFoundError
+from orchestrator.job_view import history_entry, public_job
 from orchestrator.lifecycle import REQUEUEABLE, State
 from orchestrator.outcomes import showable_result
 from orchestrator.store import search as store_search
@@ -241,7 +242,7 @@ def _history_entry(row: Any) -> SimpleNamespace:
     """A history row for the job page: as stored, with its failed attempt's exception apart
     from its other data (as the API's job read shows it)."""
     entry = shown(row)
-    split = store.history_entry(row)
+    split = history_entry(row)
     entry.data, entry.error = split["data"], split["error"]
     return entry
 
@@ -263,7 +264,7 @@ async def job_details(job_id: str, request: Request) -> HTMLResponse:
         related = await _related(conn, row)
         now = await db_now(conn)
     registrations = await runtime.catalog.all()
-    public = store.public_job(row, history)
+    public = public_job(row, history)
     state = State(row.state)
     job = shown(row)
     job.result = showable_result(row.result, runtime.settings.max_result_bytes)
