@@ -15,17 +15,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator import metrics
 from orchestrator.batching import Batcher
 from orchestrator.broker import JobMessage, Publisher
-from orchestrator.db import db_now, fetch_autocommit
-from orchestrator.models import OutboxEntry
+from orchestrator.db import db_now
+from orchestrator.store import outbox as store_outbox
 
 log = logging.getLogger(__name__)
-_outbox = OutboxEntry.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -62,10 +60,7 @@ async def add(
         }
         for p in publications
     ]
-    result = await conn.execute(
-        sa.insert(_outbox).returning(_outbox.c.id, sort_by_parameter_order=True), rows
-    )
-    ids = [row.id for row in result.all()]
+    ids = await store_outbox.add(conn, rows)
     return [
         Pending(
             entry_id,
@@ -89,22 +84,10 @@ async def record_results(
     done = [p.entry_id for p, ok in zip(pending, sent, strict=True) if ok]
     failed = [p.entry_id for p, ok in zip(pending, sent, strict=True) if not ok]
     if done:
-        await conn.execute(sa.delete(_outbox).where(_outbox.c.id.in_(done)))
+        await store_outbox.delete(conn, done)
     if failed:
-        await conn.execute(
-            sa.update(_outbox)
-            .where(_outbox.c.id.in_(failed))
-            .values(attempts=_outbox.c.attempts + 1)
-        )
+        await store_outbox.count_attempt(conn, failed)
     return len(done)
-
-
-# Both results of a round in one statement (outside a transaction: each part stands alone).
-_RECORD = """
-WITH gone AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]) RETURNING 1),
-     kept AS (UPDATE outbox SET attempts = attempts + 1 WHERE id = ANY($2::bigint[]) RETURNING 1)
-SELECT (SELECT count(*) FROM gone) AS deleted, (SELECT count(*) FROM kept) AS kept
-"""
 
 
 async def record_results_now(
@@ -116,7 +99,7 @@ async def record_results_now(
             return await record_results(conn, pending, sent)
     done = [p.entry_id for p, ok in zip(pending, sent, strict=True) if ok]
     failed = [p.entry_id for p, ok in zip(pending, sent, strict=True) if not ok]
-    await fetch_autocommit(engine, _RECORD, done, failed)
+    await store_outbox.delete_and_count_attempt_now(engine, done, failed)
     return len(done)
 
 
@@ -218,15 +201,7 @@ async def _due_entries(
     conn: AsyncConnection, older_than: timedelta, limit: int, *, lock: bool
 ) -> list[Pending]:
     now = await db_now(conn)
-    query = (
-        sa.select(_outbox)
-        .where(_outbox.c.created_at < now - older_than)
-        .order_by(_outbox.c.id)
-        .limit(limit)
-    )
-    if lock:
-        query = query.with_for_update(skip_locked=True)
-    rows = (await conn.execute(query)).all()
+    rows = await store_outbox.created_before(conn, now - older_than, limit, lock=lock)
     return [
         Pending(
             row.id,
@@ -248,4 +223,4 @@ def _remaining(delay_seconds: int, waited: float) -> int:
 
 
 async def backlog(conn: AsyncConnection) -> int:
-    return int((await conn.execute(sa.select(sa.func.count()).select_from(_outbox))).scalar_one())
+    return await store_outbox.backlog(conn)
