@@ -23,40 +23,22 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator import outbox
-from orchestrator.db import db_now, is_postgres
+from orchestrator.db import db_now
 from orchestrator.lifecycle import Change, RowChange, State
 from orchestrator.metrics import SCHEDULER_LATENESS
 from orchestrator.outbox import OutboxSender, Pending
-from orchestrator.store import jobs_table
+from orchestrator.store import promotion as store_promotion
+from orchestrator.store.promotion import DELAY
 from orchestrator.store.tables import Row
 from orchestrator.tracing import promotion_headers
 from orchestrator.transitions import Transitions
 
 log = logging.getLogger(__name__)
 Clock = Callable[[AsyncConnection], Awaitable[datetime]]
-DELAY = "delay"
-RETRY = "retry"
-
-_scheduled = sa.and_(
-    jobs_table.c.state == State.SCHEDULED.value, jobs_table.c.scheduled_reason == DELAY
-)
-_retrying = sa.and_(
-    jobs_table.c.state == State.SCHEDULED.value, jobs_table.c.scheduled_reason == RETRY
-)
-
-
-def _due(now: datetime, retry_grace: timedelta) -> sa.ColumnElement[bool]:
-    """Delayed jobs due by ``now``; retries overdue by the grace period."""
-    return sa.or_(
-        sa.and_(_scheduled, jobs_table.c.due_at <= now),
-        sa.and_(_retrying, jobs_table.c.due_at <= now - retry_grace),
-    )
 
 
 async def promote_due(
@@ -70,15 +52,7 @@ async def promote_due(
     """Promote up to ``limit`` jobs due by ``now``, oldest due first; returns their outbox
     entries and whether more may be due. Election filters may have a job enter another state
     than ``Enqueued``; only the jobs enqueued get a message."""
-    query = (
-        sa.select(jobs_table.c.id, jobs_table.c.due_at, jobs_table.c.scheduled_reason)
-        .where(_due(now, retry_grace))
-        .order_by(jobs_table.c.due_at)
-        .limit(limit)
-    )
-    if is_postgres(conn):
-        query = query.with_for_update(skip_locked=True)
-    due = (await conn.execute(query)).all()
+    due = await store_promotion.due(conn, now, retry_grace, limit)
     if not due:
         return [], False
     items = [
@@ -96,15 +70,7 @@ async def promote_due(
     )
     _observe_lateness(due, set(moved), now)
     enqueued = [job_id for job_id in moved if moved.entered(job_id, State.ENQUEUED)]
-    rows = await conn.execute(
-        sa.select(
-            jobs_table.c.id,
-            jobs_table.c.name,
-            jobs_table.c.queue,
-            jobs_table.c.attempt,
-            jobs_table.c.trace_context,
-        ).where(jobs_table.c.id.in_(enqueued))
-    )
+    rows = await store_promotion.message_columns(conn, enqueued)
     # Each promotion is a span in its job's trace; the attempt is the one it leads to.
     publications = [
         outbox.Publication(
@@ -129,14 +95,7 @@ async def next_due(
 ) -> datetime | None:
     """When the next job becomes due for promotion: a delayed job at its due time, a retry
     one grace period after it (probes of the partial index)."""
-    times = []
-    for condition, offset in ((_scheduled, timedelta(0)), (_retrying, retry_grace)):
-        value: Any = (
-            await conn.execute(sa.select(sa.func.min(jobs_table.c.due_at)).where(condition))
-        ).scalar_one()
-        if isinstance(value, datetime):
-            times.append(value + offset)
-    return min(times, default=None)
+    return await store_promotion.next_due(conn, retry_grace)
 
 
 def sleep_for(due: datetime | None, now: datetime, cap: float) -> float:
