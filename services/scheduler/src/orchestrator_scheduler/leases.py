@@ -21,15 +21,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator import outbox
-from orchestrator.db import db_now, is_postgres
+from orchestrator.db import db_now
 from orchestrator.lifecycle import Change, RowChange, State
 from orchestrator.loops import Loop
 from orchestrator.outbox import OutboxSender, Pending
-from orchestrator.store import jobs_table
+from orchestrator.store import leases as store_leases
 from orchestrator.store.tables import Row
 from orchestrator.transitions import Transitions
 
@@ -92,16 +91,7 @@ async def expire_leases(
 ) -> Expired:
     """Re-enqueue (or fail) up to ``limit`` Processing jobs whose lease ended before ``now``
     (election filters may replace either; only jobs re-enqueued here get a message)."""
-    columns = ("id", "lease_until", "worker_id", "lost_count", "attempt")
-    query = (
-        sa.select(*(jobs_table.c[name] for name in columns))
-        .where(jobs_table.c.state == State.PROCESSING.value, jobs_table.c.lease_until < now)
-        .order_by(jobs_table.c.lease_until)
-        .limit(limit)
-    )
-    if is_postgres(conn):
-        query = query.with_for_update(skip_locked=True)
-    rows = list((await conn.execute(query)).all())
+    rows = await store_leases.expired(conn, now, limit)
     again = [r for r in rows if r.lost_count + 1 < lost_limit]
     doomed = [r for r in rows if r.lost_count + 1 >= lost_limit]
     requeued = await transitions.move_each(
@@ -165,11 +155,7 @@ async def _publications(
 ) -> list[Pending]:
     if not job_ids:
         return []
-    rows = await conn.execute(
-        sa.select(jobs_table.c.id, jobs_table.c.queue, jobs_table.c.trace_context).where(
-            jobs_table.c.id.in_(list(job_ids))
-        )
-    )
+    rows = await store_leases.routing(conn, job_ids)
     publications = [outbox.Publication(r.id, r.queue, r.trace_context or {}) for r in rows]
     return await outbox.add(conn, publications, now)
 
