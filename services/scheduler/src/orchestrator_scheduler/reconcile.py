@@ -27,23 +27,20 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator import metrics, outbox
 from orchestrator.db import db_now
-from orchestrator.lifecycle import State
 from orchestrator.loops import Loop
-from orchestrator.models import OutboxEntry
 from orchestrator.outbox import OutboxSender
-from orchestrator.store import jobs_table
+from orchestrator.store import outbox as store_outbox
+from orchestrator.store import reconcile as store_reconcile
 from orchestrator.store.tables import Row
 from orchestrator.topology import Topology, queue_depth
 from orchestrator_scheduler.gauges import sampled_queues
 
 log = logging.getLogger(__name__)
-_outbox = OutboxEntry.__table__  # type: ignore[attr-defined]
 NAME = "republish-lost"
 #: A broker that does not answer a passive declare within this long leaves the queue for later.
 _DEPTH_TIMEOUT = 2.0
@@ -57,21 +54,9 @@ def pass_interval(republish_after: float) -> float:
 async def missing_messages(conn: AsyncConnection, queue: str, ready: int, limit: int) -> int:
     """``Enqueued`` jobs of ``queue`` that no ready message or outbox entry stands for (counting
     at most ``ready + limit`` jobs, so a long backlog costs one bounded index scan)."""
-    enqueued = (
-        sa.select(sa.literal(1))
-        .where(jobs_table.c.queue == queue, jobs_table.c.state == State.ENQUEUED.value)
-        .limit(ready + limit)
-        .subquery()
-    )
-    jobs = (await conn.execute(sa.select(sa.func.count()).select_from(enqueued))).scalar_one()
-    unsent = (
-        await conn.execute(
-            sa.select(sa.func.count())
-            .select_from(_outbox)
-            .where(_outbox.c.queue == queue, _outbox.c.delay_seconds == 0)
-        )
-    ).scalar_one()
-    return int(jobs) - ready - int(unsent)
+    jobs = await store_reconcile.enqueued_count(conn, queue, ready + limit)
+    unsent = await store_outbox.unsent_to(conn, queue)
+    return jobs - ready - unsent
 
 
 async def candidates(
@@ -79,18 +64,7 @@ async def candidates(
 ) -> list[Row]:
     """Up to ``limit`` jobs of ``queue`` in ``Enqueued`` since before ``entered_before``, those
     that entered it first first."""
-    since = jobs_table.c.state_changed_at
-    query = (
-        sa.select(jobs_table.c.id, jobs_table.c.trace_context)
-        .where(
-            jobs_table.c.queue == queue,
-            jobs_table.c.state == State.ENQUEUED.value,
-            since < entered_before,
-        )
-        .order_by(since, jobs_table.c.id)
-        .limit(limit)
-    )
-    return list((await conn.execute(query)).all())
+    return await store_reconcile.enqueued_before(conn, queue, entered_before, limit)
 
 
 class Recent:
