@@ -8,13 +8,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator.db import db_now, insert_for
-from orchestrator.models import Server
-
-_servers = Server.__table__  # type: ignore[attr-defined]
+from orchestrator.db import db_now
+from orchestrator.store import servers as store_servers
 
 
 @dataclass(frozen=True)
@@ -36,34 +33,21 @@ class ServerInfo:
 async def announce(engine: AsyncEngine, info: ServerInfo) -> datetime:
     async with engine.begin() as conn:
         now = await db_now(conn)
-        insert_fn = insert_for(conn)
-        stmt = insert_fn(_servers).values(
-            id=info.id,
-            role=info.role,
-            host=info.host,
-            pid=info.pid,
-            queues=info.queues,
-            concurrency=info.concurrency,
-            started_at=now,
-            heartbeat_at=now,
+        instance = store_servers.Instance(
+            info.id, info.role, info.host, info.pid, info.queues, info.concurrency
         )
-        await conn.execute(
-            stmt.on_conflict_do_update(index_elements=["id"], set_={"heartbeat_at": now})
-        )
+        await store_servers.announce(conn, instance, now)
         return now
 
 
 async def heartbeat(engine: AsyncEngine, info: ServerInfo) -> None:
     """Refresh this instance's heartbeat; re-announce if a janitor removed the record."""
     async with engine.begin() as conn:
-        now = await db_now(conn)
-        result = await conn.execute(
-            sa.update(_servers).where(_servers.c.id == info.id).values(heartbeat_at=now)
-        )
-    if result.rowcount == 0:
+        known = await store_servers.heartbeat(conn, info.id, await db_now(conn))
+    if not known:
         await announce(engine, info)
 
 
 async def withdraw(engine: AsyncEngine, info: ServerInfo) -> None:
     async with engine.begin() as conn:
-        await conn.execute(sa.delete(_servers).where(_servers.c.id == info.id))
+        await store_servers.withdraw(conn, info.id)

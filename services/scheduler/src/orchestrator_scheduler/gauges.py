@@ -21,19 +21,17 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator import metrics
 from orchestrator.db import db_now
 from orchestrator.loops import Loop
-from orchestrator.models import JobRegistration
-from orchestrator.store import servers_table
+from orchestrator.store import registrations as store_registrations
+from orchestrator.store import servers as store_servers
 from orchestrator.topology import Topology, queue_depth
 
 log = logging.getLogger(__name__)
-_registrations = JobRegistration.__table__  # type: ignore[attr-defined]
 #: A broker that does not answer a passive declare within this long is left unsampled.
 _DEPTH_TIMEOUT = 2.0
 NAME = "system-gauges"
@@ -41,9 +39,8 @@ NAME = "system-gauges"
 
 async def sampled_queues(conn: AsyncConnection) -> set[str]:
     """The catalog's queues and the queues registered servers consume."""
-    queues = set((await conn.execute(sa.select(_registrations.c.queue).distinct())).scalars())
-    for consumed in (await conn.execute(sa.select(servers_table.c.queues))).scalars():
-        queues.update(consumed)
+    queues = await store_registrations.queues(conn)
+    queues.update(await store_servers.consumed_queues(conn))
     return queues
 
 
@@ -101,13 +98,7 @@ class SystemGauges:
         try:
             async with self._engine.connect() as conn:
                 now = await db_now(conn)
-                servers = (
-                    await conn.execute(
-                        sa.select(
-                            servers_table.c.id, servers_table.c.role, servers_table.c.heartbeat_at
-                        )
-                    )
-                ).all()
+                servers = await store_servers.heartbeats(conn)
                 queues = await sampled_queues(conn)
         except Exception:
             clear()  # a stale sample would look like a healthy system
