@@ -17,32 +17,24 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from orchestrator.db import db_now, insert_for
-from orchestrator.models import Lease
+from orchestrator.db import db_now
+from orchestrator.store import leadership as store_leadership
 
 log = logging.getLogger(__name__)
-_leases = Lease.__table__  # type: ignore[attr-defined]
 NAME = "scheduler"
 
 
 async def try_acquire(conn: AsyncConnection, name: str, holder: str, ttl: timedelta) -> bool:
     """Take or renew the lease; True when ``holder`` has it until now + ``ttl``."""
     now = await db_now(conn)
-    insert = insert_for(conn)(_leases).values(name=name, holder=holder, expires_at=now + ttl)
-    statement = insert.on_conflict_do_update(
-        index_elements=[_leases.c.name],
-        set_={"holder": insert.excluded.holder, "expires_at": insert.excluded.expires_at},
-        where=sa.or_(_leases.c.holder == holder, _leases.c.expires_at < now),
-    ).returning(_leases.c.holder)
-    return (await conn.execute(statement)).first() is not None
+    return await store_leadership.take(conn, name, holder, now, now + ttl)
 
 
 async def release(conn: AsyncConnection, name: str, holder: str) -> None:
     """Give the lease up (clean shutdown), so another replica takes over at its next try."""
-    await conn.execute(sa.delete(_leases).where(_leases.c.name == name, _leases.c.holder == holder))
+    await store_leadership.give_up(conn, name, holder)
 
 
 class Leadership:
