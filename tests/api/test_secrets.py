@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from orchestrator import catalog
 from orchestrator.catalog import Registration
 from orchestrator.db import db_now, is_postgres
-from orchestrator.recurring import recurring_table
+from orchestrator.store.tables import recurring as recurring_table
 from orchestrator_scheduler.recurring import fire_due
 from tests.api.bounds_jobs import unlock
 from tests.api.conftest import ECHO, Api

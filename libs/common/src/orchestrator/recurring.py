@@ -13,19 +13,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator import outcomes, store
 from orchestrator.catalog import Registration
-from orchestrator.db import is_postgres
 from orchestrator.errors import JobNotFoundError
 from orchestrator.jobs import DEFAULT_RETRIES
-from orchestrator.models import RecurringJob
 from orchestrator.schedule import parse
+from orchestrator.store import recurring as store_recurring
 from orchestrator.store.tables import Row
 
-recurring_table = RecurringJob.__table__  # type: ignore[attr-defined]
 Misfire = Literal["relaxed", "strict", "ignore"]
 Overlap = Literal["allow", "skip"]
 
@@ -67,10 +64,7 @@ class Definition:
 
 
 async def get(conn: AsyncConnection, recurring_id: str, *, lock: bool = False) -> Row:
-    query = sa.select(recurring_table).where(recurring_table.c.id == recurring_id)
-    if lock and is_postgres(conn):
-        query = query.with_for_update()
-    row = (await conn.execute(query)).first()
+    row = await store_recurring.get(conn, recurring_id, lock=lock)
     if row is None:
         raise RecurringNotFoundError(recurring_id)
     return row
@@ -78,14 +72,7 @@ async def get(conn: AsyncConnection, recurring_id: str, *, lock: bool = False) -
 
 async def save(conn: AsyncConnection, definition: Definition, now: datetime) -> bool:
     """Create or update by id; True when created. The next run moves only if the schedule did."""
-    table = recurring_table
-    existing = (
-        await conn.execute(
-            sa.select(table.c.cron, table.c.timezone, table.c.next_run_at)
-            .where(table.c.id == definition.id)
-            .with_for_update()
-        )
-    ).first()
+    existing = await store_recurring.schedule_of(conn, definition.id)
     values = {**definition.values(), "updated_at": now, "error": None}
     schedule_changed = existing is None or (existing.cron, existing.timezone) != (
         definition.cron,
@@ -94,19 +81,14 @@ async def save(conn: AsyncConnection, definition: Definition, now: datetime) -> 
     if existing is None or schedule_changed or existing.next_run_at is None:
         values["next_run_at"] = parse(definition.cron, definition.timezone).next_after(now)
     if existing is not None:
-        await conn.execute(sa.update(table).where(table.c.id == definition.id).values(values))
+        await store_recurring.update(conn, definition.id, values)
         return False
-    await conn.execute(
-        sa.insert(table).values(id=definition.id, paused=False, created_at=now, **values)
-    )
+    await store_recurring.create(conn, definition.id, values, now)
     return True
 
 
 async def remove(conn: AsyncConnection, recurring_id: str) -> None:
-    result = await conn.execute(
-        sa.delete(recurring_table).where(recurring_table.c.id == recurring_id)
-    )
-    if result.rowcount == 0:
+    if not await store_recurring.delete(conn, recurring_id):
         raise RecurringNotFoundError(recurring_id)
 
 
@@ -116,29 +98,18 @@ async def set_paused(conn: AsyncConnection, recurring_id: str, paused: bool, now
     values: dict[str, Any] = {"paused": paused, "updated_at": now}
     if not paused and row.paused:
         values["next_run_at"] = parse(row.cron, row.timezone).next_after(now)
-    await conn.execute(
-        sa.update(recurring_table).where(recurring_table.c.id == recurring_id).values(values)
-    )
-
-
-def _with_last_state() -> sa.Select[Any]:
-    jobs = store.jobs_table
-    return sa.select(recurring_table, jobs.c.state.label("last_job_state")).outerjoin(
-        jobs, jobs.c.id == recurring_table.c.last_job_id
-    )
+    await store_recurring.update(conn, recurring_id, values)
 
 
 async def read(conn: AsyncConnection, recurring_id: str) -> dict[str, Any]:
-    query = _with_last_state().where(recurring_table.c.id == recurring_id)
-    row = (await conn.execute(query)).first()
+    row = await store_recurring.with_last_state(conn, recurring_id)
     if row is None:
         raise RecurringNotFoundError(recurring_id)
     return public(row)
 
 
 async def read_all(conn: AsyncConnection) -> list[dict[str, Any]]:
-    rows = await conn.execute(_with_last_state().order_by(recurring_table.c.id))
-    return [public(row) for row in rows]
+    return [public(row) for row in await store_recurring.all_with_last_state(conn)]
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -201,16 +172,10 @@ async def record_runs(
     """Remember the newest run of a definition (for ``last_job_id`` and the overlap check)."""
     if not runs:
         return
-    await conn.execute(
-        sa.update(recurring_table)
-        .where(recurring_table.c.id == recurring_id)
-        .values(last_run_at=now, last_job_id=runs[-1].id, error=None)
-    )
+    await store_recurring.record_run(conn, recurring_id, runs[-1].id, now)
 
 
 async def job_states(conn: AsyncConnection, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
     if not job_ids:
         return {}
-    jobs = store.jobs_table
-    rows = await conn.execute(sa.select(jobs.c.id, jobs.c.state).where(jobs.c.id.in_(job_ids)))
-    return {row.id: row.state for row in rows}
+    return await store_recurring.job_states(conn, job_ids)

@@ -18,25 +18,24 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator import outbox, recurring, store
 from orchestrator.broker import Publisher
-from orchestrator.catalog import Registration, load_registrations, validate_with_schema
+from orchestrator.catalog import Registration, validate_with_schema
 from orchestrator.db import db_now, is_postgres
 from orchestrator.errors import JobValidationError
 from orchestrator.lifecycle import State, has_ended
 from orchestrator.loops import Loop
 from orchestrator.metrics import JOBS_ENQUEUED, SCHEDULER_LATENESS
 from orchestrator.schedule import Schedule, ScheduleError, parse
+from orchestrator.store import recurring as store_recurring
+from orchestrator.store import registrations as store_registrations
 from orchestrator.store.tables import Row
 
 log = logging.getLogger(__name__)
-_table = recurring.recurring_table
 
 MAX_SLEEP = 1.0
 BATCH = 200
@@ -68,26 +67,14 @@ class Fired:
     pending: list[outbox.Pending] | None = None
 
 
-async def due_definitions(conn: AsyncConnection, now: datetime, limit: int) -> list[Row]:
-    query = (
-        sa.select(_table)
-        .where(_table.c.paused == sa.false(), _table.c.next_run_at <= now)
-        .order_by(_table.c.next_run_at)
-        .limit(limit)
-    )
-    if is_postgres(conn):
-        query = query.with_for_update(skip_locked=True)
-    return list((await conn.execute(query)).all())
-
-
 async def fire_due(conn: AsyncConnection, now: datetime, *, limit: int = BATCH) -> Fired:
     """Create the runs of every due definition (up to ``limit``) inside the caller's
     transaction and move each definition's ``next_run_at`` past ``now``."""
-    rows = await due_definitions(conn, now, limit)
+    rows = await store_recurring.due(conn, now, limit)
     fired = Fired(definitions=len(rows), pending=[])
     if not rows:
         return fired
-    registrations = await load_registrations(conn)
+    registrations = await store_registrations.newest(conn)
     previous = await recurring.job_states(
         conn, [r.last_job_id for r in rows if r.overlap == "skip" and r.last_job_id]
     )
@@ -110,7 +97,7 @@ async def _fire_one(
         schedule = parse(row.cron, row.timezone)
         next_run: datetime | None = schedule.next_after(now)
     except ScheduleError as exc:
-        await _update(conn, row.id, next_run_at=None, error=str(exc))
+        await store_recurring.set_next_run(conn, row.id, None, str(exc))
         return 0, []
     due = [row.next_run_at, *_missed(schedule, row.next_run_at, now)]
     times = choose_runs(row.misfire, due, now)
@@ -119,11 +106,11 @@ async def _fire_one(
     if times and error is None:
         error = _invalid(row, registration)
     if error is not None or registration is None:
-        await _update(conn, row.id, next_run_at=next_run, error=error)
+        await store_recurring.set_next_run(conn, row.id, next_run, error)
         return 0, []
     runs = [recurring.new_run(row, registration, t, _reason(row, t)) for t in times]
     pending = await _create(conn, runs, now)
-    await _update(conn, row.id, next_run_at=next_run, error=None)
+    await store_recurring.set_next_run(conn, row.id, next_run, None)
     if pending:
         await recurring.record_runs(conn, row.id, runs, now)
         JOBS_ENQUEUED.labels(runs[0].queue, row.name, State.ENQUEUED.value).inc(len(runs))
@@ -206,20 +193,13 @@ async def _create(
     return created
 
 
-async def _update(conn: AsyncConnection, recurring_id: str, **values: Any) -> None:
-    await conn.execute(sa.update(_table).where(_table.c.id == recurring_id).values(**values))
-
-
 async def next_due(conn: AsyncConnection, clock: Clock) -> tuple[datetime, datetime | None]:
     """The store's time and the earliest ``next_run_at`` of an active definition (indexed)."""
-    earliest = sa.select(sa.func.min(_table.c.next_run_at)).where(_table.c.paused == sa.false())
     if is_postgres(conn) and clock is db_now:
-        row = (
-            await conn.execute(sa.select(sa.func.clock_timestamp(), earliest.scalar_subquery()))
-        ).one()
-        return row[0].astimezone(UTC), _aware(row[1])
+        now, earliest = await store_recurring.clock_and_earliest_next_run(conn)
+        return now.astimezone(UTC), _aware(earliest)
     now = await clock(conn)
-    return now, _aware((await conn.execute(earliest)).scalar_one_or_none())
+    return now, _aware(await store_recurring.earliest_next_run(conn))
 
 
 def _aware(value: datetime | None) -> datetime | None:
