@@ -13,16 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import composition, dead_letters, store
 from orchestrator.lifecycle import Change, State
-from orchestrator.models import Batch, StateCounter
 from orchestrator.settings import load_settings
+from orchestrator.store import tables
 from orchestrator_janitor import pruning
 from orchestrator_janitor.expiry import expire_failed_jobs, expire_jobs
 
 DAY = timedelta(days=1)
 TRANSITIONS = composition.transitions(DAY)
 HOUR = timedelta(hours=1)
-_batches = Batch.__table__  # type: ignore[attr-defined]
-_counters = StateCounter.__table__  # type: ignore[attr-defined]
+_batches = tables.batches
+_counters = tables.counters
+_dead_letters = tables.dead_letters
 
 
 async def _jobs_in(engine: AsyncEngine, target: State, at: datetime, n: int) -> list[uuid.UUID]:
@@ -107,7 +108,7 @@ async def test_dead_letters_batches_and_counters_are_pruned_by_age(engine: Async
         )
     assert await pruning.prune_dead_letters(engine, older_than=7 * DAY, batch=1) == 1
     assert await pruning.prune_dead_letters(engine, older_than=7 * DAY, batch=10) == 1
-    assert await _count(engine, dead_letters.dead_letters_table) == 1
+    assert await _count(engine, _dead_letters) == 1
     assert await pruning.prune_batches(engine, older_than=DAY, batch=10) == 1
     assert await _count(engine, _batches) == 2  # not completed, or completed recently
     assert await pruning.prune_counters(engine, older_than=30 * DAY, batch=10) == 2

@@ -20,19 +20,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator import interventions, outbox, outcomes, store
 from orchestrator.broker import decode_job_id
-from orchestrator.db import insert_for
 from orchestrator.errors import ConflictError, JobNotFoundError
 from orchestrator.lifecycle import Change, State
-from orchestrator.models import DeadLetter
+from orchestrator.store import dead_letters as store_dead_letters
 from orchestrator.store.tables import Row
 from orchestrator.transitions import Transitions
 
-dead_letters_table = DeadLetter.__table__  # type: ignore[attr-defined]
 PREFIX = "Dead-lettered: "
 ERROR_TYPE = "DeadLettered"
 
@@ -147,13 +144,7 @@ async def record(
             "headers": headers,
             "first_seen_at": now,
         }
-        insert = insert_for(conn)(dead_letters_table).values(**row)
-        inserted = await conn.execute(
-            insert.on_conflict_do_nothing(index_elements=["fingerprint"]).returning(
-                dead_letters_table.c.id
-            )
-        )
-        if inserted.first() is None:
+        if not await store_dead_letters.add(conn, row):
             continue  # the same dead letter again: recorded before
         recorded += 1
         failing = 0
@@ -175,8 +166,7 @@ async def _job_state(
     """The named job's state and name (None, None: no job named, or none by that id)."""
     if job_id is None:
         return None, None
-    jobs = store.jobs_table.c
-    row = (await conn.execute(sa.select(jobs.state, jobs.name).where(jobs.id == job_id))).first()
+    row = await store_dead_letters.named_job(conn, job_id)
     return (row.state, row.name) if row is not None else (None, None)
 
 
@@ -225,18 +215,14 @@ async def list_page(
     conn: AsyncConnection, *, limit: int, cursor: int | None
 ) -> tuple[list[Row], int | None]:
     """Newest first, keyset-paged on the id; returns the rows and the next cursor."""
-    query = sa.select(dead_letters_table).order_by(dead_letters_table.c.id.desc())
-    if cursor is not None:
-        query = query.where(dead_letters_table.c.id < cursor)
-    rows = list((await conn.execute(query.limit(limit + 1))).all())
+    rows = await store_dead_letters.newest(conn, limit + 1, before=cursor)
     if len(rows) > limit:
         return rows[:limit], rows[limit - 1].id
     return rows, None
 
 
 async def get(conn: AsyncConnection, letter_id: int) -> Row:
-    query = sa.select(dead_letters_table).where(dead_letters_table.c.id == letter_id)
-    row = (await conn.execute(query)).first()
+    row = await store_dead_letters.get(conn, letter_id)
     if row is None:
         raise JobNotFoundError(f"no dead letter with id {letter_id}")
     return row
@@ -244,7 +230,7 @@ async def get(conn: AsyncConnection, letter_id: int) -> Row:
 
 async def discard(conn: AsyncConnection, letter_id: int) -> None:
     await get(conn, letter_id)
-    await conn.execute(sa.delete(dead_letters_table).where(dead_letters_table.c.id == letter_id))
+    await store_dead_letters.delete(conn, letter_id)
 
 
 async def replay(
@@ -274,7 +260,7 @@ async def replay(
         publication = outbox.Publication(job.id, row.queue or job.queue, job.trace_context or {})
         pending = await outbox.add(conn, [publication], now)
         action, state = "republished", job.state
-    await conn.execute(sa.delete(dead_letters_table).where(dead_letters_table.c.id == letter_id))
+    await store_dead_letters.delete(conn, letter_id)
     return {"id": letter_id, "job_id": str(job.id), "action": action, "state": state}, pending
 
 
@@ -283,15 +269,3 @@ async def _failed_by_dead_letter(conn: AsyncConnection, job: Row) -> bool:
         return False
     history = await store.get_history(conn, job.id)
     return bool(history) and (history[-1].reason or "").startswith(PREFIX)
-
-
-async def prune(conn: AsyncConnection, older_than: datetime, *, batch: int) -> int:
-    """Remove up to ``batch`` dead letters first seen before ``older_than``."""
-    ids = sa.select(dead_letters_table.c.id).where(dead_letters_table.c.first_seen_at < older_than)
-    ids = ids.order_by(dead_letters_table.c.first_seen_at).limit(batch)
-    if conn.dialect.name == "postgresql":
-        ids = ids.with_for_update(skip_locked=True)
-    chosen = list((await conn.execute(ids)).scalars())
-    if chosen:
-        await conn.execute(sa.delete(dead_letters_table).where(dead_letters_table.c.id.in_(chosen)))
-    return len(chosen)
