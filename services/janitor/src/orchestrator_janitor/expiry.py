@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from orchestrator.db import db_now, is_postgres
-from orchestrator.lifecycle import FINAL, Change, State
-from orchestrator.store import history_table, jobs_table, servers_table
+from orchestrator.db import db_now
+from orchestrator.lifecycle import Change, State
+from orchestrator.store import expiry as store_expiry
+from orchestrator.store import servers as store_servers
 from orchestrator.transitions import Transitions
 
 
@@ -18,11 +18,8 @@ async def expire_jobs(engine: AsyncEngine, transitions: Transitions, *, batch: i
     """Delete up to ``batch`` expired Succeeded/Deleted jobs with their history."""
     async with engine.begin() as conn:
         now = await db_now(conn)
-        expired = sa.and_(
-            jobs_table.c.expires_at < now,
-            jobs_table.c.state.in_([s.value for s in FINAL]),
-        )
-        return await _remove(conn, transitions, expired, jobs_table.c.expires_at, now, batch)
+        ids = await store_expiry.expired(conn, now, batch)
+        return await _remove(conn, transitions, ids, now)
 
 
 async def expire_failed_jobs(
@@ -32,43 +29,21 @@ async def expire_failed_jobs(
     by default Failed jobs stay until a person acts)."""
     async with engine.begin() as conn:
         now = await db_now(conn)
-        old = sa.and_(
-            jobs_table.c.state == State.FAILED.value,
-            jobs_table.c.state_changed_at < now - failed_for,
-        )
-        return await _remove(conn, transitions, old, jobs_table.c.state_changed_at, now, batch)
+        ids = await store_expiry.failed_before(conn, now - failed_for, batch)
+        return await _remove(conn, transitions, ids, now)
 
 
 async def _remove(
-    conn: AsyncConnection,
-    transitions: Transitions,
-    condition: sa.ColumnElement[bool],
-    oldest_first: sa.ColumnElement[Any],
-    now: datetime,
-    batch: int,
+    conn: AsyncConnection, transitions: Transitions, ids: list[uuid.UUID], now: datetime
 ) -> int:
-    """Delete up to ``batch`` jobs matching ``condition`` with their history.
+    """Delete the chosen jobs with their history.
 
     Before a job goes, its Awaiting continuations become Deleted ("Parent expired") through the
     state machine, so no child waits forever for a parent that no longer exists.
     """
-    query = sa.select(jobs_table.c.id).where(condition).order_by(oldest_first).limit(batch)
-    if is_postgres(conn):
-        # Several janitors split the work instead of waiting on each other's rows.
-        query = query.with_for_update(skip_locked=True)
-    ids = list((await conn.execute(query)).scalars())
     if not ids:
         return 0
-    children = list(
-        (
-            await conn.execute(
-                sa.select(jobs_table.c.id).where(
-                    jobs_table.c.parent_id.in_(ids),
-                    jobs_table.c.state == State.AWAITING.value,
-                )
-            )
-        ).scalars()
-    )
+    children = await store_expiry.awaiting_children(conn, ids)
     await transitions.move(
         conn,
         children,
@@ -77,8 +52,7 @@ async def _remove(
         change=Change("Parent expired"),
         now=now,
     )
-    await conn.execute(sa.delete(history_table).where(history_table.c.job_id.in_(ids)))
-    await conn.execute(sa.delete(jobs_table).where(jobs_table.c.id.in_(ids)))
+    await store_expiry.delete(conn, ids)
     return len(ids)
 
 
@@ -86,7 +60,4 @@ async def remove_dead_servers(engine: AsyncEngine, *, silent_for: timedelta) -> 
     """Forget service instances whose heartbeat stopped long ago."""
     async with engine.begin() as conn:
         now = await db_now(conn)
-        result = await conn.execute(
-            sa.delete(servers_table).where(servers_table.c.heartbeat_at < now - silent_for)
-        )
-        return int(result.rowcount or 0)
+        return await store_servers.remove_silent(conn, now - silent_for)
