@@ -29,3 +29,36 @@ async def per_hour(conn: AsyncConnection, since: datetime) -> dict[tuple[datetim
         .group_by(counters.c.hour, counters.c.state)
     )
     return {(hour, state): int(total) for hour, state, total in await conn.execute(query)}
+
+
+#: Any constant works; it only has to be the same for every janitor.
+_FOLD_LOCK = 0x6F72636865737472
+
+
+async def lock_folding(conn: AsyncConnection) -> bool:
+    """Take the folding lock until the transaction ends (PostgreSQL); False when another
+    janitor holds it: two janitors folding the same hour would each sum and delete the other's
+    rows."""
+    locked = await conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(_FOLD_LOCK)))
+    return bool(locked.scalar_one())
+
+
+async def fold_before(conn: AsyncConnection, hour: datetime, groups: int) -> int:
+    """Replace the rows of up to ``groups`` (hour, state) pairs of hours before ``hour`` that have
+    more than one row by one row holding their sum; returns how many pairs."""
+    query = (
+        sa.select(counters.c.hour, counters.c.state, sa.func.sum(counters.c.count))
+        .where(counters.c.hour < hour)
+        .group_by(counters.c.hour, counters.c.state)
+        .having(sa.func.count() > 1)
+        .limit(groups)
+    )
+    sums = (await conn.execute(query)).all()
+    for pair_hour, state, total in sums:
+        await conn.execute(
+            sa.delete(counters).where(counters.c.hour == pair_hour, counters.c.state == state)
+        )
+        await conn.execute(
+            sa.insert(counters).values(hour=pair_hour, state=state, count=int(total))
+        )
+    return len(sums)
