@@ -6,9 +6,10 @@ from datetime import timedelta
 
 import pytest
 
-from orchestrator import catalog, job
+from orchestrator import job
 from orchestrator.catalog import Catalog, Registration
 from orchestrator.db import db_now
+from orchestrator.store import registrations
 
 
 @job(name="shop.ship")
@@ -26,15 +27,15 @@ async def test_newest_registration_of_a_name_wins(engine) -> None:  # type: igno
     assert old.schema_hash != new.schema_hash
     async with engine.begin() as conn:
         now = await db_now(conn)
-        await catalog.register(conn, [old], now - timedelta(minutes=5))
-        await catalog.register(conn, [new], now)
-        assert (await catalog.load_registrations(conn))["shop.ship"].parameters == [
+        await registrations.save(conn, [old], now - timedelta(minutes=5))
+        await registrations.save(conn, [new], now)
+        assert (await registrations.newest(conn))["shop.ship"].parameters == [
             "order_id",
             "express",
         ]
         # The old deployment restarting later makes it the newest again.
-        await catalog.register(conn, [old], now + timedelta(minutes=1))
-        assert (await catalog.load_registrations(conn))["shop.ship"].parameters == ["order_id"]
+        await registrations.save(conn, [old], now + timedelta(minutes=1))
+        assert (await registrations.newest(conn))["shop.ship"].parameters == ["order_id"]
 
 
 def test_catalog_refuses_two_functions_with_one_name() -> None:

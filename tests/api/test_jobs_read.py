@@ -129,8 +129,9 @@ async def test_catalog_lists_the_registered_jobs(api: Api) -> None:
 
 
 async def test_catalog_picks_up_registrations_stored_by_workers(api: Api) -> None:
-    from orchestrator.catalog import Registration, register
+    from orchestrator.catalog import Registration
     from orchestrator.db import db_now
+    from orchestrator.store import registrations
 
     stored = Registration(
         name="elsewhere.resize",
@@ -146,7 +147,7 @@ async def test_catalog_picks_up_registrations_stored_by_workers(api: Api) -> Non
         options={"retries": 2, "timeout": None},
     )
     async with api.runtime.engine.begin() as conn:
-        await register(conn, [stored], await db_now(conn))
+        await registrations.save(conn, [stored], await db_now(conn))
     # An unknown name makes the API look again: no restart needed.
     response = await api.http.post(
         "/api/v1/jobs", json={"job": "elsewhere.resize", "kwargs": {"width": 3}}

@@ -14,9 +14,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator import catalog
 from orchestrator.catalog import Registration
 from orchestrator.db import db_now, is_postgres
+from orchestrator.store import registrations
 from orchestrator.store.tables import recurring as recurring_table
 from orchestrator_scheduler.recurring import fire_due
 from tests.api.bounds_jobs import unlock
@@ -108,7 +108,7 @@ async def _change_pin_to_text(api: Api) -> None:
         registration.name, registration.queue, registration.parameters, schema, "changed", {}
     )
     async with api.runtime.engine.begin() as conn:
-        await catalog.register(conn, [changed], await db_now(conn) + timedelta(seconds=1))
+        await registrations.save(conn, [changed], await db_now(conn) + timedelta(seconds=1))
     await api.runtime.catalog.refresh()
 
 

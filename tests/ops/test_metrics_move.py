@@ -18,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import composition, recurring, servers, store
 from orchestrator.broker import connect
-from orchestrator.catalog import Catalog, register
+from orchestrator.catalog import Catalog
 from orchestrator.lifecycle import State
 from orchestrator.outbox import OutboxSender
+from orchestrator.store import registrations
 from orchestrator.topology import Topology, declare_base, declare_work_queue
 from orchestrator_scheduler.gauges import SystemGauges
 from orchestrator_scheduler.promotion import Promoter
@@ -131,7 +132,9 @@ async def test_promotion_observes_how_late_each_job_was(
 async def test_recurring_runs_observe_how_late_they_were_created(engine: AsyncEngine) -> None:
     at = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
     async with engine.begin() as conn:
-        await register(conn, Catalog.from_modules(["tests.jobs_for_tests"]).registrations(), at)
+        await registrations.save(
+            conn, Catalog.from_modules(["tests.jobs_for_tests"]).registrations(), at
+        )
         definition = recurring.Definition(
             id="r1", job="tests.jobs_for_tests.add", cron="* * * * *", args=[1, 2]
         )

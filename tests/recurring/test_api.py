@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from orchestrator import recurring
-from orchestrator.catalog import Catalog, register
+from orchestrator.catalog import Catalog
 from orchestrator.db import db_now
+from orchestrator.store import registrations as store_registrations
 from orchestrator_scheduler.recurring import fire_due
 from tests.api.conftest import ADD, TEST_JOBS, URGENT, Api
 
@@ -132,7 +133,7 @@ async def test_scheduler_runs_appear_with_last_state(api: Api) -> None:
     async with api.runtime.engine.begin() as conn:
         # The scheduler checks runs against what workers registered in the store.
         registrations = Catalog.from_modules([TEST_JOBS]).registrations()
-        await register(conn, registrations, await db_now(conn))
+        await store_registrations.save(conn, registrations, await db_now(conn))
         row = await recurring.get(conn, "nightly")
         fired = await fire_due(conn, row.next_run_at)
     assert fired.runs == 1

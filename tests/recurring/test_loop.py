@@ -11,9 +11,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import composition, recurring, store
-from orchestrator.catalog import Catalog, register
+from orchestrator.catalog import Catalog
 from orchestrator.lifecycle import Change, State
 from orchestrator.models import JobRegistration
+from orchestrator.store import registrations as store_registrations
 from orchestrator_scheduler.recurring import GRACE, RecurringLoop, choose_runs, fire_due
 
 ADD = "tests.jobs_for_tests.add"
@@ -39,7 +40,7 @@ class Clock:
 async def db(engine: AsyncEngine) -> AsyncEngine:
     async with engine.begin() as conn:
         regs = Catalog.from_modules(["tests.jobs_for_tests"]).registrations()
-        await register(conn, regs, T0)
+        await store_registrations.save(conn, regs, T0)
     return engine
 
 

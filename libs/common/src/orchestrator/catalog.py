@@ -1,8 +1,8 @@
 """The job catalog: which jobs exist, their parameter schemas, and argument validation.
 
-Workers import the job modules an operator configured and register what they found in the store;
-the API validates requests against those stored JSON Schemas. Nothing ever imports a name that a
-request supplies.
+Workers import the job modules an operator configured and register what they found in the store
+(:mod:`orchestrator.store.registrations`); the API validates requests against those stored JSON
+Schemas. Nothing ever imports a name that a request supplies.
 """
 
 from __future__ import annotations
@@ -11,21 +11,14 @@ import importlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import jsonschema
 import pydantic
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator.db import insert_for
 from orchestrator.errors import JobValidationError, UnknownJobError
 from orchestrator.jobs import JobFunction
-from orchestrator.models import JobRegistration
 from orchestrator.settings_errors import JobModuleError
-
-_registrations = JobRegistration.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -258,50 +251,6 @@ def validate_with_model(
         raise JobValidationError(
             f"job {function.name!r}: {where}: {first.get('msg')}", field=field
         ) from None
-
-
-async def register(
-    conn: AsyncConnection, registrations: Sequence[Registration], now: datetime
-) -> None:
-    """Record (or refresh) what a worker can run; the newest registration of a name wins."""
-    insert_fn = insert_for(conn)
-    for reg in registrations:
-        stmt = insert_fn(_registrations).values(
-            name=reg.name,
-            schema_hash=reg.schema_hash,
-            queue=reg.queue,
-            parameters=reg.parameters,
-            json_schema=reg.json_schema,
-            options=reg.options,
-            registered_at=now,
-        )
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["name", "schema_hash"], set_={"registered_at": now}
-            )
-        )
-
-
-async def load_registrations(conn: AsyncConnection) -> dict[str, Registration]:
-    """The newest stored registration of every job name."""
-    rows = (
-        await conn.execute(
-            sa.select(_registrations).order_by(
-                _registrations.c.name, _registrations.c.registered_at
-            )
-        )
-    ).all()
-    newest: dict[str, Registration] = {}
-    for row in rows:
-        newest[row.name] = Registration(
-            name=row.name,
-            queue=row.queue,
-            parameters=list(row.parameters),
-            json_schema=dict(row.json_schema),
-            schema_hash=row.schema_hash,
-            options=dict(row.options),
-        )
-    return newest
 
 
 def known_queues(registrations: Mapping[str, Registration], extra: Iterable[str]) -> frozenset[str]:

@@ -9,8 +9,9 @@ from collections.abc import Iterable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator.catalog import Catalog, Registration, known_queues, load_registrations
+from orchestrator.catalog import Catalog, Registration, known_queues
 from orchestrator.errors import UnknownQueueError
+from orchestrator.store import registrations as store_registrations
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class CatalogCache:
                 return
             started = time.monotonic()
             async with self._engine.connect() as conn:
-                self._stored = await load_registrations(conn)
+                self._stored = await store_registrations.newest(conn)
             self._loaded_at = started
 
     async def _try_refresh(self, asked_at: float) -> None:

@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 
 from aio_pika.abc import AbstractRobustConnection
 
-from orchestrator import catalog as catalog_store
 from orchestrator import composition, servers
 from orchestrator.broker import Publisher, connect
 from orchestrator.catalog import Catalog
@@ -29,6 +28,7 @@ from orchestrator.loops import Ops, Phases, run_role
 from orchestrator.outbox import OutboxSender
 from orchestrator.presence import Presence
 from orchestrator.settings import Settings
+from orchestrator.store import registrations as store_registrations
 from orchestrator.topology import Topology
 from orchestrator_worker import cancellation, isolation
 from orchestrator_worker.execution import Outcome
@@ -150,7 +150,7 @@ class Worker:
     async def _register(self) -> None:
         async with self.engine.begin() as conn:
             now = await db_now(conn)
-            await catalog_store.register(conn, self.catalog.registrations(), now)
+            await store_registrations.save(conn, self.catalog.registrations(), now)
 
     async def _connect(self, stop: asyncio.Event) -> AbstractRobustConnection | None:
         while not stop.is_set():
