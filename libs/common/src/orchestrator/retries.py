@@ -9,6 +9,9 @@ seconds, because the broker's delay levels count whole seconds.
 
 Failures that re-running cannot fix are never retried: arguments that do not validate and job
 names the worker does not know (:class:`~orchestrator.errors.JobValidationError`).
+
+:func:`elect_retry` is the retry decision itself, the first election of every outcome a worker
+records (``orchestrator_worker``'s ``RetryFilter``) and of :mod:`orchestrator.testing`'s runs.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Final
 
 from orchestrator import outcomes
 from orchestrator.errors import JobValidationError
+from orchestrator.lifecycle import Election, State
 
 Backoff = Callable[[int], float]
 ExceptionTypes = tuple[type[BaseException], ...]
@@ -92,3 +96,29 @@ class RetryPolicy:
         if isinstance(exc, PERMANENT + self.no_retry_on):
             return False
         return isinstance(exc, self.retry_on)
+
+
+def elect_retry(election: Election, policy: RetryPolicy) -> None:
+    """A ``Failed`` outcome with a retry left, of an exception ``policy`` retries, becomes
+    ``Scheduled`` (``scheduled_reason`` ``retry``) with reason ``Retry attempt n of N: <message>``,
+    a due time ``delay`` seconds from now and ``retries_used`` n; its message then waits ``delay``
+    seconds in the broker's delay levels. With no retry left the job stays ``Failed`` (it has
+    ended) until a person acts. The job's own ``retry_delays`` (its enqueue's) win over the
+    policy's."""
+    job = election.job
+    if election.state is not State.FAILED or job.retries_used >= job.retries:
+        return
+    if not policy.retries(election.exception):
+        return
+    n = job.retries_used + 1
+    delay = policy.delay(n, _delays(job.options.get("retry_delays")))
+    message = election.values.get("error_message") or ""
+    election.schedule(delay, f"Retry attempt {n} of {job.retries}: {message}"[:1000])
+    election.values["retries_used"] = n
+    election.data = {**(election.data or {}), "retry": n, "delay": delay}
+
+
+def _delays(value: object) -> Sequence[float] | None:
+    if isinstance(value, list) and value and all(isinstance(v, int | float) for v in value):
+        return value
+    return None

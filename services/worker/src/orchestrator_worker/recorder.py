@@ -1,23 +1,24 @@
 """Recording outcomes: many jobs' results in one transaction, guarded by each job's claim.
 
-Each outcome proposes a state (``Succeeded`` or ``Failed``); the worker's election filters may
-replace it (the first of them is the retry filter: ``Failed`` with a retry left becomes
-``Scheduled``) before the state machine moves the job.
+Each outcome proposes a state (``Succeeded`` or ``Failed``: :func:`orchestrator.recording.propose`);
+the worker's election filters may replace it (the first of them is the retry filter: ``Failed``
+with a retry left becomes ``Scheduled``) before the state machine moves the job.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator import outbox, outcomes
+from orchestrator import outbox
 from orchestrator.filters import Filters
 from orchestrator.lifecycle import Change, Election, RowChange, State
 from orchestrator.outbox import Pending
+from orchestrator.recording import Bounds as Bounds  # the worker builds its own from settings
+from orchestrator.recording import propose
 from orchestrator.transitions import Transitions
 from orchestrator_worker.claims import ClaimResult, claim
 from orchestrator_worker.execution import Outcome
@@ -29,88 +30,6 @@ class Entered:
 
     state: State
     delay_seconds: int | None = None
-
-
-#: The error columns of a job that succeeded.
-_NO_ERROR: Final = {"error_type": None, "error_message": None, "error_traceback": None}
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """What an outcome may hold: results up to ``max_result_bytes`` of JSON, tracebacks up to
-    ``traceback_max_chars`` (the settings of the same names)."""
-
-    max_result_bytes: int = 1024 * 1024
-    traceback_max_chars: int = 16_000
-
-
-def propose(outcome: Outcome, now: datetime, bounds: Bounds | None = None) -> Election:
-    """The state an outcome asks for, before the election filters have their say. A result
-    the store cannot hold makes the job fail with ``ResultNotStorable`` (never the batch)."""
-    bounds = bounds or Bounds()
-    if outcome.succeeded:
-        try:
-            result = outcomes.storable_result(outcome.result, bounds.max_result_bytes)
-        except outcomes.ResultNotStorableError as exc:
-            refused = f"the job's return value cannot be stored: {exc}"
-            return _failed(outcome, now, bounds, outcomes.RESULT_NOT_STORABLE, refused, None, exc)
-        # A Succeeded job has no error: earlier attempts' exceptions live in their own
-        # history rows, so the job's error columns (the last failed attempt's) are cleared.
-        return Election(
-            outcome.job,
-            State.SUCCEEDED,
-            "Completed",
-            now,
-            values={"result": result, "finished_at": now, **_NO_ERROR},
-            data={"duration": round(outcome.duration, 6)},
-        )
-    return _failed(
-        outcome,
-        now,
-        bounds,
-        outcome.error_type,
-        outcome.error_message,
-        outcome.error_traceback,
-        outcome.exception,
-    )
-
-
-def _failed(
-    outcome: Outcome,
-    now: datetime,
-    bounds: Bounds,
-    error_type: str | None,
-    message: str | None,
-    traceback: str | None,
-    exception: BaseException | None,
-) -> Election:
-    # An exception's text is whatever the job put in it: NUL and lone surrogates are replaced
-    # (PostgreSQL refuses the first, UTF-8 the second) and every part is bounded.
-    kind = outcomes.clean_text(error_type, outcomes.ERROR_TYPE_MAX_CHARS)
-    text = outcomes.clean_text(message, outcomes.ERROR_MESSAGE_MAX_CHARS)
-    trace = outcomes.clean_text(traceback, bounds.traceback_max_chars, keep="tail")
-    error = {"type": kind, "message": text, "traceback": trace}
-    return Election(
-        outcome.job,
-        State.FAILED,
-        f"{kind}: {text}"[:1000],
-        now,
-        values={
-            "error_type": kind,
-            "error_message": text,
-            "error_traceback": trace,
-            "finished_at": now,
-        },
-        # The attempt's own exception stays with the history row this failure writes (Failed,
-        # or Scheduled when the retry filter elects a retry): the job's columns keep only the
-        # latest one.
-        data={
-            "attempt": outcome.job.attempt,
-            "duration": round(outcome.duration, 6),
-            "error": error,
-        },
-        exception=exception,
-    )
 
 
 async def record(
@@ -173,7 +92,7 @@ class Round:
     #: The worker's election filters (the retry filter first) for outcomes.
     elections: Filters
     #: What an outcome may hold (results' size, tracebacks' length).
-    bounds: Bounds = Bounds()
+    bounds: Bounds = field(default_factory=Bounds)
 
 
 async def write_round(
