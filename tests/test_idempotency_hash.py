@@ -5,13 +5,17 @@ computed it (``EnqueueRequest.model_dump(mode="json")``) before the enqueue core
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from orchestrator import job
+from orchestrator import JobCall, job
 from orchestrator.catalog import Registration
+from orchestrator.client import continuation_body, job_body, schedule_body
 from orchestrator.enqueueing import HASHED_FIELDS, request_hash
+from orchestrator.testing import _Request as InlineRequest
 from orchestrator_api.schemas import EnqueueRequest
 
 
@@ -69,3 +73,32 @@ def test_secret_arguments_do_not_change_the_hash() -> None:
     first = EnqueueRequest.model_validate({"job": login.name, "args": ["ada", "one"]})
     second = EnqueueRequest.model_validate({"job": login.name, "args": ["ada", "two"]})
     assert request_hash(first, registration) == request_hash(second, registration)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        job_body(JobCall.named("x.y", 1, b="c"), {"idempotency_key": "k"}),
+        schedule_body(
+            JobCall.named("x.y", [1.5]),
+            90,
+            None,
+            {
+                "queue": "low",
+                "retries": 2,
+                "retry_delays": [1, 2.5],
+                "timeout_seconds": 3,
+                "expire_after": 60,
+                "idempotency_key": "k",
+            },
+        ),
+        schedule_body(JobCall.named("x.y"), None, datetime(2030, 1, 1, 9, tzinfo=UTC), {}),
+        continuation_body(
+            "8f0e6a52-7c43-4b8e-9d0e-8d7b2c1e3f4a", JobCall.named("x.y"), "finished", {}
+        ),
+    ],
+)
+def test_the_inline_client_reads_a_body_as_the_api_does(body: dict[str, Any]) -> None:
+    assert request_hash(InlineRequest.of(body), None) == request_hash(
+        EnqueueRequest.model_validate(json.loads(json.dumps(body))), None
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -53,9 +54,10 @@ def note(text: str) -> str:
 
 
 @pytest.fixture
-def client() -> InlineClient:
+def client() -> Iterator[InlineClient]:
     calls.clear()
-    return InlineClient([add, boom, flaky, later, note])
+    with InlineClient([add, boom, flaky, later, note]) as inline:
+        yield inline
 
 
 def test_success_records_result_and_history(client: InlineClient) -> None:
@@ -164,7 +166,7 @@ def test_continuation_conditions(client: InlineClient) -> None:
     assert client.wait(on_finish) == "anyway"
     client.delete(failed)
     assert client.get(on_success)["state"] == "Deleted"
-    assert client.get(on_success)["history"][-1]["reason"] == "Parent deleted"
+    assert client.get(on_success)["history"][-1]["reason"] == f"Parent {failed} was deleted"
 
 
 def test_continuation_of_an_unknown_parent_is_refused(client: InlineClient) -> None:

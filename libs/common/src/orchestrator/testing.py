@@ -1,4 +1,4 @@
-"""Run jobs inline in a user's unit tests: no broker, no database, production's validation.
+"""Run jobs inline in a user's unit tests: no broker, no database server, production's code.
 
 Like Celery's eager mode or Dramatiq's stub broker. :class:`InlineClient` has the enqueueing and
 reading methods of :class:`orchestrator.Client`; each enqueued job runs at once, in the calling
@@ -8,52 +8,78 @@ thread (an async job on a fresh event loop, in a fresh thread when a loop is alr
     from myapp.jobs import add, send_report
 
     def test_report() -> None:
-        client = InlineClient([add, send_report])
-        job_id = client.enqueue(add.call(1, 2))
-        assert client.wait(job_id) == 3
-        assert client.get(job_id)["history"][-1]["state"] == "Succeeded"
+        with InlineClient([add, send_report]) as client:
+            job_id = client.enqueue(add.call(1, 2))
+            assert client.wait(job_id) == 3
+            assert client.get(job_id)["history"][-1]["state"] == "Succeeded"
         assert run_job(add, 2, 2) == 4
 
-What matches production: arguments are checked by the API's JSON Schema check (the same
-:class:`~orchestrator.errors.JobValidationError` message the API answers with 422) and by the
-worker's strict pydantic model; the job gets a ``JobContext``; the result is stored as JSON; a
-failure records the exception's type, message and traceback; ``retries=N`` re-runs a failing job
-up to N more times (at once, no back-off); continuations run when their parent ends (``on=
-"succeeded"``: only if it succeeded; a parent ``Failed`` leaves them ``Awaiting``, a deleted parent
-deletes them); an idempotency key returns the first job. What differs: scheduled jobs stay
-``Scheduled`` until the test calls :meth:`InlineClient.run_scheduled` (so a test controls time),
-and ``timeout_seconds`` is not enforced.
+It runs the system's own code over a private SQLite store (a temporary file migrated with the
+real schema, removed by :meth:`InlineClient.close` or when the client is collected): the API's
+enqueue (:mod:`orchestrator.enqueueing`: the JSON Schema check with the message the API answers
+422 with, idempotency keys, continuations, batches), the state machine with its built-in hooks
+(:mod:`orchestrator.composition`: continuations and batch progress follow each ending), the
+worker's strict pydantic model, outcome columns (:mod:`orchestrator.recording`) and retry
+election (:func:`orchestrator.retries.elect_retry`), and a person's delete and requeue
+(:mod:`orchestrator.interventions`). Reads are the API's view of a job.
+
+What differs: every message the system would publish is run at once, in order, by this client
+instead of a broker and a worker, so a retry runs at once (no back-off); scheduled jobs stay
+``Scheduled`` until the test calls :meth:`InlineClient.run_scheduled` (so a test controls time);
+``timeout_seconds`` is not enforced; any queue is accepted (no ``ORCHESTRATOR_QUEUES``); no
+filters run. It needs the full install (``orchestrator-common[server]``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import json
-import traceback
 import uuid
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Unpack
+from datetime import datetime, timedelta
+from typing import Any, Self, Unpack
 
 from pydantic_core import to_jsonable_python
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator import client as shape
+from orchestrator import (
+    composition,
+    enqueueing,
+    interventions,
+    job_view,
+    outbox,
+    store,
+)
 from orchestrator.catalog import Catalog, Registration, validate_with_model, validate_with_schema
-from orchestrator.errors import ConflictError, JobNotFoundError, JobValidationError, UnknownJobError
+from orchestrator.db import db_now
+from orchestrator.enqueueing import Checks, JobRequest, Stored
+from orchestrator.errors import JobNotFoundError, JobValidationError, UnknownJobError
+from orchestrator.inline_store import InlineStore
+from orchestrator.inline_worker import InlineWorker, call_job
 from orchestrator.jobs import JobCall, JobContext, JobFunction
+from orchestrator.lifecycle import Change, RowChange, State
+from orchestrator.outbox import Pending
+from orchestrator.store import continuations
+from orchestrator.store import inline as inline_store
+from orchestrator.store.tables import Row
+from orchestrator.transitions import Transitions
 
-Body = dict[str, Any]
-Ids = list[str]  # spelled here: inside InlineClient, ``list`` is its method
-ENDED = ("Succeeded", "Failed", "Deleted")  # inline, a Failed job has no retry left
-REQUEUEABLE = ("Failed", "Succeeded", "Deleted", "Scheduled", "Awaiting")
+# Spelled here: inside InlineClient, ``list`` is its method.
+Ids = list[str]
+Views = list[dict[str, Any]]
+Messages = list[Pending]
+#: A person's delete or requeue (``orchestrator.interventions``).
+_Intervention = Callable[
+    [AsyncConnection, Transitions, uuid.UUID, datetime, str], Awaitable[Messages]
+]
+#: Jobs expire as with the default ``ORCHESTRATOR_JOB_RETENTION`` (nothing expires them inline).
+_RETENTION = timedelta(days=1)
 
 
-@dataclass
+@dataclass(frozen=True)
 class InlineJob:
-    """One job as the inline client records it; :meth:`public` is the API's view of it."""
+    """One job as the store holds it (a snapshot); :meth:`public` is the API's view of it."""
 
     id: str
     job: str
@@ -61,30 +87,29 @@ class InlineJob:
     kwargs: dict[str, Any]
     queue: str
     retries: int
-    state: str = "Enqueued"
-    attempt: int = 0
-    result: Any = None
-    error: dict[str, str] | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    due_at: datetime | None = None
-    parent_id: str | None = None
-    continue_on: str = "succeeded"
-    batch_id: str | None = None
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    state: str
+    attempt: int
+    result: Any
+    error: dict[str, str] | None
+    history: list[dict[str, Any]]
+    due_at: datetime | None
+    parent_id: str | None
+    continue_on: str | None
+    batch_id: str | None
+    created_at: datetime
+    view: dict[str, Any] = field(repr=False, compare=False)
 
-    def move(self, state: str, reason: str) -> None:
-        self.state = state
-        self.history.append({"state": state, "at": datetime.now(UTC).isoformat(), "reason": reason})
+    @classmethod
+    def of(cls, row: Row, history: Sequence[Row]) -> InlineJob:
+        view = job_view.public_job(row, history)
+        return cls(
+            view["id"], row.name, view["args"], view["kwargs"], row.queue, row.retries,
+            row.state, row.attempt, view["result"], view["error"], view["history"], row.due_at,
+            view["parent_id"], row.continue_on, view["batch_id"], row.created_at, view,
+        )  # fmt: skip
 
     def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "job": self.job, "args": self.args, "kwargs": self.kwargs,
-            "queue": self.queue, "state": self.state, "attempt": self.attempt,
-            "retries": self.retries, "result": self.result, "error": self.error,
-            "created_at": self.created_at.isoformat(), "parent_id": self.parent_id,
-            "due_at": self.due_at.isoformat() if self.due_at else None,
-            "history": [dict(h) for h in self.history],
-        }
+        return dict(self.view)
 
 
 class InlineClient:
@@ -92,10 +117,22 @@ class InlineClient:
 
     def __init__(self, jobs: Catalog | Iterable[JobFunction[Any, Any]]) -> None:
         self.catalog = jobs if isinstance(jobs, Catalog) else Catalog(jobs)
-        self.jobs: dict[str, InlineJob] = {}
-        self._keys: dict[str, tuple[str, str]] = {}  # idempotency key -> (job id, body hash)
-        #: batch id -> (members, members ended at least once, continuation id)
-        self._batches: dict[str, tuple[int, set[str], str | None]] = {}
+        self._store = InlineStore()
+        self._closed = weakref.finalize(self, self._store.close)
+        self._transitions = composition.transitions(_RETENTION)
+        self._worker = InlineWorker(self._store, self._transitions, self._function)
+        registrations = _Registrations(self.catalog.registrations())
+        self._checks = Checks(registrations, also=self._check_with_model)
+
+    def close(self) -> None:
+        """Remove the private store (also done when the client is collected)."""
+        self._closed()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- enqueueing: the same signatures and option checks as Client --------------------------
     def enqueue(self, call: JobCall, /, **options: Unpack[shape.EnqueueOptions]) -> str:
@@ -104,13 +141,13 @@ class InlineClient:
     def schedule(
         self, call: JobCall, /, *, delay: shape.Seconds | None = None,
         run_at: datetime | None = None, **options: Unpack[shape.EnqueueOptions],
-    ) -> str:
+    ) -> str:  # fmt: skip
         return self._create([shape.schedule_body(call, delay, run_at, options)])[0]
 
     def continue_with(
         self, parent_id: shape.JobId, call: JobCall, /, *, on: shape.ContinueOn = "succeeded",
         **options: Unpack[shape.EnqueueOptions],
-    ) -> str:
+    ) -> str:  # fmt: skip
         return self._create([shape.continuation_body(parent_id, call, on, options)])[0]
 
     def enqueue_many(self, items: Iterable[shape.BulkItem], /) -> Ids:
@@ -122,99 +159,89 @@ class InlineClient:
     ) -> dict[str, Any]:
         """Like the API: ``on_complete`` runs once, when every member has ended the first time."""
         body = shape.batch_body(items, on_complete)
-        batch_id, continuation = str(uuid.uuid4()), None
-        if "on_complete" in body:
-            # Validated now, started at completion.
-            continuation = self._create([body["on_complete"]], hold=True)[0]
-            self.jobs[continuation].move("Awaiting", f"Awaiting batch {batch_id}")
-        self._batches[batch_id] = (len(body["jobs"]), set(), continuation)
-        ids = self._create(body["jobs"], bulk=True, batch_id=batch_id)
-        return {"id": batch_id, "job_ids": ids, "continuation_id": continuation}
+        members = [_Request.of(job) for job in body["jobs"]]
+        done = _Request.of(body["on_complete"]) if "on_complete" in body else None
+        stored = self._store.run(self._store_batch(members, done))
+        self._worker.deliver(stored.pending)
+        continuation = stored.continuation_id
+        return {
+            "id": str(stored.batch_id),
+            "job_ids": [str(outcome.id) for outcome in stored.outcomes[: len(members)]],
+            "continuation_id": str(continuation) if continuation is not None else None,
+        }
 
     # -- reading and acting ---------------------------------------------------------------------
+    @property
+    def jobs(self) -> dict[str, InlineJob]:
+        """Every job by id, oldest first, as the store holds it now."""
+        return {job.id: job for job in self._store.run(self._every_job())}
+
     def get(self, job_id: shape.JobId) -> dict[str, Any]:
-        return self._job(job_id).public()
+        return self._store.run(self._view(_job_id(job_id)))
 
     def list(
         self, *, state: str | None = None, queue: str | None = None, job: str | None = None
     ) -> dict[str, Any]:
-        """Every matching job, newest first, on one page."""
-        items = [
-            j.public() for j in reversed(self.jobs.values())
-            if state in (None, j.state) and queue in (None, j.queue) and job in (None, j.job)
-        ]
-        return {"items": items, "next_cursor": None}
+        """Every matching job, newest first, on one page (as the API lists them: no result)."""
+        if state is not None and state not in {s.value for s in State}:
+            return {"items": [], "next_cursor": None}
+        where = store.JobFilter(State(state) if state else None, queue, job)
+        return {"items": self._store.run(self._list(where)), "next_cursor": None}
 
     def wait(self, job_id: shape.JobId, *, timeout: float = 0, poll_interval: float = 0) -> Any:
         """The result if it succeeded; raises ``JobFailedError`` if it ended otherwise, and
         ``TimeoutError`` at once if it waits (nothing moves it inline but this client's calls)."""
-        job = self._job(job_id)
-        done, result = shape.outcome(job.public())
+        view = self.get(job_id)
+        done, result = shape.outcome(view)
         if not done:
-            raise TimeoutError(f"job {job.id} is {job.state}: inline, it moves only when this "
-                               "client runs it (run_scheduled(), its parent ending, requeue())")
+            raise TimeoutError(
+                f"job {view['id']} is {view['state']}: inline, it moves only when this client "
+                "runs it (run_scheduled(), its parent ending, requeue())"
+            )
         return result
 
     def delete(self, job_id: shape.JobId) -> dict[str, Any]:
-        job = self._job(job_id)
-        if job.state != "Deleted":
-            job.move("Deleted", "Deleted through the API")
-            self._parent_ended(job)
-        return {"id": job.id, "state": job.state}
+        parsed = _job_id(job_id)
+        self._worker.deliver(
+            self._store.run(self._act(interventions.delete_job, parsed, "Deleted"))
+        )
+        return {"id": str(parsed), "state": State.DELETED.value}
 
     def requeue(self, job_id: shape.JobId) -> dict[str, Any]:
-        job = self._job(job_id)
-        if job.state not in REQUEUEABLE:
-            raise ConflictError(f"job {job.id} is {job.state}; only jobs not queued or running "
-                                "can be requeued")
-        job.due_at = None
-        job.move("Enqueued", "Requeued through the API")
-        self._run(job)
-        return {"id": job.id, "state": "Enqueued"}
+        parsed = _job_id(job_id)
+        self._worker.deliver(
+            self._store.run(self._act(interventions.requeue_job, parsed, "Requeued"))
+        )
+        return {"id": str(parsed), "state": State.ENQUEUED.value}
 
     def run_scheduled(self, until: datetime | None = None) -> Ids:
-        """Run the scheduled jobs due by ``until`` (default: all of them); returns their ids."""
-        due = [
-            j for j in self.jobs.values()
-            if j.state == "Scheduled" and (until is None or (j.due_at and j.due_at <= until))
-        ]
-        for job in due:
-            job.due_at = None
-            job.move("Enqueued", "Due")
-            self._run(job)
-        return [j.id for j in due]
+        """Run the delayed jobs due by ``until`` (default: all of them); returns their ids."""
+        promoted, pending = self._store.run(self._promote(until))
+        self._worker.deliver(pending)
+        return [str(job_id) for job_id in promoted]
 
-    # -- internals ------------------------------------------------------------------------------
-    def _job(self, job_id: shape.JobId) -> InlineJob:
-        job = self.jobs.get(str(job_id))
-        if job is None:
-            raise JobNotFoundError(f"no job with id {job_id}")
-        return job
+    # -- the store's side, on the store's event loop ---------------------------------------------
+    def _create(self, bodies: Sequence[Mapping[str, Any]], *, bulk: bool = False) -> Ids:
+        requests = [_Request.of(body) for body in bodies]
+        stored = self._store.run(self._store_jobs(requests, bulk))
+        self._worker.deliver(stored.pending)
+        return [str(outcome.id) for outcome in stored.outcomes]
 
-    def _create(
-        self, bodies: Sequence[Body], *, bulk: bool = False, hold: bool = False,
-        batch_id: str | None = None,
-    ) -> Ids:
-        for index, body in enumerate(bodies):  # the API's checks first, then the worker's
-            where = f"jobs[{index}]: " if bulk else ""
-            try:
-                function = self._function(body["job"])
-                validate_with_schema(Registration.of(function), body["args"], body["kwargs"])
-                validate_with_model(function, body["args"], body["kwargs"])
-            except JobValidationError as exc:
-                raise JobValidationError(f"{where}{exc}", field=exc.field) from None
-            parent = body.get("continue_after")
-            if parent is not None and parent not in self.jobs:
-                raise JobValidationError(f"{where}continue_after: no job with id {parent}",
-                                         field="continue_after")
-            self._replayed(body)  # a conflicting idempotency key refuses the whole request
-        created = [self._insert(body) for body in bodies]
-        for job_id, _ in created:
-            self.jobs[job_id].batch_id = batch_id
-        for job_id, fresh in created:
-            if fresh and not hold:
-                self._start(self.jobs[job_id])
-        return [job_id for job_id, _ in created]
+    async def _store_jobs(self, requests: Sequence[JobRequest], bulk: bool) -> Stored:
+        prepared = await enqueueing.prepare(self._checks, requests, bulk=bulk)
+        return await enqueueing.store_jobs(self._store.engine, prepared, None)
+
+    async def _store_batch(
+        self, members: Sequence[JobRequest], on_complete: JobRequest | None
+    ) -> enqueueing.StoredBatch:
+        prepared, continuation = await enqueueing.prepare_batch(self._checks, members, on_complete)
+        return await enqueueing.store_batch(self._store.engine, prepared, continuation, None)
+
+    def _check_with_model(
+        self, registration: Registration, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> None:
+        """The worker's check too, so that a job its model refuses is not even stored."""
+        validate_with_model(self._function(registration.name), args, kwargs)
 
     def _function(self, name: str) -> JobFunction[Any, Any]:
         function = self.catalog.get(name)
@@ -222,118 +249,118 @@ class InlineClient:
             raise UnknownJobError(name)
         return function
 
-    def _replayed(self, body: Body) -> str | None:
-        """The first job of this idempotency key and body; 409 if the key has another body."""
-        key = body.get("idempotency_key")
-        if key is None or key not in self._keys:
-            return None
-        first, digest = self._keys[key]
-        if digest != _digest(body):
-            raise ConflictError(f"idempotency key {key!r} was used for job {first} with "
-                                "another body")
-        return first
+    async def _view(self, job_id: uuid.UUID) -> dict[str, Any]:
+        async with self._store.engine.connect() as conn:
+            row = await store.get_job(conn, job_id)
+            return job_view.public_job(row, await store.get_history(conn, job_id))
 
-    def _insert(self, body: Body) -> tuple[str, bool]:
-        first = self._replayed(body)
-        if first is not None:
-            return first, False
-        key = body.get("idempotency_key")
-        function = self._function(body["job"])
-        job = InlineJob(
-            id=str(uuid.uuid4()), job=body["job"], args=body["args"], kwargs=body["kwargs"],
-            queue=body.get("queue") or function.spec.queue,
-            retries=body.get("retries", function.spec.retries),
-            parent_id=body.get("continue_after"),
-            continue_on=body.get("continue_on", "succeeded"),
+    async def _every_job(self) -> Sequence[InlineJob]:
+        async with self._store.engine.connect() as conn:
+            rows = await inline_store.every_job(conn)
+            return [InlineJob.of(row, await store.get_history(conn, row.id)) for row in rows]
+
+    async def _list(self, where: store.JobFilter) -> Views:
+        items: Views = []
+        cursor = None
+        async with self._store.engine.connect() as conn:
+            while True:
+                rows, cursor = await store.list_jobs(conn, where, limit=500, cursor=cursor)
+                items += [job_view.public_job(row) for row in rows]
+                if cursor is None:
+                    return items
+
+    async def _act(self, act: _Intervention, job_id: uuid.UUID, verb: str) -> Messages:
+        async with self._store.engine.begin() as conn:
+            now = await db_now(conn)
+            return await act(conn, self._transitions, job_id, now, f"{verb} through the API")
+
+    async def _promote(self, until: datetime | None) -> tuple[Sequence[uuid.UUID], Messages]:
+        """As the scheduler promotes delayed jobs once due (here: due by ``until``)."""
+        async with self._store.engine.begin() as conn:
+            now = await db_now(conn)
+            due = await inline_store.delayed_due(conn, until)
+            items = [RowChange(job_id, Change("Due")) for job_id in due]
+            moved = await self._transitions.move_each(
+                conn, items, expected={State.SCHEDULED}, target=State.ENQUEUED, now=now
+            )
+            rows = await continuations.routing(conn, list(moved))
+            publications = [outbox.Publication(r.id, r.queue, r.trace_context or {}) for r in rows]
+            pending = await outbox.add(conn, publications, now) + moved.pending
+        promoted = set(moved)
+        return [job_id for job_id in due if job_id in promoted], pending
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One job of a client's JSON body (``orchestrator.client.job_body``), as the API's request
+    schema would read it."""
+
+    job: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queue: str | None = None
+    delay_seconds: float | None = None
+    run_at: datetime | None = None
+    continue_after: uuid.UUID | None = None
+    continue_on: str | None = None
+    retries: int | None = None
+    retry_delays: list[float] | None = None
+    timeout_seconds: float | None = None
+    expire_after_seconds: float | None = None
+    idempotency_key: str | None = None
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> _Request:
+        run_at, parent = body.get("run_at"), body.get("continue_after")
+        delays = body.get("retry_delays")
+        return cls(
+            job=body["job"],
+            args=list(body["args"]),
+            kwargs=dict(body["kwargs"]),
+            queue=body.get("queue"),
+            delay_seconds=_seconds(body.get("delay_seconds")),
+            run_at=datetime.fromisoformat(run_at) if run_at is not None else None,
+            continue_after=_parent_id(parent) if parent is not None else None,
+            continue_on=body.get("continue_on"),
+            retries=body.get("retries"),
+            retry_delays=[float(d) for d in delays] if delays is not None else None,
+            timeout_seconds=_seconds(body.get("timeout_seconds")),
+            expire_after_seconds=_seconds(body.get("expire_after_seconds")),
+            idempotency_key=body.get("idempotency_key"),
         )
-        if "delay_seconds" in body:
-            job.due_at = job.created_at + timedelta(seconds=body["delay_seconds"])
-        elif "run_at" in body:
-            job.due_at = datetime.fromisoformat(body["run_at"])
-        self.jobs[job.id] = job
-        if key is not None:
-            self._keys[key] = (job.id, _digest(body))
-        return job.id, True
-
-    def _start(self, job: InlineJob) -> None:
-        if job.due_at is not None:
-            job.move("Scheduled", "Delayed until " + job.due_at.isoformat())
-        elif job.parent_id is not None:
-            job.move("Awaiting", f"Continuation of {job.parent_id}")
-            parent = self.jobs[job.parent_id]
-            if parent.state in ENDED:
-                self._release(job, parent)
-        else:
-            job.move("Enqueued", "Created")
-            self._run(job)
-
-    def _run(self, job: InlineJob) -> None:
-        """Run until it succeeds or its retries are spent, then release its continuations."""
-        function = self._function(job.job)
-        retries_left = job.retries
-        while True:
-            job.attempt += 1
-            job.move("Processing", f"Attempt {job.attempt}")
-            try:
-                arguments = validate_with_model(function, job.args, job.kwargs)
-                context = JobContext(job_id=uuid.UUID(job.id), attempt=job.attempt)
-                job.result = to_jsonable_python(_call(function, arguments, context))
-                job.error = None
-                job.move("Succeeded", "Completed")
-                break
-            except Exception as exc:
-                job.error = _error(exc)
-                if retries_left <= 0:
-                    job.move("Failed", f"{job.error['type']}: {job.error['message']}")
-                    break
-                retries_left -= 1
-                job.move("Scheduled", f"Retry {job.retries - retries_left} of {job.retries}")
-        self._parent_ended(job)
-
-    def _parent_ended(self, parent: InlineJob) -> None:
-        if parent.batch_id is not None and parent.state in ENDED:
-            total, ended, continuation = self._batches[parent.batch_id]
-            if parent.id not in ended:
-                ended.add(parent.id)
-                job = self.jobs.get(continuation or "")
-                if len(ended) == total and job is not None and job.state == "Awaiting":
-                    job.move("Enqueued", f"Batch {parent.batch_id} completed")
-                    self._run(job)
-        for child in list(self.jobs.values()):
-            if child.parent_id == parent.id and child.state == "Awaiting":
-                self._release(child, parent)
-
-    def _release(self, child: InlineJob, parent: InlineJob) -> None:
-        if parent.state == "Deleted":
-            child.move("Deleted", "Parent deleted")
-        elif parent.state == "Succeeded" or child.continue_on == "finished":
-            child.move("Enqueued", f"Parent {parent.state}")
-            self._run(child)
 
 
-def _call(function: JobFunction[Any, Any], arguments: Any, context: JobContext) -> Any:
-    if not function.is_async:
-        return function.invoke(arguments, context)
+class _Registrations:
+    """The jobs this client was given; every queue is accepted."""
+
+    def __init__(self, registrations: Iterable[Registration]) -> None:
+        self._by_name = {registration.name: registration for registration in registrations}
+
+    async def lookup(self, names: Iterable[str]) -> dict[str, Registration]:
+        return {name: self._by_name[name] for name in names if name in self._by_name}
+
+    async def require_queue(self, queue: str, extra: Iterable[str]) -> None:
+        return None
+
+
+def _seconds(value: Any) -> float | None:
+    return float(value) if value is not None else None
+
+
+def _parent_id(value: Any) -> uuid.UUID:
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(function.invoke(arguments, context))  # type: ignore[arg-type]
-    with ThreadPoolExecutor(max_workers=1) as thread:  # a loop runs here: use a fresh one
-        return thread.submit(asyncio.run, function.invoke(arguments, context)).result()  # type: ignore[arg-type]
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise JobValidationError(
+            f"continue_after: no job with id {value}", field="continue_after"
+        ) from None
 
 
-def _digest(body: Body) -> str:
-    canonical = {k: v for k, v in body.items() if k != "idempotency_key"}
-    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
-
-
-def _error(exc: BaseException) -> dict[str, str]:
-    kind = type(exc)
-    return {
-        "type": f"{kind.__module__}.{kind.__qualname__}",
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
-    }
+def _job_id(value: shape.JobId) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise JobNotFoundError(f"no job with id {value}") from None
 
 
 def run_job(function: JobFunction[Any, Any], /, *args: Any, **kwargs: Any) -> Any:
@@ -347,7 +374,7 @@ def run_job(function: JobFunction[Any, Any], /, *args: Any, **kwargs: Any) -> An
     validate_with_schema(Registration.of(function), body["args"], body["kwargs"])
     arguments = validate_with_model(function, body["args"], body["kwargs"])
     context = JobContext(job_id=uuid.uuid4(), attempt=1)
-    return to_jsonable_python(_call(function, arguments, context))
+    return to_jsonable_python(call_job(function, arguments, context))
 
 
 __all__ = ["InlineClient", "InlineJob", "run_job"]
