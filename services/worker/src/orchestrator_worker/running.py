@@ -55,6 +55,9 @@ class Running:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     #: Set when the job stopped being this worker's (deleted, or its lease taken over).
     lost: bool = False
+    #: Set when the shutdown hands the job back at the end of the grace: how its run ends from
+    #: then on (its process killed for the hand-back, say) is not recorded as its outcome.
+    handed_back: bool = False
 
 
 class RunningJobs:
@@ -96,6 +99,9 @@ class RunningJobs:
                 self.finish(running.job)
                 return
             raise
+        if running.handed_back:
+            self.finish(running.job)
+            return
         if isinstance(outcome.exception, JobInterrupted):
             # The job asked to be run again later: not a failure, no retry spent.
             await self.give_back([running.job], "Job interrupted (JobInterrupted): run again")

@@ -199,6 +199,10 @@ class Worker:
         leftover = list(self.running.values())
         if not leftover:
             return
+        for running in leftover:
+            # Before the kill: a child killed for the hand-back must not race it with a
+            # ChildDiedError outcome (a failure, or a retry spent, for a job never at fault).
+            running.handed_back = True
         # Children first: once handed back, the job may be claimed again at any moment.
         await loop.run_in_executor(None, isolation.kill_children)
         jobs = [r.job for r in leftover]
