@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from orchestrator import client as shape
 from orchestrator import (
     composition,
+    enqueue_writes,
     enqueueing,
     interventions,
     job_view,
@@ -53,7 +54,8 @@ from orchestrator import (
 )
 from orchestrator.catalog import Catalog, Registration, validate_with_model, validate_with_schema
 from orchestrator.db import db_now
-from orchestrator.enqueueing import Checks, JobRequest, Stored
+from orchestrator.enqueue_writes import Stored
+from orchestrator.enqueueing import Checks, JobRequest
 from orchestrator.errors import JobNotFoundError, JobValidationError, UnknownJobError
 from orchestrator.inline_store import InlineStore
 from orchestrator.inline_worker import InlineWorker, call_job
@@ -229,13 +231,13 @@ class InlineClient:
 
     async def _store_jobs(self, requests: Sequence[JobRequest], bulk: bool) -> Stored:
         prepared = await enqueueing.prepare(self._checks, requests, bulk=bulk)
-        return await enqueueing.store_jobs(self._store.engine, prepared, None)
+        return await enqueue_writes.store_jobs(self._store.engine, prepared, None)
 
     async def _store_batch(
         self, members: Sequence[JobRequest], on_complete: JobRequest | None
-    ) -> enqueueing.StoredBatch:
+    ) -> enqueue_writes.StoredBatch:
         prepared, continuation = await enqueueing.prepare_batch(self._checks, members, on_complete)
-        return await enqueueing.store_batch(self._store.engine, prepared, continuation, None)
+        return await enqueue_writes.store_batch(self._store.engine, prepared, continuation, None)
 
     def _check_with_model(
         self, registration: Registration, args: Sequence[Any], kwargs: Mapping[str, Any]

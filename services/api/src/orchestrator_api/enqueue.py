@@ -1,6 +1,7 @@
 """The API's :class:`Enqueuer`: the one object that creates jobs, whatever the route.
 
-The checks and writes are the library's (:mod:`orchestrator.enqueueing`); this adds how the API
+The checks and writes are the library's (:mod:`orchestrator.enqueueing`,
+:mod:`orchestrator.enqueue_writes`); this adds how the API
 runs them. A single plain enqueue (no idempotency key, no parent) joins a group-commit round
 (:class:`~orchestrator_api.group_commit.GroupCommit`: concurrent requests, one statement);
 everything else is one transaction per call. After each commit the Enqueuer hands the outbox
@@ -17,15 +18,13 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import enqueueing, store
+from orchestrator import enqueue_writes, enqueueing, store
+from orchestrator.enqueue_writes import Outcome, Stored, StoredBatch
 from orchestrator.enqueueing import (
     Checks,
     JobRequest,
-    Outcome,
     Prepared,
     Registrations,
-    Stored,
-    StoredBatch,
     check_arguments,
     is_plain,
 )
@@ -77,7 +76,7 @@ class Enqueuer:
 
     async def many(self, prepared: Sequence[Prepared]) -> list[Outcome]:
         """Every job of one call in one transaction (one statement when all are plain)."""
-        stored = await enqueueing.store_jobs(self._engine, prepared, current_headers() or None)
+        stored = await enqueue_writes.store_jobs(self._engine, prepared, current_headers() or None)
         self._committed(stored)
         return stored.outcomes
 
@@ -87,12 +86,12 @@ class Enqueuer:
         """A batch's members and its continuation, checked, then stored in one transaction."""
         prepared, continuation = await enqueueing.prepare_batch(self._checks, members, on_complete)
         trace = current_headers() or None
-        stored = await enqueueing.store_batch(self._engine, prepared, continuation, trace)
+        stored = await enqueue_writes.store_batch(self._engine, prepared, continuation, trace)
         self._committed(stored)
         return stored
 
     async def _write_round(self, items: Sequence[tuple[Prepared, dict[str, str] | None]]) -> Stored:
-        return await enqueueing.store_plain(self._engine, items)
+        return await enqueue_writes.store_plain(self._engine, items)
 
     def _committed(self, stored: Stored) -> None:
         """After commit: publish (the fast path; without a broker the scheduler's relay

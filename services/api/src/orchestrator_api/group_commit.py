@@ -3,7 +3,7 @@ enqueues: concurrent requests share one write.
 
 Each plain request (no idempotency key, no parent) waits for the round that stores it, so it is
 still answered only after its job is committed; each round is one statement for all its jobs
-(:func:`orchestrator.enqueueing.store_plain`), so a busy API pays one round trip for many jobs.
+(:func:`orchestrator.enqueue_writes.store_plain`), so a busy API pays one round trip for many jobs.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from orchestrator.batching import Batcher
-from orchestrator.enqueueing import Outcome, Prepared, Stored
+from orchestrator.enqueue_writes import Outcome, Stored
+from orchestrator.enqueueing import Prepared
 
 Item = tuple[Prepared, dict[str, str] | None]
 
