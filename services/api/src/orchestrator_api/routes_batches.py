@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator import store
@@ -21,6 +21,7 @@ from orchestrator.errors import JobValidationError
 from orchestrator.models import Batch
 from orchestrator.states import State
 from orchestrator.tracing import current_headers, tracer
+from orchestrator_api.consumer_watch import warn_unconsumed
 from orchestrator_api.enqueue import Prepared, new_job, parent_states, prepare
 from orchestrator_api.errors import BODY_ERRORS, ApiError, documented
 from orchestrator_api.runtime import Runtime, runtime_of
@@ -76,7 +77,7 @@ async def _prepare_continuation(runtime: Runtime, body: BatchRequest) -> Prepare
 
 
 @router.post("", status_code=201, response_model=BatchResponse, responses=BODY_ERRORS)
-async def create_batch(body: BatchRequest, request: Request) -> dict[str, Any]:
+async def create_batch(body: BatchRequest, request: Request, response: Response) -> dict[str, Any]:
     """Create every member and the continuation in one transaction: all, or none."""
     runtime = runtime_of(request)
     _check(body)
@@ -111,6 +112,7 @@ async def create_batch(body: BatchRequest, request: Request) -> dict[str, Any]:
             pending = await store.create_jobs(conn, jobs, now)
     runtime.submit(pending)
     runtime.created(jobs)
+    warn_unconsumed(runtime.consumers, [job.queue for job in jobs], response)
     return {
         "id": batch_id,
         "job_ids": [job.id for job in jobs[: len(members)]],

@@ -16,6 +16,7 @@ from orchestrator.outbox import Pending
 from orchestrator.redaction import redact_view
 from orchestrator.states import State
 from orchestrator.tracing import JOB_ID, JOB_NAME, QUEUE, current_headers, tracer
+from orchestrator_api.consumer_watch import warn_unconsumed
 from orchestrator_api.enqueue import enqueue, prepare
 from orchestrator_api.errors import BODY_ERRORS, ApiError, documented
 from orchestrator_api.group_commit import GroupCommit
@@ -59,11 +60,12 @@ async def create_job(body: EnqueueRequest, request: Request, response: Response)
         span.set_attribute(JOB_ID, str(outcome.id))
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"
+    warn_unconsumed(runtime.consumers, [prepared[0].queue], response)
     return {"id": outcome.id, "state": outcome.state}
 
 
 @router.post("/bulk", status_code=201, response_model=BulkResponse, responses=_ERRORS)
-async def create_jobs(body: BulkRequest, request: Request) -> dict[str, Any]:
+async def create_jobs(body: BulkRequest, request: Request, response: Response) -> dict[str, Any]:
     """Create many jobs in one transaction: all are stored, or none (the error names the index)."""
     runtime = runtime_of(request)
     with tracer.start_as_current_span(
@@ -71,6 +73,7 @@ async def create_jobs(body: BulkRequest, request: Request) -> dict[str, Any]:
     ):
         prepared = await prepare(runtime, body.jobs, bulk=True)
         outcomes = await enqueue(runtime, prepared)
+    warn_unconsumed(runtime.consumers, [p.queue for p in prepared], response)
     return {"ids": [outcome.id for outcome in outcomes]}
 
 
