@@ -11,7 +11,7 @@ help:
 	@echo "make dev    - set up, migrate and run every role on http://localhost:5001"
 	@echo "make test   - set up and run lint, type checks and the test suite"
 	@echo "make bench  - run the benchmarks (PostgreSQL + RabbitMQ; bench.peers installs Dramatiq and Celery in /tmp)"
-	@echo "make chaos  - the chaos test for several seeds (CHAOS_SEEDS=1,2,3,4,5)"
+	@echo "make chaos  - the chaos test for several seeds (CHAOS_SEEDS=1,2,3,4,5), then minutes of overload (OVERLOAD_SECONDS=180)"
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -47,8 +47,11 @@ bench: setup
 # Random kills and SIGTERMs under load, one run per seed (make test runs one random seed);
 # docs/reliability.md says what it checks.
 CHAOS_SEEDS ?= 1,2,3,4,5
+# Seconds of the long overload test (workers killed and stopped under 10x overload).
+OVERLOAD_SECONDS ?= 180
 chaos: setup
-	ORCHESTRATOR_CHAOS_SEEDS="$(CHAOS_SEEDS)" .venv/bin/pytest tests/faults/test_chaos.py -s -p no:warnings
+	ORCHESTRATOR_CHAOS_SEEDS="$(CHAOS_SEEDS)" ORCHESTRATOR_OVERLOAD_LONG_SECONDS="$(OVERLOAD_SECONDS)" \
+		.venv/bin/pytest tests/faults/test_chaos.py tests/faults/test_delivery_limit.py -s -p no:warnings
 
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache
