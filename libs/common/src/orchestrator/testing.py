@@ -44,6 +44,7 @@ from orchestrator import client as shape
 from orchestrator.catalog import Catalog, Registration, validate_with_model, validate_with_schema
 from orchestrator.errors import ConflictError, JobNotFoundError, JobValidationError, UnknownJobError
 from orchestrator.jobs import JobCall, JobContext, JobFunction
+from orchestrator.results import Batch, Job, JobChange, JobPage
 
 Body = dict[str, Any]
 Ids = list[str]  # spelled here: inside InlineClient, ``list`` is its method
@@ -119,7 +120,7 @@ class InlineClient:
 
     def batch(
         self, items: Iterable[shape.BulkItem], /, *, on_complete: shape.BulkItem | None = None
-    ) -> dict[str, Any]:
+    ) -> Batch:
         """Like the API: ``on_complete`` runs once, when every member has ended the first time."""
         body = shape.batch_body(items, on_complete)
         batch_id, continuation = str(uuid.uuid4()), None
@@ -129,21 +130,21 @@ class InlineClient:
             self.jobs[continuation].move("Awaiting", f"Awaiting batch {batch_id}")
         self._batches[batch_id] = (len(body["jobs"]), set(), continuation)
         ids = self._create(body["jobs"], bulk=True, batch_id=batch_id)
-        return {"id": batch_id, "job_ids": ids, "continuation_id": continuation}
+        return Batch({"id": batch_id, "job_ids": ids, "continuation_id": continuation})
 
     # -- reading and acting ---------------------------------------------------------------------
-    def get(self, job_id: shape.JobId) -> dict[str, Any]:
-        return self._job(job_id).public()
+    def get(self, job_id: shape.JobId) -> Job:
+        return Job(self._job(job_id).public())
 
     def list(
         self, *, state: str | None = None, queue: str | None = None, job: str | None = None
-    ) -> dict[str, Any]:
+    ) -> JobPage:
         """Every matching job, newest first, on one page."""
         items = [
             j.public() for j in reversed(self.jobs.values())
             if state in (None, j.state) and queue in (None, j.queue) and job in (None, j.job)
         ]
-        return {"items": items, "next_cursor": None}
+        return JobPage.of({"items": items, "next_cursor": None})
 
     def wait(self, job_id: shape.JobId, *, timeout: float = 0, poll_interval: float = 0) -> Any:
         """The result if it succeeded; raises ``JobFailedError`` if it ended otherwise, and
@@ -155,14 +156,14 @@ class InlineClient:
                                "client runs it (run_scheduled(), its parent ending, requeue())")
         return result
 
-    def delete(self, job_id: shape.JobId) -> dict[str, Any]:
+    def delete(self, job_id: shape.JobId) -> JobChange:
         job = self._job(job_id)
         if job.state != "Deleted":
             job.move("Deleted", "Deleted through the API")
             self._parent_ended(job)
-        return {"id": job.id, "state": job.state}
+        return JobChange({"id": job.id, "state": job.state})
 
-    def requeue(self, job_id: shape.JobId) -> dict[str, Any]:
+    def requeue(self, job_id: shape.JobId) -> JobChange:
         job = self._job(job_id)
         if job.state not in REQUEUEABLE:
             raise ConflictError(f"job {job.id} is {job.state}; only jobs not queued or running "
@@ -170,7 +171,7 @@ class InlineClient:
         job.due_at = None
         job.move("Enqueued", "Requeued through the API")
         self._run(job)
-        return {"id": job.id, "state": "Enqueued"}
+        return JobChange({"id": job.id, "state": "Enqueued"})
 
     def run_scheduled(self, until: datetime | None = None) -> Ids:
         """Run the scheduled jobs due by ``until`` (default: all of them); returns their ids."""
