@@ -15,8 +15,8 @@ Job arguments and enqueue options never share a namespace. The arguments are bou
 A job with a parameter named ``queue`` or ``retries`` is therefore fine: ``f.call(queue="x")``
 sets the job's argument, ``client.enqueue(call, queue="x")`` the queue it runs on.
 HTTP errors raise :class:`~orchestrator.errors.ApiError`. An API that cannot be reached raises
-:class:`~orchestrator.errors.ApiUnavailableError` naming the URL (an ``ApiError`` and still the
-``httpx.ConnectError`` raised before); other network failures raise ``httpx`` errors.
+:class:`~orchestrator.errors.ApiUnavailableError` naming the URL (an ``OrchestratorError`` and
+still the ``httpx.ConnectError`` raised before); other network failures raise ``httpx`` errors.
 
 What the methods return (``orchestrator.results``): creating jobs returns their ids (``enqueue``,
 ``schedule``, ``continue_with``, ``trigger``: a ``str``; ``enqueue_many``: a ``list[str]``); every

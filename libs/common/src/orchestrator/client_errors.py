@@ -1,37 +1,35 @@
 """The clients' error for an API that cannot be reached (issue 14).
 
-It is an :class:`~orchestrator.errors.ApiError` (code ``api_unavailable``, status 503 as a
-"Service Unavailable" the client concludes: no answer came) so ``except ApiError`` catches every
-failed call, and it is still the ``httpx.ConnectError`` (or ``httpx.ConnectTimeout``) the clients
-raised before, so existing ``except httpx.ConnectError`` code keeps working. It lives apart from
-``orchestrator.errors`` because it subclasses httpx, which ``import orchestrator`` does not load;
-``orchestrator.errors.ApiUnavailableError`` names it on first use.
+It is an :class:`~orchestrator.errors.OrchestratorError`, like every error the clients raise on
+purpose, and still the ``httpx.ConnectError`` (or ``httpx.ConnectTimeout``) they raised before,
+so existing ``except httpx.ConnectError`` code keeps working. It is not an
+:class:`~orchestrator.errors.ApiError`: that one is an answer of the API (its status, code and
+message), and code that handles answers must not take "nothing answered" for one.
+
+It lives apart from ``orchestrator.errors`` because it subclasses httpx, which ``import
+orchestrator`` does not load; ``orchestrator.errors.ApiUnavailableError`` names it on first use.
 """
 
 from __future__ import annotations
 
 import httpx
 
-from orchestrator.errors import ApiError
+from orchestrator.errors import OrchestratorError
 
 
-class ApiUnavailableError(ApiError, httpx.ConnectError):
+class ApiUnavailableError(OrchestratorError, httpx.ConnectError):
     """Nothing answered at the API's URL: no connection could be made (refused, no such host,
     no route, or no answer to connecting in time). The message names the URL."""
 
     def __init__(self, url: str, reason: str, *, request: httpx.Request | None = None) -> None:
         self.url = url
+        #: What the connection attempt said (httpx's or the socket's words).
         self.reason = reason
         super().__init__(
-            503,
-            "api_unavailable",
             f"cannot reach the Orchestrator API at {url} ({reason}): is the API running, and "
-            "is this its URL (the client's base_url; ORCHESTRATOR_URL for the command line)?",
+            "is this its URL (the client's base_url; ORCHESTRATOR_URL for the command line)?"
         )
         self._request = request
-
-    def __str__(self) -> str:
-        return self.message  # nothing answered: no "HTTP 503" before it
 
 
 class ApiConnectTimeoutError(ApiUnavailableError, httpx.ConnectTimeout):
