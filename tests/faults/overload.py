@@ -146,6 +146,12 @@ def returned_on(url: str) -> dict[str, float] | None:
     return counts
 
 
+def _ready(url: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    return False
+
+
 @dataclass
 class Worker:
     name: str
@@ -192,7 +198,8 @@ class WorkerChurn:
             return [w for w in self.workers if w.exited is None]
 
     def ready(self) -> list[Worker]:
-        return [w for w in self.live() if "consuming" in self.system.log_of(w.name)]
+        """Live workers whose ops port answers /readyz with 200 (consuming, store reachable)."""
+        return [w for w in self.live() if _ready(w.url)]
 
     def scrape(self) -> None:
         for worker in self.live():
