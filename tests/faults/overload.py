@@ -207,8 +207,15 @@ class WorkerChurn:
             if counts is not None:
                 worker.returned = counts
 
+    def _forget(self, worker: Worker) -> None:
+        """Out of the system's processes: its readiness waits must not count a worker that
+        was meant to go."""
+        self.system.processes.pop(worker.name, None)
+        self.system.roles.pop(worker.name, None)
+
     def kill(self, worker: Worker) -> None:
         self.kills += 1
+        self._forget(worker)
         with contextlib.suppress(ProcessLookupError):
             os.kill(worker.process.pid, signal.SIGKILL)
         worker.process.wait()
@@ -216,6 +223,7 @@ class WorkerChurn:
     def terminate(self, worker: Worker) -> None:
         """SIGTERM, after a last look at its counters (its ops server stops early)."""
         self.stops += 1
+        self._forget(worker)
         counts = returned_on(worker.url)
         if counts is not None:
             worker.returned = counts
@@ -230,8 +238,6 @@ class WorkerChurn:
                 worker.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill(worker)
-        for name in [w.name for w in self.workers]:
-            self.system.processes.pop(name, None)
 
     def exits(self) -> dict[int, float]:
         return {w.process.pid: w.exited for w in self.workers if w.exited is not None}
@@ -241,4 +247,3 @@ class WorkerChurn:
         for worker in self.workers:
             total.update(worker.returned)
         return total
-

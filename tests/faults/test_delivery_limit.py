@@ -161,7 +161,9 @@ def test_minutes_of_overload_with_workers_killed_and_stopped_dead_letter_nothing
     for _ in range(workers):
         churn.start()
     system.wait_until_ready(
-        "every worker consuming", lambda: len(churn.ready()) == workers, system._named("worker")
+        "every worker consuming",
+        lambda: len(churn.ready()) == workers,
+        [w.name for w in churn.live()],
     )
 
     ids: list[uuid.UUID] = []
@@ -214,7 +216,7 @@ def test_minutes_of_overload_with_workers_killed_and_stopped_dead_letter_nothing
     system.wait_until_ready(
         "every job ended",
         lambda: _all_ended(asyncio.run(states(settings))),
-        [*system._named("worker", "scheduler")],
+        [*(w.name for w in churn.live()), "scheduler"],
     )
     churn.scrape()
     churn.stop_all()
