@@ -4,6 +4,9 @@ PYTHON ?= python3.11
 UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
+# Installed packages are compiled once, so every start of a role reads bytecode instead of
+# compiling each module again (where PYTHONDONTWRITEBYTECODE is set, nothing else would).
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: help setup system-packages dev test lint typecheck importcheck unit bench chaos clean
 
@@ -19,6 +22,7 @@ help:
 
 setup: $(if $(shell command -v uv 2>/dev/null),,.tools/bin/uv)
 	$(UV) sync --locked --python $(PYTHON)
+	.venv/bin/python -m compileall -q libs services examples bench tests > /dev/null
 
 # Runs the example jobs unless ORCHESTRATOR_JOBS names your own modules.
 dev: setup
