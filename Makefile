@@ -4,6 +4,9 @@ PYTHON ?= python3.11
 UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
+# Installed packages are compiled once, so every start of a role reads bytecode instead of
+# compiling each module again (where PYTHONDONTWRITEBYTECODE is set, nothing else would).
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: help setup system-packages dev test lint typecheck importcheck unit bench chaos clean
 
@@ -11,7 +14,7 @@ help:
 	@echo "make dev    - set up, migrate and run every role on http://localhost:5001"
 	@echo "make test   - set up and run lint, type checks and the test suite"
 	@echo "make bench  - run the benchmarks (PostgreSQL + RabbitMQ; bench.peers installs Dramatiq and Celery in /tmp)"
-	@echo "make chaos  - the chaos test for several seeds (CHAOS_SEEDS=1,2,3,4,5)"
+	@echo "make chaos  - the chaos test for several seeds (CHAOS_SEEDS=1,2,3,4,5), then minutes of overload (OVERLOAD_SECONDS=180)"
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -19,6 +22,7 @@ help:
 
 setup: $(if $(shell command -v uv 2>/dev/null),,.tools/bin/uv)
 	$(UV) sync --locked --python $(PYTHON)
+	.venv/bin/python -m compileall -q libs services examples bench tests > /dev/null
 
 # Runs the example jobs unless ORCHESTRATOR_JOBS names your own modules.
 dev: setup
@@ -47,8 +51,11 @@ bench: setup
 # Random kills and SIGTERMs under load, one run per seed (make test runs one random seed);
 # docs/reliability.md says what it checks.
 CHAOS_SEEDS ?= 1,2,3,4,5
+# Seconds of the long overload test (workers killed and stopped under 10x overload).
+OVERLOAD_SECONDS ?= 180
 chaos: setup
-	ORCHESTRATOR_CHAOS_SEEDS="$(CHAOS_SEEDS)" .venv/bin/pytest tests/faults/test_chaos.py -s -p no:warnings
+	ORCHESTRATOR_CHAOS_SEEDS="$(CHAOS_SEEDS)" ORCHESTRATOR_OVERLOAD_LONG_SECONDS="$(OVERLOAD_SECONDS)" \
+		.venv/bin/pytest tests/faults/test_chaos.py tests/faults/test_delivery_limit.py -s -p no:warnings
 
 clean:
 	rm -rf .venv .tools .mypy_cache .ruff_cache .pytest_cache

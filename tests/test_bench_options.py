@@ -16,7 +16,7 @@ from bench.progress import Progress
 MODULES = ("throughput", "lateness", "scheduled", "recurring", "dashboard", "celery_lateness")
 
 
-class _Parsed(Exception):
+class _ParsedError(Exception):
     def __init__(self, parser: argparse.ArgumentParser) -> None:
         self.parser = parser
 
@@ -25,11 +25,11 @@ def _parser_of(module: str, monkeypatch: pytest.MonkeyPatch) -> argparse.Argumen
     """The parser ``bench.<module>``'s main() builds, caught as it parses (nothing runs)."""
 
     def caught(self: argparse.ArgumentParser, *_: object, **__: object) -> None:
-        raise _Parsed(self)
+        raise _ParsedError(self)
 
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", caught)
     monkeypatch.setattr(sys, "argv", [module])
-    with pytest.raises(_Parsed) as parsed:
+    with pytest.raises(_ParsedError) as parsed:
         importlib.import_module(f"bench.{module}").main()
     return parsed.value.parser
 
@@ -77,7 +77,7 @@ def test_progress_in_a_log_is_a_line_per_phase_and_few_updates() -> None:
     progress.phase("per-job")
     progress.done()
     lines = log.getvalue().splitlines()
-    assert [line.split("] ", 1)[1] for line in lines][0] == "bulk"
+    assert lines[0].split("] ", 1)[1] == "bulk"
     assert any(line.endswith("] per-job") for line in lines)
     assert lines[-1].split("] ", 1)[1].startswith("done in ")
     assert len(lines) <= 4

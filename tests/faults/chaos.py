@@ -5,31 +5,25 @@ On PostgreSQL: 1 API, 3 workers, 2 schedulers and 1 janitor started through the 
 (``bench.system``), short leases with matching heartbeats. Client threads send mixed load through
 the HTTP API (single jobs, jobs with an idempotency key sent twice, bulk requests, delayed jobs,
 continuations, jobs designed to fail, and a recurring job with a seconds-field cron). Meanwhile,
-every few seconds, a seeded RNG picks one fault: kill -9 a worker, SIGTERM a worker, kill -9 the
-scheduler holding the lease, kill -9 the API. A killed or stopped process is replaced at once, so
-the system keeps its capacity. Clients retry requests with their idempotency key while the API is
-down (and plain requests only when nothing can have reached the server).
+every few seconds, a seeded RNG picks one fault: kill -9 or SIGTERM of a worker, of the scheduler
+holding the lease or of the API (:mod:`tests.faults.chaos_fleet`). A killed or stopped process is
+replaced at once, so the system keeps its capacity. Clients retry requests with their idempotency
+key while the API is down (and plain requests only when nothing can have reached the server).
 
 Everything observed is kept as plain records (what the clients were told, every process's life,
-who held the scheduler lease when); :mod:`tests.faults.chaos_checks` turns them and the store
-into the checks and the summary table.
+who held the scheduler lease when, when the API answered); :mod:`tests.faults.chaos_checks`
+turns them and the store into the checks and the summary table.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import random
-import signal
-import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aio_pika
 import httpx
@@ -37,16 +31,11 @@ import sqlalchemy as sa
 
 from bench.system import System
 from orchestrator.db import create_engine
-from orchestrator.models import Lease, Server
 from orchestrator.store import jobs_table
+from tests.faults.chaos_clients import JOB, RETRY_FOR, ApiClient, Ledger, LoadClient
+from tests.faults.chaos_fleet import Fleet, Injector, Watcher, api_ready
 
-JOB = "faults.chaos"
 FINAL = ("Succeeded", "Failed", "Deleted")
-_leases = Lease.__table__  # type: ignore[attr-defined]
-_servers = Server.__table__  # type: ignore[attr-defined]
-#: A request with idempotency keys is repeated this long while the API is down (a replacement
-#: API takes 15-60 s to start on a loaded 2-core machine).
-RETRY_FOR = 240.0
 
 
 @dataclass(frozen=True)
@@ -73,471 +62,7 @@ class ChaosConfig:
 
 
 # --------------------------------------------------------------------------------------------
-# Processes
-
-
-@dataclass
-class Incarnation:
-    """One process of a role; a replacement in the same slot is a new incarnation."""
-
-    name: str
-    role: str
-    slot: str
-    process: subprocess.Popen[bytes]
-    started: float
-    exited: float | None = None
-    #: How it ended: "kill -9", "SIGTERM", "stop" (the end of the run) or "exit" (by itself).
-    ended_by: str = ""
-    #: When it was sent SIGTERM (a fault or the end of the run).
-    signalled: float | None = None
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.exited is None
-
-
-class Fleet:
-    """Every process of the run, alive or dead, with the times it started and exited."""
-
-    def __init__(self, system: System, config: ChaosConfig) -> None:
-        self.system = system
-        self.config = config
-        self.incarnations: list[Incarnation] = []
-        self._lock = threading.Lock()
-        self._counts: dict[str, int] = {}
-
-    def start(self, slot: str, role: str) -> Incarnation:
-        with self._lock:
-            number = self._counts[slot] = self._counts.get(slot, 0) + 1
-        name = f"{slot}.{number}"
-        args = ("--concurrency", str(self.config.concurrency)) if role == "worker" else ()
-        process = self.system.start(name, role, *args)
-        incarnation = Incarnation(name, role, slot, process, time.time())
-        with self._lock:
-            self.incarnations.append(incarnation)
-        # A thread blocked in waitpid notes the exit the moment it happens.
-        threading.Thread(
-            target=self._wait, args=(incarnation,), name=f"wait-{name}", daemon=True
-        ).start()
-        return incarnation
-
-    def _wait(self, incarnation: Incarnation) -> None:
-        incarnation.process.wait()
-        self._exited(incarnation, "exit")
-
-    def alive(self, role: str) -> list[Incarnation]:
-        with self._lock:
-            return [i for i in self.incarnations if i.role == role and i.alive()]
-
-    def by_pid(self, pid: int) -> Incarnation | None:
-        with self._lock:
-            return next((i for i in self.incarnations if i.pid == pid), None)
-
-    def kill(self, incarnation: Incarnation) -> None:
-        """kill -9, and the moment it is certainly dead."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(incarnation.pid, signal.SIGKILL)
-        incarnation.process.wait()
-        self._exited(incarnation, "kill -9")
-
-    def terminate(self, incarnation: Incarnation) -> None:
-        """SIGTERM; :meth:`watch` notes when it has exited."""
-        incarnation.ended_by = "SIGTERM"
-        incarnation.signalled = time.time()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(incarnation.pid, signal.SIGTERM)
-
-    def _exited(self, incarnation: Incarnation, how: str) -> None:
-        with self._lock:
-            if incarnation.exited is None:
-                incarnation.exited = time.time()
-                incarnation.ended_by = incarnation.ended_by or how
-
-    def ready_worker(self, incarnation: Incarnation) -> bool:
-        return "consuming" in self.system.log_of(incarnation.name)
-
-    def stop_all(self, timeout: float = 60) -> None:
-        """SIGTERM every live process (the run's end), then wait for each."""
-        live = [i for i in self.incarnations if i.alive()]
-        for incarnation in live:
-            incarnation.ended_by = incarnation.ended_by or "stop"
-            incarnation.signalled = incarnation.signalled or time.time()
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(incarnation.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for incarnation in live:
-            try:
-                incarnation.process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.kill(incarnation)
-            self._exited(incarnation, "stop")
-
-
-# --------------------------------------------------------------------------------------------
-# What the clients were told
-
-
-@dataclass
-class Sent:
-    """One job the API acknowledged (2xx with its id)."""
-
-    job_id: str
-    kind: str
-    sent_at: float
-    acked_at: float
-    fail: bool = False
-    key: str | None = None
-    #: Delayed jobs: the delay asked for and the due time the store answered (epoch seconds).
-    delay: float | None = None
-    due: float | None = None
-    parent: str | None = None
-    #: Keyed jobs sent twice: the id the second request answered.
-    replay_id: str | None = None
-
-
-@dataclass
-class Ledger:
-    """Everything the clients sent and were told; shared by the client threads."""
-
-    sent: list[Sent] = field(default_factory=list)
-    #: Tags of plain requests cut off mid-flight (the job may or may not exist).
-    indeterminate: list[str] = field(default_factory=list)
-    #: Requests answered with an unexpected status (a bug in the test or the API).
-    errors: list[str] = field(default_factory=list)
-    requests: int = 0
-    retried: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, *sent: Sent) -> None:
-        with self.lock:
-            self.sent.extend(sent)
-
-    def note(self, *, requests: int = 0, retried: int = 0) -> None:
-        with self.lock:
-            self.requests += requests
-            self.retried += retried
-
-
-class CutOffError(Exception):
-    """The request may or may not have reached the server (the API died while answering)."""
-
-
-class ApiClient:
-    """One client thread's HTTP calls: retry while the API is down, never guess a result."""
-
-    def __init__(self, base_url: str, ledger: Ledger) -> None:
-        self._http = httpx.Client(base_url=base_url, timeout=httpx.Timeout(20.0, connect=2.0))
-        self._ledger = ledger
-
-    def close(self) -> None:
-        self._http.close()
-
-    def post(self, path: str, body: dict[str, Any], *, keyed: bool) -> dict[str, Any]:
-        """The answer of a 2xx. A request with idempotency keys is sent again, with the same
-        keys, until answered. One without is sent again only when it never left the client
-        (connection refused) or the API said nothing was changed (503), else
-        :class:`CutOffError`: the job may or may not exist."""
-        deadline = time.monotonic() + RETRY_FOR
-        while True:
-            self._ledger.note(requests=1)
-            try:
-                response = self._http.post(path, json=body)
-            except httpx.ConnectError:
-                pass  # nothing reached the server
-            except httpx.TransportError as exc:
-                if not keyed:
-                    raise CutOffError(repr(exc)) from None
-            else:
-                if response.status_code in (200, 201):
-                    return dict(response.json())
-                if response.status_code != 503 and not (keyed and response.status_code >= 500):
-                    raise AssertionError(f"POST {path}: {response.status_code} {response.text}")
-            if time.monotonic() > deadline:
-                raise CutOffError(f"POST {path}: no answer within {RETRY_FOR:.0f} s")
-            self._ledger.note(retried=1)
-            time.sleep(0.2)
-
-    def due(self, job_id: str) -> float | None:
-        """A Scheduled job's due time as the store holds it (None if not readable now)."""
-        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError, TypeError):
-            response = self._http.get(f"/api/v1/jobs/{job_id}")
-            if response.status_code == 200 and response.json().get("due_at"):
-                return _epoch(str(response.json()["due_at"]))
-        return None
-
-
-def _epoch(iso: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(iso).timestamp()
-
-
-class LoadClient:
-    """One client thread: a seeded mix of requests at its share of the rate."""
-
-    def __init__(
-        self, number: int, config: ChaosConfig, api: ApiClient, ledger: Ledger, marks: Path
-    ) -> None:
-        self.number = number
-        self.rng = random.Random(config.seed * 1000 + number)
-        self.api = api
-        self.ledger = ledger
-        self.marks = str(marks)
-        self.per_job = config.clients / config.rate
-        self._count = 0
-        self.actions: list[tuple[float, Callable[[], int]]] = [
-            (0.35, self.plain),
-            (0.15, self.keyed_twice),
-            (0.20, self.bulk),
-            (0.12, self.delayed),
-            (0.10, self.continuation),
-            (0.08, self.failing),
-        ]
-
-    def run(self, stop: threading.Event) -> None:
-        weights = [w for w, _ in self.actions]
-        while not stop.is_set():
-            began = time.monotonic()
-            (action,) = self.rng.choices([a for _, a in self.actions], weights)
-            try:
-                jobs = action()
-            except CutOffError:
-                jobs = 1
-            except AssertionError as exc:
-                with self.ledger.lock:
-                    self.ledger.errors.append(str(exc))
-                jobs = 1
-            stop.wait(max(0.0, jobs * self.per_job - (time.monotonic() - began)))
-
-    def _name(self, prefix: str) -> str:
-        self._count += 1
-        return f"{prefix}-{self.number}-{self._count}-{uuid.uuid4().hex[:6]}"
-
-    def _body(self, *, fail: bool = False, key: str | None = None, **extra: Any) -> dict[str, Any]:
-        tag = key or self._name("t")
-        body: dict[str, Any] = {
-            "job": JOB,
-            "args": [self.marks],
-            "kwargs": {"ms": self.rng.randint(0, 300), "fail": fail, "tag": tag},
-            **extra,
-        }
-        if key is not None:
-            body["idempotency_key"] = key
-        return body
-
-    def _send(self, kind: str, body: dict[str, Any], **sent: Any) -> Sent:
-        began = time.time()
-        answer = self.api.post("/api/v1/jobs", body, keyed="idempotency_key" in body)
-        record = Sent(str(answer["id"]), kind, began, time.time(), **sent)
-        self.ledger.add(record)
-        return record
-
-    def plain(self) -> int:
-        body = self._body()
-        try:
-            self._send("plain", body)
-        except CutOffError:
-            with self.ledger.lock:
-                self.ledger.indeterminate.append(body["kwargs"]["tag"])
-        return 1
-
-    def keyed_twice(self) -> int:
-        key = self._name("k")
-        body = self._body(key=key)
-        record = self._send("keyed", body, key=key)
-        again = self.api.post("/api/v1/jobs", body, keyed=True)
-        record.replay_id = str(again["id"])
-        return 1
-
-    def bulk(self, size: int | None = None, keyed: bool | None = None) -> int:
-        size = self.rng.randint(10, 40) if size is None else size
-        keyed = self.rng.random() < 0.5 if keyed is None else keyed
-        bodies = [self._body(key=self._name("b") if keyed else None) for _ in range(size)]
-        began = time.time()
-        try:
-            answer = self.api.post("/api/v1/jobs/bulk", {"jobs": bodies}, keyed=keyed)
-        except CutOffError:
-            with self.ledger.lock:
-                self.ledger.indeterminate.extend(b["kwargs"]["tag"] for b in bodies)
-            return size
-        acked = time.time()
-        self.ledger.add(
-            *(
-                Sent(str(job_id), "bulk", began, acked, key=body.get("idempotency_key"))
-                for job_id, body in zip(answer["ids"], bodies, strict=True)
-            )
-        )
-        return size
-
-    def delayed(self) -> int:
-        key = self._name("d")
-        delay = round(self.rng.uniform(0.5, 6.0), 3)
-        record = self._send("delayed", self._body(key=key, delay_seconds=delay), key=key)
-        record.delay = delay
-        record.due = self.api.due(record.job_id)
-        return 1
-
-    def continuation(self) -> int:
-        parent = self._send("parent", self._body(key=(key := self._name("p"))), key=key)
-        child_key = self._name("c")
-        body = self._body(key=child_key, continue_after=parent.job_id)
-        self._send("child", body, key=child_key, parent=parent.job_id)
-        return 2
-
-    def failing(self) -> int:
-        key = self._name("f")
-        body = self._body(fail=True, key=key, retries=1, retry_delays=[0.5])
-        self._send("failing", body, key=key, fail=True)
-        return 1
-
-
-# --------------------------------------------------------------------------------------------
-# Faults
-
-
-@dataclass
-class Fault:
-    kind: str
-    at: float
-    target: str
-    pid: int
-    #: The incarnation started in its place.
-    replacement: str = ""
-
-
-#: Faults and their weights. An API restart stops all intake for as long as a replacement takes
-#: to start (15-60 s on a loaded 2-core machine, more under heavy load), so it is drawn less.
-FAULT_KINDS = {
-    "kill -9 worker": 3,
-    "SIGTERM worker": 3,
-    "kill -9 leading scheduler": 2,
-    "kill -9 api": 1,
-}
-
-
-class Injector:
-    """Every few seconds (seeded) one fault; the victim's slot gets a new process at once."""
-
-    def __init__(self, config: ChaosConfig, fleet: Fleet, watcher: Watcher) -> None:
-        self.rng = random.Random(config.seed)
-        self.config = config
-        self.fleet = fleet
-        self.leader = watcher.leader
-        #: A process is ready (schedulers) once it has announced itself in the store.
-        self.ready: Callable[[int], bool] = lambda pid: pid in watcher.announced
-        self.faults: list[Fault] = []
-        self.skipped: list[str] = []
-        #: Sends a keyed bulk of n jobs (set by the run to one of the load clients).
-        self.burst: Callable[[int], object] | None = None
-
-    def run(self, stop: threading.Event) -> None:
-        while not stop.wait(self.rng.uniform(*self.config.fault_every)):
-            (kind,) = self.rng.choices(list(FAULT_KINDS), list(FAULT_KINDS.values()))
-            victim = self._victim(kind)
-            if victim is None:
-                self.skipped.append(kind)
-                continue
-            if (
-                kind.endswith("worker")
-                and self.burst is not None
-                and _api_ready(self.fleet.system.api_url)
-            ):
-                # A worker fault lands while claims are in flight: right after a burst of jobs,
-                # as a deploy during traffic does (the SIGTERM race of issue 10 needs it).
-                self.burst(self.rng.randint(24, 48))
-                stop.wait(self.rng.uniform(0.05, 0.5))
-            fault = Fault(kind, time.time(), victim.name, victim.pid)
-            if kind == "SIGTERM worker":
-                self.fleet.terminate(victim)
-            else:
-                self.fleet.kill(victim)
-            fault.replacement = self.fleet.start(victim.slot, victim.role).name
-            self.faults.append(fault)
-
-    def _victim(self, kind: str) -> Incarnation | None:
-        if kind.endswith("worker"):
-            # At least one worker keeps consuming while replacements start (15-60 s each on a
-            # loaded machine), so the run has capacity throughout.
-            ready = [w for w in self.fleet.alive("worker") if self.fleet.ready_worker(w)]
-            return self.rng.choice(ready) if len(ready) >= 2 else None
-        if kind == "kill -9 api":
-            apis = self.fleet.alive("api")
-            return apis[0] if apis and _api_ready(self.fleet.system.api_url) else None
-        # Only with a standby ready to take over: the fault under test is a failover.
-        pid = self.leader()
-        standby = [s for s in self.fleet.alive("scheduler") if s.pid != pid and self.ready(s.pid)]
-        # The lease outlives a killed holder by up to its ttl: only a live holder is a victim.
-        leader = self.fleet.by_pid(pid) if pid is not None else None
-        return leader if leader is not None and leader.alive() and standby else None
-
-
-def _api_ready(url: str) -> bool:
-    with contextlib.suppress(httpx.HTTPError):
-        return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
-    return False
-
-
-# --------------------------------------------------------------------------------------------
-# Watching the store
-
-
-class Watcher:
-    """A thread that notes, every 0.25 s, who holds the scheduler lease and which processes
-    have announced themselves in the store (a scheduler is ready once it has)."""
-
-    def __init__(self, database_url: str) -> None:
-        self.database_url = database_url
-        #: (time, pid of the holder or None) at every change.
-        self.leaders: list[tuple[float, int | None]] = []
-        #: pid → when its server record was first seen.
-        self.announced: dict[int, float] = {}
-        self.stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="chaos-watcher", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        self._thread.join(10)
-
-    def leader(self) -> int | None:
-        return self.leaders[-1][1] if self.leaders else None
-
-    def _run(self) -> None:
-        asyncio.run(self._loop())
-
-    async def _loop(self) -> None:
-        engine = create_engine(self.database_url, pool_size=1)
-        try:
-            while not self.stop.is_set():
-                await self._read_leader(engine)
-                await asyncio.sleep(0.25)
-        finally:
-            await engine.dispose()
-
-    async def _read_leader(self, engine: Any) -> None:
-        try:
-            async with engine.connect() as conn:
-                holder = (
-                    await conn.execute(
-                        sa.select(_leases.c.holder).where(
-                            _leases.c.name == "scheduler", _leases.c.expires_at > sa.func.now()
-                        )
-                    )
-                ).scalar()
-                pids = (await conn.execute(sa.select(_servers.c.pid))).scalars().all()
-        except Exception:  # the store may be busy; try again next time
-            return
-        now = time.time()
-        for announced in pids:
-            self.announced.setdefault(int(announced), now)
-        pid = int(str(holder).split(":")[2]) if holder else None
-        if not self.leaders or self.leaders[-1][1] != pid:
-            self.leaders.append((time.time(), pid))
+# Reading the store and the broker
 
 
 async def job_states(database_url: str) -> dict[str, str]:
@@ -563,8 +88,30 @@ def wait_until_final(database_url: str, job_ids: set[str] | None, timeout: float
     return False
 
 
-async def dead_queue_depth(amqp_url: str, namespace: str) -> int:
-    connection = await aio_pika.connect(amqp_url)
+class DeadQueueUnreadableError(Exception):
+    """The dead-letter queue's depth could not be read: the check must not pass as 0."""
+
+
+async def dead_queue_depth(
+    amqp_url: str, namespace: str, *, attempts: int = 5, pause: float = 2.0
+) -> int:
+    """Messages in ``<namespace>.dead``, asked up to ``attempts`` times (the broker may be busy
+    right after every role has stopped); then :class:`DeadQueueUnreadableError` naming the last
+    error. The roles declare the queue, so a queue that is not there is an error too."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await _dead_queue_depth(amqp_url, namespace)
+        except Exception as exc:
+            if attempt == attempts:
+                raise DeadQueueUnreadableError(
+                    f"{namespace}.dead: depth not readable after {attempts} attempts: {exc!r}"
+                ) from exc
+            await asyncio.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+async def _dead_queue_depth(amqp_url: str, namespace: str) -> int:
+    connection = await aio_pika.connect(amqp_url, timeout=10)
     try:
         channel = await connection.channel()
         queue = await channel.declare_queue(f"{namespace}.dead", passive=True)
@@ -597,6 +144,8 @@ class Run:
     recurring_deleted: float = 0.0
     settled: bool = False
     dead_queue: int = 0
+    #: Why the dead queue's depth could not be read (a violation), if it could not.
+    dead_queue_error: str | None = None
     #: Whether a recurring run was scheduled after the faults stopped (the loop survived them).
     recurring_after_faults: bool = False
 
@@ -619,7 +168,7 @@ def wait_ready(run: Run) -> None:
         return (
             run.watcher.leader() is not None
             and all(run.fleet.ready_worker(w) for w in workers)
-            and _api_ready(run.system.api_url)
+            and api_ready(run.system.api_url)
         )
 
     names = [i.name for i in run.fleet.incarnations]
@@ -657,7 +206,7 @@ def run_chaos(config: ChaosConfig, system: System, marks: Path) -> Run:
     """Start the system, load it under faults, let it settle, stop it; returns the records."""
     fleet = Fleet(system, config)
     ledger = Ledger()
-    watcher = Watcher(system.database_url)
+    watcher = Watcher(system.database_url, system.api_url)
     run = Run(
         config, system, marks, fleet, ledger, Injector(config, fleet, watcher), watcher,
         recurring_id=f"chaos-{config.seed}",
@@ -675,8 +224,10 @@ def run_chaos(config: ChaosConfig, system: System, marks: Path) -> Run:
         fleet.stop_all()
         run.stopped_at = time.time()
         watcher.close()
-    with contextlib.suppress(Exception):
+    try:
         run.dead_queue = asyncio.run(dead_queue_depth(system.amqp_url, system.namespace))
+    except DeadQueueUnreadableError as exc:
+        run.dead_queue_error = str(exc)
     return run
 
 
@@ -706,9 +257,17 @@ def _settle(run: Run) -> None:
     budget = time.monotonic() + run.config.settle_seconds
     wait_until_final(run.system.database_url, acked, budget - time.monotonic())
     run.recurring_after_faults = _wait_recurring_after(run, run.load_ended, budget)
-    httpx.delete(f"{run.system.api_url}/api/v1/recurring/{run.recurring_id}", timeout=20)
+    # The last fault may have been the API's: its replacement may still be starting.
+    deadline = time.monotonic() + RETRY_FOR
+    while not api_ready(run.system.api_url) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    httpx.delete(
+        f"{run.system.api_url}/api/v1/recurring/{run.recurring_id}", timeout=20
+    ).raise_for_status()
     run.recurring_deleted = time.time()
-    run.settled = wait_until_final(run.system.database_url, None, budget - time.monotonic())
+    # At least a while for the recurring job's last run, however long the API took.
+    left = max(budget - time.monotonic(), 30.0)
+    run.settled = wait_until_final(run.system.database_url, None, left)
 
 
 def _wait_recurring_after(run: Run, after: float, budget: float) -> bool:

@@ -8,7 +8,6 @@ life. Each check yields a list of violations, each naming the job or occurrence 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import time
 from collections import Counter, defaultdict
@@ -24,7 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from orchestrator.db import create_engine
 from orchestrator.models import DeadLetter
 from orchestrator.store import jobs_table
-from tests.faults.chaos import FINAL, Fault, Run, Sent
+from tests.faults.chaos import FINAL, Run
+from tests.faults.chaos_clients import Sent
+from tests.faults.chaos_fleet import STOP_LIMIT
+from tests.faults.chaos_recovery import Recovery, recovery
 from tests.faults.scenario import REPORT
 
 _dead_letters = DeadLetter.__table__  # type: ignore[attr-defined]
@@ -200,25 +202,6 @@ def read_deadlocks(database_url: str) -> int:
 
 
 @dataclass
-class Recovery:
-    fault: str
-    at_s: float
-    target: str
-    #: Jobs whose attempt on the victim did not count (cut off, handed back) and ran again.
-    orphans: int = 0
-    #: From the fault until the last of those started again.
-    rerun_s: float | None = None
-    #: From the fault until a job acknowledged after it started.
-    new_work_s: float | None = None
-    #: kill -9 of the API: until the next acknowledged enqueue.
-    api_back_s: float | None = None
-    #: kill -9 of the leading scheduler: until another scheduler held the lease.
-    takeover_s: float | None = None
-    #: Until starts per second came back to half of the 10 s before the fault.
-    throughput_back_s: float | None = None
-
-
-@dataclass
 class Report:
     seed: int
     acked: int
@@ -246,14 +229,15 @@ class Report:
             f"{len(self.faults)} faults ({self.skipped_faults} skipped: no ready target)",
             "  phases: " + ", ".join(f"{k} {v:.0f} s" for k, v in self.phases.items()),
             f"  {'t (s)':>6}  {'fault':<26} {'target':<14} {'orphans':>7} {'re-run':>7} "
-            f"{'new work':>8} {'api back':>8} {'takeover':>8} {'thruput':>7}",
+            f"{'takeover':>8} {'api back':>8} {'limit':>6} {'new work':>8} {'thruput':>7}",
         ]
         for r in self.faults:
             lines.append(
                 f"  {r.at_s:6.1f}  {r.fault:<26} {r.target:<14} {r.orphans:7d} "
-                f"{_s(r.rerun_s):>7} {_s(r.new_work_s):>8} {_s(r.api_back_s):>8} "
-                f"{_s(r.takeover_s):>8} {_s(r.throughput_back_s):>7}"
+                f"{_s(r.rerun_s):>7} {_s(r.takeover_s):>8} {_s(r.api_back_s):>8} "
+                f"{r.limit_s:6.0f} {_s(r.new_work_s):>8} {_s(r.throughput_back_s):>7}"
             )
+        lines.append("  recovery by fault kind: " + self.recovery_by_kind())
         checks = [f"{name} {len(found)}" for name, found in self.violations.items()]
         lines.append("  violations: " + ", ".join(checks))
         for name, found in self.violations.items():
@@ -262,6 +246,18 @@ class Report:
             if len(found) > 10:
                 lines.append(f"    {name}: ... {len(found) - 10} more")
         return "\n".join(lines)
+
+    def recovery_by_kind(self) -> str:
+        """Per fault kind: how many, and the range of the figure each is judged by."""
+        kinds: dict[str, list[float | None]] = defaultdict(list)
+        for r in self.faults:
+            kinds[r.fault].append(r.recovered_s)
+        parts = []
+        for kind, figures in sorted(kinds.items()):
+            known = sorted(f for f in figures if f is not None)
+            span = f"{known[0]:.1f}-{known[-1]:.1f} s" if known else "nothing to recover"
+            parts.append(f"{kind} x{len(figures)}: {span}")
+        return "; ".join(parts) or "no faults"
 
     def failed(self) -> bool:
         return any(self.violations.values())
@@ -284,13 +280,16 @@ def evaluate(run: Run, store: Store, deadlocks_before: int) -> Report:
     sent = run.ledger.sent
     tags = {job.tag for job in store.jobs.values()}
     recurring = [j for j in store.jobs.values() if j.recurring_id == run.recurring_id]
+    failing = {job.id for job in store.jobs.values() if job.fail}
+    faults = [recovery(run, f, attempts, failing) for f in run.injector.faults]
     violations = {
         "lost": check_lost(sent, store),
         "not final": [f"{j.id} {j.state}" for j in store.jobs.values() if j.state not in FINAL],
         "wrong final state": check_final_states(store, attempts),
         "overlapping attempts": check_overlaps(attempts),
-        "dead letters": store.dead_letters
-        + ([f"{run.dead_queue} messages left in the dead queue"] if run.dead_queue else []),
+        "dead letters": check_dead_letters(
+            store.dead_letters, run.dead_queue, run.dead_queue_error
+        ),
         "deadlocks": [f"pg_stat_database.deadlocks {deadlocks_before} -> {store.deadlocks}"]
         if store.deadlocks != deadlocks_before
         else [],
@@ -300,6 +299,7 @@ def evaluate(run: Run, store: Store, deadlocks_before: int) -> Report:
         "recurring": check_recurring(run, recurring),
         "client errors": list(run.ledger.errors),
         "slow stops": check_stops(run),
+        "no recovery": [problem for r in faults if (problem := r.problem()) is not None],
     }
     return Report(
         seed=run.config.seed,
@@ -311,7 +311,7 @@ def evaluate(run: Run, store: Store, deadlocks_before: int) -> Report:
         retried=run.ledger.retried,
         attempts=sum(len(a) for a in attempts.values()),
         recurring_runs=len(recurring),
-        faults=[recovery(run, f, attempts, store) for f in run.injector.faults],
+        faults=faults,
         skipped_faults=len(run.injector.skipped),
         deadlocks=store.deadlocks - deadlocks_before,
         dead_letters=len(store.dead_letters) + run.dead_queue,
@@ -325,17 +325,23 @@ def evaluate(run: Run, store: Store, deadlocks_before: int) -> Report:
     )
 
 
-#: A role sent SIGTERM must have exited by then (a worker's grace here is 2 s); the run's end
-#: kills what is still alive after it.
-STOP_LIMIT = 55.0
-
-
 def check_stops(run: Run) -> list[str]:
     return [
         f"{i.name} exited {i.exited - i.signalled:.1f} s after SIGTERM"
         for i in run.fleet.incarnations
         if i.signalled is not None and i.exited is not None and i.exited - i.signalled > STOP_LIMIT
     ]
+
+
+def check_dead_letters(letters: list[str], depth: int, unreadable: str | None) -> list[str]:
+    """Rows in ``dead_letters``, messages in the dead queue, or a dead queue that could not be
+    read (which must not pass as empty)."""
+    found = list(letters)
+    if depth:
+        found.append(f"{depth} messages left in the dead queue")
+    if unreadable is not None:
+        found.append(f"the dead queue could not be read: {unreadable}")
+    return found
 
 
 def check_lost(sent: list[Sent], store: Store) -> list[str]:
@@ -439,52 +445,3 @@ def _scheduler_alive(run: Run, at: float) -> bool:
         for i in run.fleet.incarnations
         if i.role == "scheduler"
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Recovery figures
-
-
-def recovery(run: Run, fault: Fault, attempts: dict[str, list[Attempt]], store: Store) -> Recovery:
-    result = Recovery(fault.kind, fault.at - run.load_began, fault.target)
-    starts = sorted(a.start for runs in attempts.values() for a in runs)
-    result.throughput_back_s = _throughput_back(starts, fault.at)
-    fresh = [
-        attempts[s.job_id][0].start
-        for s in run.ledger.sent
-        if s.acked_at > fault.at and s.kind in ("plain", "keyed", "bulk") and attempts.get(s.job_id)
-    ]
-    result.new_work_s = min(fresh) - fault.at if fresh else None
-    if fault.kind.endswith("worker"):
-        reruns = []
-        for job_id, runs in attempts.items():
-            job = store.jobs.get(job_id)
-            for a, after in itertools.pairwise(runs):
-                # A designed failure that ended is retried by design, not orphaned.
-                designed_retry = job is not None and job.fail and a.end is not None
-                if a.pid == fault.pid and not designed_retry:
-                    reruns.append(after.start)
-        result.orphans = len(reruns)
-        result.rerun_s = max(reruns) - fault.at if reruns else None
-    elif fault.kind == "kill -9 api":
-        acks = [s.acked_at for s in run.ledger.sent if s.acked_at > fault.at + 0.5]
-        result.api_back_s = min(acks) - fault.at if acks else None
-    else:
-        takeovers = [
-            t for t, pid in run.watcher.leaders if t > fault.at and pid not in (None, fault.pid)
-        ]
-        result.takeover_s = min(takeovers) - fault.at if takeovers else None
-    return result
-
-
-def _throughput_back(starts: list[float], at: float, window: float = 2.0) -> float | None:
-    before = sum(1 for t in starts if at - 10 <= t < at) / 10
-    if before == 0:
-        return None
-    step = 0.0
-    while at + step < (starts[-1] if starts else at):
-        count = sum(1 for t in starts if at + step <= t < at + step + window)
-        if count / window >= before / 2:
-            return step
-        step += 0.25
-    return None

@@ -1,15 +1,23 @@
 """No deadlocks: every transaction that locks several job rows takes them in ascending id order.
 
 Workers' write rounds (outcomes and claims in one transaction), their heartbeats' lease
-renewals, shutdown hand-backs, the scheduler's lease expiry and promotions and a person's
-requeues run concurrently on PostgreSQL against one small set of jobs, each touching random
-overlapping subsets in random order, for a bounded time. PostgreSQL counts every deadlock it
-breaks in ``pg_stat_database.deadlocks``; the count must not move.
+renewals, shutdown hand-backs, the scheduler's lease expiry and promotions, the janitor's
+removal of expired jobs (their ``Awaiting`` children deleted first, "Parent expired"), and the
+API's requeues, deletes (deleted jobs expire at once, so the janitor removes them while the
+others still touch them) and enqueues of continuations (which lock their parents ``FOR SHARE``)
+run concurrently on PostgreSQL against one small set of jobs, each touching random overlapping
+subsets in random order, for a bounded time. PostgreSQL counts every deadlock it breaks in
+``pg_stat_database.deadlocks``; the count must not move.
+
+The lease expiry, promotion and janitor pick their rows ``FOR UPDATE SKIP LOCKED`` in time
+order, not id order: docs/architecture.md ("Lock order") says why that cannot deadlock, and
+this test runs them against every other kind of transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import uuid
@@ -22,10 +30,13 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import composition, store
+from orchestrator import composition, interventions, store
 from orchestrator.db import create_engine, db_now
+from orchestrator.errors import ConflictError, JobNotFoundError
 from orchestrator.filters import Filters
-from orchestrator.lifecycle import Change, State
+from orchestrator.lifecycle import FINAL, Change, State
+from orchestrator.store.creation import parent_states
+from orchestrator_janitor.expiry import expire_failed_jobs, expire_jobs
 from orchestrator_scheduler.leases import expire_leases
 from orchestrator_scheduler.promotion import promote_due
 from orchestrator_worker.claims import ClaimedJob, ClaimResult
@@ -40,6 +51,8 @@ WORKERS = 4
 LOAD_SECONDS = float(os.environ.get("ORCHESTRATOR_LOCK_ORDER_SECONDS", "8"))
 HOUR = timedelta(hours=1)
 TRANSITIONS = composition.transitions(HOUR)
+#: A person's deletes with jobs expiring at once, so the janitor removes them meanwhile.
+EXPIRING = composition.transitions(timedelta(0))
 
 
 @dataclass
@@ -56,6 +69,8 @@ class Load:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     errors: list[str] = field(default_factory=list)
     rounds: int = 0
+    #: Jobs the janitor removed (so removal really ran alongside the others).
+    removed: int = 0
 
     def sample(self, population: list[uuid.UUID], most: int) -> list[uuid.UUID]:
         picked = self.rng.sample(population, self.rng.randint(0, min(most, len(population))))
@@ -132,6 +147,55 @@ async def _requeue(load: Load, engine: AsyncEngine) -> None:
         )
 
 
+async def _delete(load: Load, engine: AsyncEngine) -> None:
+    """A person deletes jobs through the API (one job per request, any state); they expire at
+    once, so the janitor removes them while other roles may still be moving them."""
+    for job_id in load.sample(load.ids, 3):
+        # 404 (removed by the janitor meanwhile) and 409 (moved while being deleted) are the
+        # API's answers, not failures of the lock order.
+        with contextlib.suppress(JobNotFoundError, ConflictError):
+            async with engine.begin() as conn:
+                await interventions.delete_job(
+                    conn, EXPIRING, job_id, await db_now(conn), "Deleted through the API"
+                )
+
+
+async def _janitor(load: Load, engine: AsyncEngine) -> None:
+    """The janitor's expiry: expired Succeeded/Deleted jobs and Failed ones, oldest first."""
+    removed = await expire_jobs(engine, TRANSITIONS, batch=20)
+    removed += await expire_failed_jobs(engine, TRANSITIONS, batch=20, failed_for=timedelta(0))
+    load.removed += removed
+    if removed:
+        async with engine.connect() as conn:
+            left = set((await conn.execute(sa.select(store.jobs_table.c.id))).scalars())
+        load.ids[:] = [job_id for job_id in load.ids if job_id in left]
+
+
+async def _enqueue(load: Load, engine: AsyncEngine) -> None:
+    """The API's enqueue of new jobs and of continuations of existing ones: their parents are
+    locked ``FOR SHARE`` first (``parent_states``), so a parent ending meanwhile sees its child.
+    Keeps the set of jobs from running out while the janitor removes some."""
+    chosen = load.sample(load.ids, 3)
+    async with engine.begin() as conn:
+        parents = await parent_states(conn, set(chosen))
+        fresh = [store.NewJob(name="lock.order", queue="default", args=[], kwargs={})]
+        for parent_id, state in parents.items():
+            waiting = state not in {s.value for s in FINAL} and state != "Failed"
+            fresh.append(
+                store.NewJob(
+                    name="lock.order",
+                    queue="default",
+                    args=[],
+                    kwargs={},
+                    state=State.AWAITING if waiting else State.ENQUEUED,
+                    parent_id=parent_id,
+                    continue_on="finished",
+                )
+            )
+        await store.create_jobs(conn, fresh, await db_now(conn))
+    load.ids.extend(job.id for job in fresh)
+
+
 async def _scheduler(load: Load, engine: AsyncEngine) -> None:
     """The leading scheduler: lease expiry, then promotion of due jobs."""
     async with engine.begin() as conn:
@@ -205,14 +269,18 @@ async def test_concurrent_moves_never_deadlock(postgres_url: str) -> None:
     before = await _deadlocks(postgres_url)
 
     load = Load(rng, ids)
-    engines = [create_engine(postgres_url) for _ in range(WORKERS + 1)]
+    engines = [create_engine(postgres_url) for _ in range(WORKERS + 4)]
+    api, janitor, creator = engines[-2], engines[-3], engines[-4]
     workers = [SimulatedWorker(load, engines[n], n) for n in range(WORKERS)]
     roles = [
         *(load.repeat(w.write) for w in workers),
         *(load.repeat(w.renew) for w in workers),
         *(load.repeat(w.hand_back) for w in workers),
-        load.repeat(lambda: _requeue(load, engines[-1])),
+        load.repeat(lambda: _requeue(load, api)),
+        load.repeat(lambda: _delete(load, api)),
+        load.repeat(lambda: _enqueue(load, creator)),
         load.repeat(lambda: _scheduler(load, engines[-1])),
+        load.repeat(lambda: _janitor(load, janitor)),
     ]
     tasks = [asyncio.create_task(role) for role in roles]
     await asyncio.sleep(LOAD_SECONDS)
@@ -222,7 +290,11 @@ async def test_concurrent_moves_never_deadlock(postgres_url: str) -> None:
         await engine.dispose()
     after = await _deadlocks(postgres_url)
 
-    print(f"lock order: {load.rounds} transactions, deadlocks {after - before}")
+    print(
+        f"lock order: {load.rounds} transactions, {load.removed} jobs removed by the janitor, "
+        f"deadlocks {after - before}"
+    )
     assert load.rounds > 100
+    assert load.removed > 0
     assert after - before == 0, f"{after - before} deadlocks (seed {seed}): {load.errors[:3]}"
     assert load.errors == []

@@ -78,8 +78,9 @@ class ApiAccess:
                 hint = f" (give an API key with --key or {KEY_SETTING})"
             return CommandError(f"the API answered {exc.status} {exc.code}: {exc.message}{hint}")
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            reason = getattr(exc, "reason", exc)  # ApiUnavailableError's own words name the URL
             return CommandError(
-                f"cannot reach the API at {self.url} ({exc}); is it running (orchestrator dev, "
+                f"cannot reach the API at {self.url} ({reason}); is it running (orchestrator dev, "
                 f"orchestrator api)? Point --url or {URL_SETTING} at it"
             )
         if isinstance(exc, httpx.TimeoutException):

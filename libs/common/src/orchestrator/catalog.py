@@ -7,18 +7,21 @@ Schemas. Nothing ever imports a name that a request supplies.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import pydantic
 
 from orchestrator.errors import JobValidationError, UnknownJobError
 from orchestrator.jobs import JobFunction
 from orchestrator.settings_errors import JobModuleError
+
+if TYPE_CHECKING:
+    import jsonschema
 
 
 @dataclass(frozen=True)
@@ -117,15 +120,24 @@ def arguments_payload(
     return payload
 
 
-_FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER
-# JSON Schema counts 1.0 as an integer; the worker's strict pydantic model does not, so neither
-# does the API: an "integer" must arrive as a JSON number without a fraction or exponent.
-_Validator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
-        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
-    ),
-)
+@functools.cache
+def _validator_class() -> Any:
+    """Draft 2020-12 with the worker's idea of an integer, imported on first use: ``import
+    jsonschema`` loads every format checker's package (isoduration, arrow, dateutil, attrs...),
+    which a worker (it validates with pydantic) and a scheduler's start never need."""
+    import jsonschema
+
+    # JSON Schema counts 1.0 as an integer; the worker's strict pydantic model does not, so
+    # neither does the API: an "integer" must arrive as a JSON number without a fraction or
+    # exponent.
+    return jsonschema.validators.extend(
+        jsonschema.Draft202012Validator,
+        type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+            "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+        ),
+    )
+
+
 _validators: dict[str, Any] = {}
 
 
@@ -133,10 +145,13 @@ def validate_with_schema(
     registration: Registration, args: Sequence[Any], kwargs: Mapping[str, Any]
 ) -> None:
     """The API's check: arguments against the stored JSON Schema, formats included."""
+    import jsonschema  # loaded by _validator_class below on the first call
+
     payload = arguments_payload(registration.parameters, args, kwargs, registration.name)
     validator = _validators.get(registration.schema_hash)
     if validator is None:
-        validator = _Validator(registration.json_schema, format_checker=_FORMATS)
+        checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+        validator = _validator_class()(registration.json_schema, format_checker=checker)
         _validators[registration.schema_hash] = validator
     error = jsonschema.exceptions.best_match(validator.iter_errors(payload))
     if error is None:

@@ -14,7 +14,15 @@ Job arguments and enqueue options never share a namespace. The arguments are bou
 
 A job with a parameter named ``queue`` or ``retries`` is therefore fine: ``f.call(queue="x")``
 sets the job's argument, ``client.enqueue(call, queue="x")`` the queue it runs on.
-HTTP errors raise :class:`~orchestrator.errors.ApiError`; network failures raise ``httpx`` errors.
+HTTP errors raise :class:`~orchestrator.errors.ApiError`. An API that cannot be reached raises
+:class:`~orchestrator.errors.ApiUnavailableError` naming the URL (an ``OrchestratorError`` and
+still the ``httpx.ConnectError`` raised before); other network failures raise ``httpx`` errors.
+
+What the methods return (``orchestrator.results``): creating jobs returns their ids (``enqueue``,
+``schedule``, ``continue_with``, ``trigger``: a ``str``; ``enqueue_many``: a ``list[str]``); every
+other method returns the API's JSON answer as a typed dict (``Job``, ``JobPage``, ``JobChange``,
+``Batch``, ``BatchProgress``, ``Recurring``, ``Stats``, ``JobCatalog``): ``answer.state`` and
+``answer["state"]`` both work.
 """
 
 from __future__ import annotations
@@ -31,11 +39,21 @@ from urllib.parse import quote
 import httpx
 
 from orchestrator import bounds
+from orchestrator.client_errors import unavailable
 from orchestrator.client_recurring import AsyncRecurringMethods, RecurringMethods
 from orchestrator.errors import ApiError, JobFailedError
 from orchestrator.jobs import JobCall, JobFunction
 from orchestrator.lean_http import MAX_IDLE_SECONDS, LeanHTTP
 from orchestrator.propagation import current_headers
+from orchestrator.results import (
+    Batch,
+    BatchProgress,
+    Job,
+    JobCatalog,
+    JobChange,
+    JobPage,
+    Stats,
+)
 
 JobId = str | uuid.UUID
 Seconds = timedelta | float
@@ -243,6 +261,7 @@ class Client(RecurringMethods):
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        self.base_url = base_url
         self._http: httpx.Client | None = None
         self._lean: LeanHTTP | None = None
         if transport is None:
@@ -270,13 +289,18 @@ class Client(RecurringMethods):
     ) -> Any:
         # The caller's active span (if it traces) becomes the parent of what the API does.
         headers = current_headers()
-        if self._lean is not None:
-            status, reason, body = self._lean.request(
-                method, API + path, json_body=json, params=params, headers=headers
+        try:
+            if self._lean is not None:
+                status, reason, body = self._lean.request(
+                    method, API + path, json_body=json, params=params, headers=headers
+                )
+                return parse_answer(status, reason, body)
+            assert self._http is not None
+            answer = self._http.request(
+                method, API + path, headers=headers, json=json, params=params
             )
-            return parse_answer(status, reason, body)
-        assert self._http is not None
-        answer = self._http.request(method, API + path, headers=headers, json=json, params=params)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise unavailable(self.base_url, exc) from exc
         return parse(answer)
 
     def enqueue(self, call: JobCall, /, **options: Unpack[EnqueueOptions]) -> str:
@@ -305,30 +329,30 @@ class Client(RecurringMethods):
 
     def batch(
         self, items: Iterable[BulkItem], /, *, on_complete: BulkItem | None = None
-    ) -> JobDict:
+    ) -> Batch:
         """Create the jobs (all or none) and ``on_complete``, run once after every one has ended:
         ``{"id", "job_ids", "continuation_id"}``."""
-        return dict(self._call("POST", "/batches", json=batch_body(items, on_complete)))
+        return Batch.of(self._call("POST", "/batches", json=batch_body(items, on_complete)))
 
-    def get_batch(self, batch_id: JobId) -> JobDict:
+    def get_batch(self, batch_id: JobId) -> BatchProgress:
         """``{"id", "total", "succeeded", "failed", "deleted", "pending", "state"}``."""
-        return dict(self._call("GET", f"/batches/{quote(str(batch_id), safe='')}"))
+        return BatchProgress.of(self._call("GET", f"/batches/{quote(str(batch_id), safe='')}"))
 
-    def get(self, job_id: JobId) -> JobDict:
-        return dict(self._call("GET", job_path(job_id)))
+    def get(self, job_id: JobId) -> Job:
+        return Job.of(self._call("GET", job_path(job_id)))
 
     def list(
         self, *, state: str | None = None, queue: str | None = None, job: str | None = None,
         limit: int = 50, cursor: str | None = None,
-    ) -> JobDict:
+    ) -> JobPage:
         """One page, newest first: ``{"items": [...], "next_cursor": str | None}``."""
         params = list_params(state, queue, job, limit, cursor)
-        return dict(self._call("GET", "/jobs", params=params))
+        return JobPage.of(self._call("GET", "/jobs", params=params))
 
     def iter_jobs(
         self, *, state: str | None = None, queue: str | None = None, job: str | None = None,
         page_size: int = 100,
-    ) -> Iterator[JobDict]:
+    ) -> Iterator[Job]:
         """Every matching job, newest first, fetching pages as it goes."""
         cursor: str | None = None
         while True:
@@ -338,17 +362,17 @@ class Client(RecurringMethods):
             if cursor is None:
                 return
 
-    def delete(self, job_id: JobId) -> JobDict:
-        return dict(self._call("DELETE", job_path(job_id)))
+    def delete(self, job_id: JobId) -> JobChange:
+        return JobChange.of(self._call("DELETE", job_path(job_id)))
 
-    def requeue(self, job_id: JobId) -> JobDict:
-        return dict(self._call("POST", job_path(job_id, "/requeue")))
+    def requeue(self, job_id: JobId) -> JobChange:
+        return JobChange.of(self._call("POST", job_path(job_id, "/requeue")))
 
-    def stats(self) -> JobDict:
-        return dict(self._call("GET", "/stats"))
+    def stats(self) -> Stats:
+        return Stats.of(self._call("GET", "/stats"))
 
-    def catalog(self) -> JobDict:
-        return dict(self._call("GET", "/catalog"))
+    def catalog(self) -> JobCatalog:
+        return JobCatalog.of(self._call("GET", "/catalog"))
 
     def wait(self, job_id: JobId, *, timeout: float = 60.0, poll_interval: float = 0.25) -> Any:
         """The job's result once it succeeded; :class:`JobFailedError` if it ended ``Failed``
@@ -376,6 +400,7 @@ class AsyncClient(AsyncRecurringMethods):
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        self.base_url = base_url
         self._http = httpx.AsyncClient(
             base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport,
             limits=_LIMITS,
@@ -392,7 +417,11 @@ class AsyncClient(AsyncRecurringMethods):
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         headers = current_headers()  # joins the caller's trace, as above
-        return parse(await self._http.request(method, API + path, headers=headers, **kwargs))
+        try:
+            answer = await self._http.request(method, API + path, headers=headers, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise unavailable(self.base_url, exc) from exc
+        return parse(answer)
 
     async def enqueue(self, call: JobCall, /, **options: Unpack[EnqueueOptions]) -> str:
         return str((await self._call("POST", "/jobs", json=job_body(call, options)))["id"])
@@ -417,26 +446,27 @@ class AsyncClient(AsyncRecurringMethods):
 
     async def batch(
         self, items: Iterable[BulkItem], /, *, on_complete: BulkItem | None = None
-    ) -> JobDict:
-        return dict(await self._call("POST", "/batches", json=batch_body(items, on_complete)))
+    ) -> Batch:
+        return Batch.of(await self._call("POST", "/batches", json=batch_body(items, on_complete)))
 
-    async def get_batch(self, batch_id: JobId) -> JobDict:
-        return dict(await self._call("GET", f"/batches/{quote(str(batch_id), safe='')}"))
+    async def get_batch(self, batch_id: JobId) -> BatchProgress:
+        path = f"/batches/{quote(str(batch_id), safe='')}"
+        return BatchProgress.of(await self._call("GET", path))
 
-    async def get(self, job_id: JobId) -> JobDict:
-        return dict(await self._call("GET", job_path(job_id)))
+    async def get(self, job_id: JobId) -> Job:
+        return Job.of(await self._call("GET", job_path(job_id)))
 
     async def list(
         self, *, state: str | None = None, queue: str | None = None, job: str | None = None,
         limit: int = 50, cursor: str | None = None,
-    ) -> JobDict:
+    ) -> JobPage:
         params = list_params(state, queue, job, limit, cursor)
-        return dict(await self._call("GET", "/jobs", params=params))
+        return JobPage.of(await self._call("GET", "/jobs", params=params))
 
     async def iter_jobs(
         self, *, state: str | None = None, queue: str | None = None, job: str | None = None,
         page_size: int = 100,
-    ) -> AsyncIterator[JobDict]:
+    ) -> AsyncIterator[Job]:
         cursor: str | None = None
         while True:
             page = await self.list(
@@ -448,17 +478,17 @@ class AsyncClient(AsyncRecurringMethods):
             if cursor is None:
                 return
 
-    async def delete(self, job_id: JobId) -> JobDict:
-        return dict(await self._call("DELETE", job_path(job_id)))
+    async def delete(self, job_id: JobId) -> JobChange:
+        return JobChange.of(await self._call("DELETE", job_path(job_id)))
 
-    async def requeue(self, job_id: JobId) -> JobDict:
-        return dict(await self._call("POST", job_path(job_id, "/requeue")))
+    async def requeue(self, job_id: JobId) -> JobChange:
+        return JobChange.of(await self._call("POST", job_path(job_id, "/requeue")))
 
-    async def stats(self) -> JobDict:
-        return dict(await self._call("GET", "/stats"))
+    async def stats(self) -> Stats:
+        return Stats.of(await self._call("GET", "/stats"))
 
-    async def catalog(self) -> JobDict:
-        return dict(await self._call("GET", "/catalog"))
+    async def catalog(self) -> JobCatalog:
+        return JobCatalog.of(await self._call("GET", "/catalog"))
 
     async def wait(
         self, job_id: JobId, *, timeout: float = 60.0, poll_interval: float = 0.25

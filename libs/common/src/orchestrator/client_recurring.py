@@ -17,10 +17,12 @@ from urllib.parse import quote
 
 from orchestrator import bounds
 from orchestrator.jobs import JobCall
+from orchestrator.results import Recurring
 
 Misfire = Literal["relaxed", "strict", "ignore"]
 Overlap = Literal["allow", "skip"]
-Definition = dict[str, Any]
+#: A recurring job's definition, as the API answers it (``orchestrator.results.Recurring``).
+Definition = Recurring
 
 
 class RecurringOptions(TypedDict, total=False):
@@ -86,7 +88,7 @@ class RecurringMethods:
     ) -> Definition:
         """Create or replace the recurring job ``recurring_id``; returns its definition."""
         body = recurring_body(call, cron, timezone, options)
-        return dict(self._call("PUT", recurring_path(recurring_id), json=body))
+        return Recurring.of(self._call("PUT", recurring_path(recurring_id), json=body))
 
     def trigger(self, recurring_id: str) -> str:
         """Run it once now; its schedule does not move. Returns the new job's id."""
@@ -96,17 +98,17 @@ class RecurringMethods:
         self._call("DELETE", recurring_path(recurring_id))
 
     def pause(self, recurring_id: str) -> Definition:
-        return dict(self._call("POST", recurring_path(recurring_id, "/pause")))
+        return Recurring.of(self._call("POST", recurring_path(recurring_id, "/pause")))
 
     def resume(self, recurring_id: str) -> Definition:
         """Runs again from the next occurrence; nothing missed while paused is made up."""
-        return dict(self._call("POST", recurring_path(recurring_id, "/resume")))
+        return Recurring.of(self._call("POST", recurring_path(recurring_id, "/resume")))
 
     def get_recurring(self, recurring_id: str) -> Definition:
-        return dict(self._call("GET", recurring_path(recurring_id)))
+        return Recurring.of(self._call("GET", recurring_path(recurring_id)))
 
     def list_recurring(self) -> list[Definition]:
-        return [dict(item) for item in self._call("GET", "/recurring")["items"]]
+        return [Recurring.of(item) for item in self._call("GET", "/recurring")["items"]]
 
 
 class AsyncRecurringMethods:
@@ -126,7 +128,7 @@ class AsyncRecurringMethods:
         **options: Unpack[RecurringOptions],
     ) -> Definition:
         body = recurring_body(call, cron, timezone, options)
-        return dict(await self._call("PUT", recurring_path(recurring_id), json=body))
+        return Recurring.of(await self._call("PUT", recurring_path(recurring_id), json=body))
 
     async def trigger(self, recurring_id: str) -> str:
         return str((await self._call("POST", recurring_path(recurring_id, "/trigger")))["job_id"])
@@ -135,13 +137,13 @@ class AsyncRecurringMethods:
         await self._call("DELETE", recurring_path(recurring_id))
 
     async def pause(self, recurring_id: str) -> Definition:
-        return dict(await self._call("POST", recurring_path(recurring_id, "/pause")))
+        return Recurring.of(await self._call("POST", recurring_path(recurring_id, "/pause")))
 
     async def resume(self, recurring_id: str) -> Definition:
-        return dict(await self._call("POST", recurring_path(recurring_id, "/resume")))
+        return Recurring.of(await self._call("POST", recurring_path(recurring_id, "/resume")))
 
     async def get_recurring(self, recurring_id: str) -> Definition:
-        return dict(await self._call("GET", recurring_path(recurring_id)))
+        return Recurring.of(await self._call("GET", recurring_path(recurring_id)))
 
     async def list_recurring(self) -> list[Definition]:
-        return [dict(item) for item in (await self._call("GET", "/recurring"))["items"]]
+        return [Recurring.of(item) for item in (await self._call("GET", "/recurring"))["items"]]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # re-exported; loaded on first use (__getattr__ below)
+    from orchestrator.client_errors import ApiConnectTimeoutError as ApiConnectTimeoutError
+    from orchestrator.client_errors import ApiUnavailableError as ApiUnavailableError
 
 
 class OrchestratorError(Exception):
@@ -91,3 +95,16 @@ class JobInterrupted(OrchestratorError):  # noqa: N818 - a signal to the worker,
     """Raised by a job to stop early and be run again later, typically when
     ``ctx.shutting_down`` is set: the worker hands it back to ``Enqueued`` without spending a
     retry and without counting a failure."""
+
+
+#: Subclasses of httpx's errors (orchestrator.client_errors), so loaded on first use: ``import
+#: orchestrator`` does not load httpx.
+_HTTPX_ERRORS = ("ApiUnavailableError", "ApiConnectTimeoutError")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HTTPX_ERRORS:
+        from orchestrator import client_errors
+
+        return getattr(client_errors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -62,6 +62,7 @@ from orchestrator.inline_worker import InlineWorker, call_job
 from orchestrator.jobs import JobCall, JobContext, JobFunction
 from orchestrator.lifecycle import Change, RowChange, State
 from orchestrator.outbox import Pending
+from orchestrator.results import Batch, Job, JobChange, JobPage
 from orchestrator.store import continuations
 from orchestrator.store import inline as inline_store
 from orchestrator.store.tables import Row
@@ -158,7 +159,7 @@ class InlineClient:
 
     def batch(
         self, items: Iterable[shape.BulkItem], /, *, on_complete: shape.BulkItem | None = None
-    ) -> dict[str, Any]:
+    ) -> Batch:
         """Like the API: ``on_complete`` runs once, when every member has ended the first time."""
         body = shape.batch_body(items, on_complete)
         members = [_Request.of(job) for job in body["jobs"]]
@@ -166,11 +167,13 @@ class InlineClient:
         stored = self._store.run(self._store_batch(members, done))
         self._worker.deliver(stored.pending)
         continuation = stored.continuation_id
-        return {
-            "id": str(stored.batch_id),
-            "job_ids": [str(outcome.id) for outcome in stored.outcomes[: len(members)]],
-            "continuation_id": str(continuation) if continuation is not None else None,
-        }
+        return Batch(
+            {
+                "id": str(stored.batch_id),
+                "job_ids": [str(outcome.id) for outcome in stored.outcomes[: len(members)]],
+                "continuation_id": str(continuation) if continuation is not None else None,
+            }
+        )
 
     # -- reading and acting ---------------------------------------------------------------------
     @property
@@ -178,17 +181,17 @@ class InlineClient:
         """Every job by id, oldest first, as the store holds it now."""
         return {job.id: job for job in self._store.run(self._every_job())}
 
-    def get(self, job_id: shape.JobId) -> dict[str, Any]:
-        return self._store.run(self._view(_job_id(job_id)))
+    def get(self, job_id: shape.JobId) -> Job:
+        return Job(self._store.run(self._view(_job_id(job_id))))
 
     def list(
         self, *, state: str | None = None, queue: str | None = None, job: str | None = None
-    ) -> dict[str, Any]:
+    ) -> JobPage:
         """Every matching job, newest first, on one page (as the API lists them: no result)."""
         if state is not None and state not in {s.value for s in State}:
-            return {"items": [], "next_cursor": None}
+            return JobPage.of({"items": [], "next_cursor": None})
         where = store.JobFilter(State(state) if state else None, queue, job)
-        return {"items": self._store.run(self._list(where)), "next_cursor": None}
+        return JobPage.of({"items": self._store.run(self._list(where)), "next_cursor": None})
 
     def wait(self, job_id: shape.JobId, *, timeout: float = 0, poll_interval: float = 0) -> Any:
         """The result if it succeeded; raises ``JobFailedError`` if it ended otherwise, and
@@ -202,19 +205,19 @@ class InlineClient:
             )
         return result
 
-    def delete(self, job_id: shape.JobId) -> dict[str, Any]:
+    def delete(self, job_id: shape.JobId) -> JobChange:
         parsed = _job_id(job_id)
         self._worker.deliver(
             self._store.run(self._act(interventions.delete_job, parsed, "Deleted"))
         )
-        return {"id": str(parsed), "state": State.DELETED.value}
+        return JobChange({"id": str(parsed), "state": State.DELETED.value})
 
-    def requeue(self, job_id: shape.JobId) -> dict[str, Any]:
+    def requeue(self, job_id: shape.JobId) -> JobChange:
         parsed = _job_id(job_id)
         self._worker.deliver(
             self._store.run(self._act(interventions.requeue_job, parsed, "Requeued"))
         )
-        return {"id": str(parsed), "state": State.ENQUEUED.value}
+        return JobChange({"id": str(parsed), "state": State.ENQUEUED.value})
 
     def run_scheduled(self, until: datetime | None = None) -> Ids:
         """Run the delayed jobs due by ``until`` (default: all of them); returns their ids."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.lifecycle import State, has_ended
 from orchestrator.store import batches as store_batches
 from orchestrator.tracing import tracer
+from orchestrator_api.consumer_watch import warn_unconsumed
 from orchestrator_api.errors import BODY_ERRORS, ApiError, documented
 from orchestrator_api.runtime import runtime_of
 from orchestrator_api.schemas import MAX_BULK, EnqueueRequest
@@ -40,13 +41,14 @@ class BatchResponse(BaseModel):
 
 
 @router.post("", status_code=201, response_model=BatchResponse, responses=BODY_ERRORS)
-async def create_batch(body: BatchRequest, request: Request) -> dict[str, Any]:
+async def create_batch(body: BatchRequest, request: Request, response: Response) -> dict[str, Any]:
     """Create every member and the continuation in one transaction: all, or none."""
-    enqueuer = runtime_of(request).enqueuer
+    runtime = runtime_of(request)
     with tracer.start_as_current_span(
         "enqueue batch", attributes={"orchestrator.jobs": len(body.jobs)}
     ):
-        stored = await enqueuer.batch(body.jobs, body.on_complete)
+        stored = await runtime.enqueuer.batch(body.jobs, body.on_complete)
+    warn_unconsumed(runtime.consumers, [job.queue for job in stored.jobs], response)
     return {
         "id": stored.batch_id,
         "job_ids": [outcome.id for outcome in stored.outcomes[: len(body.jobs)]],

@@ -17,6 +17,7 @@ from orchestrator.metrics import JOBS_DELETED, JOBS_REQUEUED
 from orchestrator.outbox import Pending
 from orchestrator.redaction import redact_view
 from orchestrator.tracing import JOB_ID, JOB_NAME, QUEUE, tracer
+from orchestrator_api.consumer_watch import warn_unconsumed
 from orchestrator_api.errors import BODY_ERRORS, ApiError, documented
 from orchestrator_api.runtime import runtime_of
 from orchestrator_api.schemas import BulkRequest, BulkResponse, EnqueueRequest, EnqueueResponse
@@ -46,27 +47,29 @@ def _check_cursor(cursor: str) -> None:
 @router.post("", status_code=201, response_model=EnqueueResponse, responses=_ERRORS)
 async def create_job(body: EnqueueRequest, request: Request, response: Response) -> dict[str, Any]:
     """Create one job: Enqueued, Scheduled (a future delay) or Awaiting (a continuation)."""
-    enqueuer = runtime_of(request).enqueuer
+    runtime = runtime_of(request)
     # A child of the request's server span; the job keeps this span's context.
     with tracer.start_as_current_span(f"enqueue {body.job}") as span:
-        (prepared,) = await enqueuer.prepare([body], bulk=False)
+        (prepared,) = await runtime.enqueuer.prepare([body], bulk=False)
         span.set_attributes({JOB_NAME: body.job, QUEUE: prepared.queue})
-        outcome = await enqueuer.one(prepared)
+        outcome = await runtime.enqueuer.one(prepared)
         span.set_attribute(JOB_ID, str(outcome.id))
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"
+    warn_unconsumed(runtime.consumers, [prepared.queue], response)
     return {"id": outcome.id, "state": outcome.state}
 
 
 @router.post("/bulk", status_code=201, response_model=BulkResponse, responses=_ERRORS)
-async def create_jobs(body: BulkRequest, request: Request) -> dict[str, Any]:
+async def create_jobs(body: BulkRequest, request: Request, response: Response) -> dict[str, Any]:
     """Create many jobs in one transaction: all are stored, or none (the error names the index)."""
-    enqueuer = runtime_of(request).enqueuer
+    runtime = runtime_of(request)
     with tracer.start_as_current_span(
         "enqueue bulk", attributes={"orchestrator.jobs": len(body.jobs)}
     ):
-        prepared = await enqueuer.prepare(body.jobs, bulk=True)
-        outcomes = await enqueuer.many(prepared)
+        prepared = await runtime.enqueuer.prepare(body.jobs, bulk=True)
+        outcomes = await runtime.enqueuer.many(prepared)
+    warn_unconsumed(runtime.consumers, [p.queue for p in prepared], response)
     return {"ids": [outcome.id for outcome in outcomes]}
 
 

@@ -7,12 +7,13 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import composition, servers
+from orchestrator.catalog import known_queues
 from orchestrator.db import create_engine
 from orchestrator.filters import Filters, JobFilter
 from orchestrator.filters import load as load_filters
@@ -21,6 +22,7 @@ from orchestrator.presence import Presence, store_problem
 from orchestrator.settings import Settings
 from orchestrator_api.broker_link import BrokerLink
 from orchestrator_api.catalog_cache import CatalogCache
+from orchestrator_api.consumer_watch import ConsumerWatch
 from orchestrator_api.enqueue import Enqueuer
 from orchestrator_api.scheduler_wake import SchedulerWake
 
@@ -38,6 +40,8 @@ class Runtime:
         self.catalog = CatalogCache(self.engine, settings.jobs)
         self.sender = OutboxSender(self.engine, None)
         self.broker = BrokerLink(settings, self.sender)
+        #: Which known queues no worker consumes (the enqueue answer's Warning header).
+        self.consumers = ConsumerWatch(self.broker, self._known_queues)
         wake = SchedulerWake(self.sender, self.broker.topology)
         #: Creates jobs for every route (group commit for single plain enqueues).
         self.enqueuer = Enqueuer(
@@ -50,6 +54,7 @@ class Runtime:
     async def start(self) -> None:
         self.sender.start()
         self.broker.start()
+        self.consumers.start()
         self.enqueuer.start()
         # Announce before serving, so /api/v1/servers lists this instance from the first request.
         await self.presence.announce()
@@ -65,8 +70,12 @@ class Runtime:
             await asyncio.wait_for(self.sender.stop(), 10)
         except Exception:
             log.warning("outbox sender did not finish; the relay will publish the rest")
+        await self.consumers.stop()
         await self.broker.stop()
         await self.engine.dispose()
+
+    async def _known_queues(self) -> Iterable[str]:
+        return known_queues(await self.catalog.all(), self.settings.queues)
 
     async def signal_cancel(self, job_id: uuid.UUID) -> None:
         """Tell the worker running ``job_id`` to stop it now (it is Deleted already)."""

@@ -207,8 +207,14 @@ class Rounds:
         self.claimant.sender.submit(pending)
         await self.intake.settle(batch.undecodable, reject=True)
         await self.intake.settle([delivery for delivery, _ in batch.decoded])
-        for delivery, _ in batch.decoded:
-            metrics.DELIVERIES_RETURNED.labels(delivery.queue, "republished").inc()
+        sent = {entry.message.job_id for entry in pending}
+        for delivery, job_id in batch.decoded:
+            if job_id in sent:
+                sent.discard(job_id)  # one message per job, however many copies came
+                metrics.DELIVERIES_RETURNED.labels(delivery.queue, "republished").inc()
+            else:
+                # A stale copy (its job no longer waits for a message): dropped, not returned.
+                metrics.CLAIMS_LOST.labels(delivery.queue).inc()
 
     async def _reject_undecodable(self, batch: ClaimResult) -> None:
         await self.intake.settle(batch.undecodable, reject=True)
