@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from bench.system import ROOT, System, free_port
-from orchestrator.states import State
+from orchestrator.lifecycle import State
 from orchestrator_cli.console_commands import STATES
 
 pytestmark = pytest.mark.e2e

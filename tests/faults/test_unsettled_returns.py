@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import aio_pika
 
-from orchestrator import metrics, store
+from orchestrator import composition, interventions, metrics, store
 from orchestrator.broker import JobMessage, Publisher, connect
 from orchestrator.db import create_engine, db_now
 from orchestrator.settings import Settings
@@ -117,7 +117,8 @@ async def test_a_copy_no_slot_took_counts_as_returned_only_when_its_job_is_sent_
     async with engine.begin() as conn:
         now = await db_now(conn)
         await store.create_jobs(conn, [waiting, gone], now)  # messages never sent
-        await store.delete_job(conn, gone.id, now, settings.job_retention, "gone")
+        transitions = composition.transitions(settings.job_retention)
+        await interventions.delete_job(conn, transitions, gone.id, now, "gone")
     await engine.dispose()
     spy = Spy(settings, ["default"])
     await spy.declare()

@@ -14,8 +14,15 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-STATE_ORDER = ("Enqueued", "Scheduled", "Awaiting", "Processing", "Succeeded", "Failed", "Deleted")
-STATE_STYLES = {"Succeeded": "green", "Failed": "red", "Processing": "yellow", "Deleted": "dim"}
+from orchestrator.lifecycle import State
+
+STATE_ORDER = tuple(state.value for state in State)
+STATE_STYLES = {
+    State.SUCCEEDED: "green",
+    State.FAILED: "red",
+    State.PROCESSING: "yellow",
+    State.DELETED: "dim",
+}
 #: History data values longer than this are cut (a traceback has its own block).
 DATA_VALUE_CHARS = 60
 #: Width when the output is not a terminal (a pipe, a file): wide enough that a job id is never
