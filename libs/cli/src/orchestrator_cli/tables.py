@@ -17,7 +17,7 @@ from rich.text import Text
 from orchestrator.lifecycle import State
 
 STATE_ORDER = tuple(state.value for state in State)
-STATE_STYLES = {
+STATE_STYLES: dict[str, str] = {
     State.SUCCEEDED: "green",
     State.FAILED: "red",
     State.PROCESSING: "yellow",
