@@ -141,7 +141,7 @@ async def test_a_copy_no_slot_took_counts_as_returned_only_when_its_job_is_sent_
         lost = _count(metrics.CLAIMS_LOST, queue="default")
         for message in taken:
             assert message is not None
-            worker._returns.submit(Delivery("default", message))  # the intake's give-back
+            worker.rounds.returns.submit(Delivery("default", message))  # the intake's give-back
         async with asyncio.timeout(60):
             while await spy.count() < 1:  # the waiting job's message, sent again
                 await asyncio.sleep(0.05)
