@@ -44,6 +44,8 @@ from tests.worker.test_worker import CATALOG
 SLOTS = 3
 JOBS = int(os.environ.get("ORCHESTRATOR_OVERLOAD_JOBS", "400"))
 QUEUES = ["critical", "default"]
+#: Batches of JOBS at most, until a delivery was handed back.
+BATCHES = 3
 #: Seconds of the long variant; unset: not run (``make chaos`` sets it).
 LONG_SECONDS = float(os.environ.get("ORCHESTRATOR_OVERLOAD_LONG_SECONDS", "0"))
 
@@ -87,23 +89,30 @@ async def test_overload_and_workers_coming_and_going_dead_letter_nothing(
     await spy.declare()
     before = _returned()
     stop, first = await _start(settings)
-    jobs = [
-        store.NewJob(
-            name="tests.sleep", queue=rng.choice(QUEUES), args=[rng.uniform(0.01, 0.06)], kwargs={}
-        )
-        for _ in range(JOBS)
-    ]
-    ids = await enqueue(settings, jobs)
+    ids: list[uuid.UUID] = []
     visits = 0
     try:
-        while not _all_ended(await states(settings)):
-            # The queue still holds far more jobs than both workers have slots; a second
-            # worker joins for a while and leaves again (its graceful stop).
-            second_stop, second = await _start(settings)
-            await asyncio.sleep(rng.uniform(0.2, 1.0))  # how long it stays: random
-            second_stop.set()
-            await asyncio.wait_for(second, 60)
-            visits += 1
+        # A batch of jobs at a time; another (at most BATCHES) while no delivery was handed
+        # back yet: whether one arrives while no slot is free is up to timing.
+        handed_back_any = False
+        while len(ids) < BATCHES * JOBS and not handed_back_any:
+            jobs = [
+                store.NewJob(
+                    name="tests.sleep", queue=rng.choice(QUEUES), args=[rng.uniform(0.01, 0.06)],
+                    kwargs={},
+                )
+                for _ in range(JOBS)
+            ]  # fmt: skip
+            ids += await enqueue(settings, jobs)
+            while not _all_ended(await states(settings)):
+                # The queue still holds far more jobs than both workers have slots; a second
+                # worker joins for a while and leaves again (its graceful stop).
+                second_stop, second = await _start(settings)
+                await asyncio.sleep(rng.uniform(0.2, 1.0))  # how long it stays: random
+                second_stop.set()
+                await asyncio.wait_for(second, 60)
+                visits += 1
+            handed_back_any = _returned().get("republished", 0) > before.get("republished", 0)
     finally:
         stop.set()
         await asyncio.wait_for(first, 60)
@@ -113,7 +122,7 @@ async def test_overload_and_workers_coming_and_going_dead_letter_nothing(
     handed_back = sum((await reenqueued(settings)).values())
     await spy.delete()
     print(
-        f"overload: {JOBS} jobs, {visits} visits of a second worker, returned {returned}, "
+        f"overload: {len(ids)} jobs, {visits} visits of a second worker, returned {returned}, "
         f"messages sent again {sent_again} ({handed_back} of them hand-backs)"
     )
     assert await dead_queue_depth(settings.amqp_url, settings.broker_namespace) == 0
