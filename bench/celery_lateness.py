@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 from bench.lateness import report
-from bench.system import AMQP_URL
+from tests.support.system import AMQP_URL
 
 VENV = Path("/tmp/orch-celery-venv")
 TASKS = """

@@ -23,10 +23,10 @@ from urllib.parse import quote
 import httpx
 import sqlalchemy as sa
 
-from bench.system import AMQP_URL, drop_postgres_database, new_postgres_database
 from orchestrator.db import create_engine
 from orchestrator.settings import load_settings
 from orchestrator_api.app import create_app
+from tests.support.system import AMQP_URL, drop_postgres_database, new_postgres_database
 
 TARGET_MS = 200.0
 

@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import sqlalchemy as sa
 
-from bench.system import System, drop_postgres_database, new_postgres_database
 from orchestrator.db import create_engine
+from tests.support.system import System, drop_postgres_database, new_postgres_database
 
 NOOP = "tests.noop"
 

@@ -49,14 +49,14 @@ from typing import Any
 import aio_pika
 import sqlalchemy as sa
 
-from bench.system import (
+from orchestrator.db import create_engine
+from tests.support.system import (
     AMQP_URL,
     ROOT,
     System,
     drop_postgres_database,
     new_postgres_database,
 )
-from orchestrator.db import create_engine
 
 PEER_PACKAGES = ("dramatiq[rabbitmq]", "celery", "py-spy")
 SYSTEMS = ("orchestrator", "dramatiq", "dramatiq-confirms", "celery")

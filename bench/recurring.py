@@ -23,10 +23,10 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from bench.system import System, drop_postgres_database, new_postgres_database
 from orchestrator.db import create_engine
 from orchestrator.models import RecurringJob
 from orchestrator_scheduler.recurring import MAX_SLEEP, RecurringLoop
+from tests.support.system import System, drop_postgres_database, new_postgres_database
 
 LATENESS_SQL = """
 SELECT extract(epoch FROM h.at - j.scheduled_for),

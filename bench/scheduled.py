@@ -17,11 +17,11 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from bench.system import drop_postgres_database, new_postgres_database
 from orchestrator import composition
 from orchestrator.db import create_engine
 from orchestrator.outbox import OutboxSender
 from orchestrator_scheduler.promotion import Promoter
+from tests.support.system import drop_postgres_database, new_postgres_database
 
 INSERT = """
 INSERT INTO jobs (id, name, queue, args, kwargs, state, scheduled_reason, due_at, attempt,

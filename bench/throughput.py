@@ -32,9 +32,9 @@ import httpx
 import sqlalchemy as sa
 
 from bench.progress import Progress, print_table
-from bench.system import System, drop_postgres_database, new_postgres_database
 from orchestrator.db import create_engine
 from orchestrator.store import history_table, jobs_table
+from tests.support.system import System, drop_postgres_database, new_postgres_database
 
 NOOP = {"job": "bench.noop"}
 

@@ -20,13 +20,13 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import sqlalchemy as sa
 
-from bench.system import RoleNotReadyError, delete_namespace
 from orchestrator.db import create_engine
 from orchestrator.migrate import upgrade
 from orchestrator.settings import Settings, load_settings
 
 # One in-memory span exporter for the process, defined once so it is installed once.
 from tests.support.spans import _installed_exporter, spans  # noqa: F401  (fixtures)
+from tests.support.system import RoleNotReadyError, delete_namespace
 
 POSTGRES_URL = os.environ.get(
     "ORCHESTRATOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -28,8 +28,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from bench.system import System, delete_namespace
 from tests.api.conftest import ADD, BOUNDS_JOBS, ECHO, FAIL, TEST_JOBS, URGENT
+from tests.support.system import System, delete_namespace
 
 #: Examples per operation and generation mode: small, so the runs take a few minutes in all.
 EXAMPLES = 4

@@ -22,10 +22,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.system import ROOT, free_port
 from orchestrator import Client
 from orchestrator.errors import ApiError
 from orchestrator.migrate import upgrade
+from tests.support.system import ROOT, free_port
 
 HEAD_TIMEOUT = 2
 BODY_TIMEOUT = 2

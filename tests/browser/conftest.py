@@ -31,10 +31,10 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from bench.system import ROOT, System
 from orchestrator import Client
 from orchestrator.db import create_engine
 from tests.browser.ui import WAIT_MS, Dashboard, Problems, Screenshots
+from tests.support.system import ROOT, System
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: As root Chromium needs --no-sandbox; with no internet nothing may phone home.

@@ -8,13 +8,13 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from bench.system import System
 from orchestrator import Client
 from orchestrator_api.auth import SESSION_COOKIE
 from tests.browser import jobs
 from tests.browser.conftest import Keys, Tabs, sign_in
 from tests.browser.ui import Dashboard
 from tests.support.dashboard_contract import ACTION_BUTTONS, PAGES
+from tests.support.system import System
 
 pytestmark = pytest.mark.e2e
 

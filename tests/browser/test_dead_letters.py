@@ -12,12 +12,12 @@ import aio_pika
 import pytest
 from playwright.sync_api import Locator, expect
 
-from bench.system import System
 from orchestrator import Client
 from orchestrator.settings import Settings
 from orchestrator.topology import Topology, declare_base, declare_work_queue
 from tests.browser import jobs
 from tests.browser.ui import Dashboard
+from tests.support.system import System
 
 pytestmark = pytest.mark.e2e
 

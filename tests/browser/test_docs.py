@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Request, Route, expect
 
-from bench.system import System
 from tests.browser.conftest import LAPTOP, Tabs
 from tests.browser.ui import WAIT_MS
+from tests.support.system import System
 
 pytestmark = pytest.mark.e2e
 

@@ -25,7 +25,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from bench.system import free_port
 from orchestrator import ops_server
 from orchestrator.db import create_engine
 from tests.deploy.support import (
@@ -41,6 +40,7 @@ from tests.deploy.support import (
     pinned,
     unknown_settings,
 )
+from tests.support.system import free_port
 
 TARGETS = (*ROLES, "cli")
 HEALTHCHECK_IN_IMAGE = "/usr/local/lib/orchestrator/healthcheck.py"

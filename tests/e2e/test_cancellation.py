@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.system import System
 from orchestrator import Client
 from tests import worker_jobs
 from tests.e2e.test_system import system  # noqa: F401 - the fixture
+from tests.support.system import System
 
 pytestmark = pytest.mark.e2e
 

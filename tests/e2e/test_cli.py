@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.system import READY_LIMIT_SECONDS, ROOT, delete_namespace, free_port
+from tests.support.system import READY_LIMIT_SECONDS, ROOT, delete_namespace, free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from bench.system import ROOT, System, free_port
 from orchestrator.lifecycle import State
 from orchestrator_cli.console_commands import STATES
+from tests.support.system import ROOT, System, free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.system import READY_LIMIT_SECONDS, ROOT, free_port
 from orchestrator_cli.private_broker import PINNED_IMAGE, STATE_FOLDER
+from tests.support.system import READY_LIMIT_SECONDS, ROOT, free_port
 
 pytestmark = pytest.mark.e2e
 

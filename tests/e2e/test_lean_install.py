@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.system import ROOT, System
+from tests.support.system import ROOT, System
 
 pytestmark = pytest.mark.e2e
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.system import READY_LIMIT_SECONDS, ROOT, System
+from tests.support.system import READY_LIMIT_SECONDS, ROOT, System
 
 # Filling a fresh environment takes 40 s on a quiet machine and over 2 minutes at load 12: more
 # than the suite's default limit for one test with its fixtures.

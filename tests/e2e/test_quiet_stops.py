@@ -19,13 +19,13 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.system import ROOT, System, delete_namespace, free_port
 from orchestrator import Client, JobCall
 from orchestrator.signals import SAME_PERSON_SECONDS
 from tests import worker_jobs
 from tests.faults.harness import wait_until
 from tests.faults.overlaps import attempts
 from tests.faults.scenario import job_states
+from tests.support.system import ROOT, System, delete_namespace, free_port
 
 pytestmark = pytest.mark.e2e
 

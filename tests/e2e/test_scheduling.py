@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bench.system import System
 from orchestrator import Client
 from orchestrator.db import create_engine
 from tests import worker_jobs
+from tests.support.system import System
 
 pytestmark = pytest.mark.e2e
 

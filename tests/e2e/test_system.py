@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.system import ROOT, System
 from orchestrator import Client, JobCall
 from orchestrator.errors import ApiError, JobFailedError
 from tests import worker_jobs
+from tests.support.system import ROOT, System
 
 pytestmark = pytest.mark.e2e
 

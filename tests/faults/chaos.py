@@ -2,13 +2,14 @@
 after another hits it (issue 10, point 6).
 
 On PostgreSQL: 1 API, 3 workers, 2 schedulers and 1 janitor started through the CLI
-(``bench.system``), short leases with matching heartbeats. Client threads send mixed load through
-the HTTP API (single jobs, jobs with an idempotency key sent twice, bulk requests, delayed jobs,
-continuations, jobs designed to fail, and a recurring job with a seconds-field cron). Meanwhile,
-every few seconds, a seeded RNG picks one fault: kill -9 or SIGTERM of a worker, of the scheduler
-holding the lease or of the API (:mod:`tests.faults.chaos_fleet`). A killed or stopped process is
-replaced at once, so the system keeps its capacity. Clients retry requests with their idempotency
-key while the API is down (and plain requests only when nothing can have reached the server).
+(``tests.support.system``), short leases with matching heartbeats. Client threads send mixed
+load through the HTTP API (single jobs, jobs with an idempotency key sent twice, bulk requests,
+delayed jobs, continuations, jobs designed to fail, and a recurring job with a seconds-field
+cron). Meanwhile, every few seconds, a seeded RNG picks one fault: kill -9 or SIGTERM of a
+worker, of the scheduler holding the lease or of the API (:mod:`tests.faults.chaos_fleet`). A
+killed or stopped process is replaced at once, so the system keeps its capacity. Clients retry
+requests with their idempotency key while the API is down (and plain requests only when nothing
+can have reached the server).
 
 Everything observed is kept as plain records (what the clients were told, every process's life,
 who held the scheduler lease when, when the API answered); :mod:`tests.faults.chaos_checks`
@@ -29,11 +30,11 @@ import aio_pika
 import httpx
 import sqlalchemy as sa
 
-from bench.system import System
 from orchestrator.db import create_engine
 from orchestrator.store import jobs_table
 from tests.faults.chaos_clients import JOB, RETRY_FOR, ApiClient, Ledger, LoadClient
 from tests.faults.chaos_fleet import Fleet, Injector, Watcher, api_ready
+from tests.support.system import System
 
 FINAL = ("Succeeded", "Failed", "Deleted")
 

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import sqlalchemy as sa
 
-from bench.system import System
 from orchestrator.db import create_engine
 from orchestrator.models import Lease, Server
+from tests.support.system import System
 
 if TYPE_CHECKING:
     from tests.faults.chaos import ChaosConfig

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.system import System
 from orchestrator.migrate import upgrade
 from tests.faults.harness import PostgresCluster, RabbitNode, require_tools
 from tests.faults.scenario import Effects
+from tests.support.system import System
 
 #: The private broker checks delivery-acknowledgement timeouts against this (the long-job test
 #: relies on it; every other fault test runs under it too). 60 s is the smallest value 3.10

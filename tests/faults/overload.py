@@ -30,12 +30,12 @@ import httpx
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.system import System, free_port
 from orchestrator import outbox, store
 from orchestrator.broker import Publisher, connect
 from orchestrator.db import create_engine, db_now
 from orchestrator.settings import Settings
 from orchestrator.topology import Topology, declare_exchange
+from tests.support.system import System, free_port
 
 
 @dataclass

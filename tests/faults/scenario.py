@@ -15,10 +15,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.system import ROOT
 from orchestrator import Client, JobCall
 from orchestrator.db import create_engine
 from orchestrator.store import jobs_table
+from tests.support.system import ROOT
 
 REPORT = Path(os.environ.get("ORCHESTRATOR_FAULTS_REPORT", ROOT / "artifacts" / "faults.jsonl"))
 #: States in which a job is still on its way; none may remain once a scenario has drained.

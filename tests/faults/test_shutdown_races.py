@@ -30,7 +30,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from bench.system import System, free_port
 from orchestrator import Client, JobCall
 from orchestrator.db import create_engine
 from orchestrator.store import history_table, jobs_table
@@ -38,6 +37,7 @@ from tests.faults.conftest import SystemFactory
 from tests.faults.harness import wait_until
 from tests.faults.overlaps import attempts, overlapping
 from tests.faults.scenario import Outcome, wait_for_states
+from tests.support.system import System, free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from bench.system import free_port
+from tests.support.system import free_port
 
 _UNPACKED = Path(__file__).resolve().parents[2] / ".tools/prometheus/usr/bin"
 

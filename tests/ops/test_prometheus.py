@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.system import System, free_port
 from orchestrator import Client
 from tests import worker_jobs
 from tests.ops.prometheus import Prometheus, config, require_prometheus, running_prometheus
+from tests.support.system import System, free_port
 
 pytestmark = pytest.mark.e2e
 JOBS = 7

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.system import System
 from orchestrator import Client, JobCall
 from tests.faults.scenario import Outcome
+from tests.support.system import System
 
 pytestmark = pytest.mark.e2e
 LEASE = 2.0

@@ -17,11 +17,11 @@ from typing import Any
 import aio_pika
 import pytest
 
-from bench.system import System
 from orchestrator import Client
 from orchestrator.errors import JobFailedError
 from orchestrator.topology import Topology, declare_base, declare_work_queue
 from tests.retries.jobs import always, flaky, sync_polite
+from tests.support.system import System
 
 pytestmark = pytest.mark.e2e
 

@@ -24,8 +24,8 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from bench.system import System
 from orchestrator import Client, logs, tracing
+from tests.support.system import System
 from tests.tracing.jobs import PASSWORD, TOKEN
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,4 @@
-"""A whole Orchestrator system of real processes on this machine, for benchmarks and e2e tests.
+"""A whole Orchestrator system of real processes on this machine, for e2e tests and benchmarks.
 
 It creates a fresh PostgreSQL database (or SQLite file), migrates it, picks free ports and a
 unique broker namespace, starts the roles with the ``orchestrator`` CLI, and tears everything
@@ -29,7 +29,7 @@ from orchestrator.db import create_engine
 from orchestrator.migrate import upgrade
 from orchestrator.topology import DELAY_LEVELS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 POSTGRES_ADMIN_URL = os.environ.get(
     "ORCHESTRATOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
