@@ -236,6 +236,14 @@ class Intake:
 
     async def _start_consuming(self) -> None:
         async with self._switching:
+            if not self._sources:
+                # A re-arm closed the channels while this switch waited for the lock: nothing
+                # to consume from yet. Marked consuming with no consumer, the intake would
+                # never consume from the new channels (the pull loop skips a consuming
+                # intake), and the queues would fill with nobody taking; the re-arm wakes the
+                # pull loop once the new channels are open.
+                self._consuming = False
+                return
             self._consuming = True
             # Per-consumer prefetch, set before each consume: the queue's share of the free
             # slots, so RabbitMQ sends hardly more than can be taken at once.
