@@ -13,6 +13,7 @@ export UV_COMPILE_BYTECODE := 1
 help:
 	@echo "make dev    - set up, migrate and run every role on http://localhost:5001"
 	@echo "make test   - set up and run lint, type checks and the test suite"
+	@echo "make unit   - the unit tests only (no PostgreSQL, RabbitMQ or role process; seconds)"
 	@echo "make bench  - run the benchmarks (PostgreSQL + RabbitMQ; bench.peers installs Dramatiq and Celery in /tmp)"
 	@echo "make chaos  - the chaos test for several seeds (CHAOS_SEEDS=1,2,3,4,5), then minutes of overload (OVERLOAD_SECONDS=180)"
 
@@ -43,6 +44,12 @@ importcheck: setup
 
 test: lint typecheck importcheck system-packages
 	.venv/bin/pytest
+
+# The unit tier (tests/unit): no PostgreSQL, RabbitMQ or role process; seconds. Schemathesis's and
+# Hypothesis's pytest plugins are not loaded: no unit test uses them, and importing them is
+# most of pytest's start-up.
+unit: setup
+	.venv/bin/pytest tests/unit -p no:schemathesis -p no:hypothesispytest
 
 bench: setup
 	.venv/bin/python -m bench.throughput

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.ops.prometheus import Prometheus, config, running_prometheus
-from tests.test_metrics_contract import _defined, _documented
+from tests.unit.test_metrics_contract import _defined, _documented
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"

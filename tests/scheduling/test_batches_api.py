@@ -1,14 +1,13 @@
-"""Batches and continuations through the client and the real API app (PostgreSQL and SQLite),
-and the same through ``InlineClient``."""
+"""Batches and continuations through the client and the real API app (PostgreSQL and SQLite);
+the same through ``InlineClient`` is tests/unit/test_testing_inline.py."""
 
 from __future__ import annotations
 
 import pytest
 
 from orchestrator import JobCall
-from orchestrator.errors import ApiError, JobValidationError
+from orchestrator.errors import ApiError
 from orchestrator.lifecycle import State
-from orchestrator.testing import InlineClient
 from tests import jobs_for_tests as jobs
 from tests.test_client_api import Running
 
@@ -104,13 +103,3 @@ async def test_finished_child_of_a_deleted_parent_runs(api: Running) -> None:
     assert conflict.value.status == 409
 
 
-def test_inline_batch() -> None:
-    client = InlineClient([jobs.add, jobs.echo, jobs.fail])
-    made = client.batch([jobs.add.call(1, 2), jobs.fail.call()], on_complete=jobs.echo.call("z"))
-    done = client.get(made["continuation_id"])
-    assert done["state"] == "Succeeded" and done["result"] == "z"
-    assert [client.get(i)["state"] for i in made["job_ids"]] == ["Succeeded", "Failed"]
-    client.requeue(made["job_ids"][1])
-    assert len(client.get(made["continuation_id"])["history"]) == 4  # ran once
-    with pytest.raises(JobValidationError):
-        client.batch([jobs.add.call(1, 2)], on_complete=jobs.add.call("x", 1))

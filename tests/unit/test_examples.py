@@ -9,7 +9,7 @@ from pathlib import Path
 from examples.jobs import daily_report
 from orchestrator.testing import run_job
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_the_recurring_example_reads_the_day_when_it_runs_not_when_registered() -> None:

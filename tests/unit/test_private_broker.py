@@ -9,7 +9,7 @@ import yaml
 
 from orchestrator_cli.private_broker import PINNED_IMAGE, BrokerAddress, docker_run_line
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_docker_line_runs_the_image_docker_compose_pins() -> None:

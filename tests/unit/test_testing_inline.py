@@ -18,6 +18,7 @@ from orchestrator.errors import (
     JobValidationError,
 )
 from orchestrator.testing import InlineClient, run_job
+from tests import jobs_for_tests as jobs
 
 calls: list[tuple[str, object]] = []
 
@@ -233,3 +234,15 @@ def test_list_filters(client: InlineClient) -> None:
     assert [j["id"] for j in client.list()["items"]] == [bad, ok]
     assert [j["id"] for j in client.list(state="Failed")["items"]] == [bad]
     assert [j["id"] for j in client.list(job="inline.add")["items"]] == [ok]
+
+
+def test_inline_batch() -> None:
+    client = InlineClient([jobs.add, jobs.echo, jobs.fail])
+    made = client.batch([jobs.add.call(1, 2), jobs.fail.call()], on_complete=jobs.echo.call("z"))
+    done = client.get(made["continuation_id"])
+    assert done["state"] == "Succeeded" and done["result"] == "z"
+    assert [client.get(i)["state"] for i in made["job_ids"]] == ["Succeeded", "Failed"]
+    client.requeue(made["job_ids"][1])
+    assert len(client.get(made["continuation_id"])["history"]) == 4  # ran once
+    with pytest.raises(JobValidationError):
+        client.batch([jobs.add.call(1, 2)], on_complete=jobs.add.call("x", 1))

@@ -9,7 +9,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from orchestrator import metrics
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 
 
 def _defined() -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -58,7 +58,7 @@ def _documented_values(label: str) -> tuple[str, ...]:
 
 def _counted_return_reasons() -> set[str]:
     """The reasons the worker's code counts ``orchestrator_deliveries_returned_total`` with."""
-    source = Path(__file__).resolve().parent.parent / "services" / "worker" / "src"
+    source = Path(__file__).resolve().parents[2] / "services" / "worker" / "src"
     found = set()
     for path in source.rglob("*.py"):
         text = path.read_text()
