@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from orchestrator import job
-from orchestrator.catalog import Catalog, Registration
+from orchestrator.catalog import Registration
 from orchestrator.db import db_now
 from orchestrator.store import registrations
 
@@ -38,7 +36,3 @@ async def test_newest_registration_of_a_name_wins(engine) -> None:  # type: igno
         assert (await registrations.newest(conn))["shop.ship"].parameters == ["order_id"]
 
 
-def test_catalog_refuses_two_functions_with_one_name() -> None:
-    only = Catalog([ship_v1])
-    with pytest.raises(ValueError, match=r"shop\.ship"):
-        only.add(ship_v2)

@@ -249,16 +249,3 @@ async def test_without_keys_only_loopback_clients_are_served(
         assert await job_state(api, job_id) == "Enqueued"
 
 
-def test_arguments_are_displayed_with_secrets_redacted() -> None:
-    from orchestrator.catalog import Registration
-    from orchestrator_api.dashboard.web import display_arguments
-
-    schema = {"properties": {"user": {}, "password": {"type": "string", "writeOnly": True}}}
-    login = Registration("app.login", "default", ["user", "password"], schema, "h", {})
-    registrations = {"app.login": login}
-    shown = display_arguments(registrations, "app.login", ["ada", "s3cret"], {})
-    assert shown == '"ada", "[redacted]"'
-    shown = display_arguments(registrations, "app.login", [], {"user": "bo", "password": "x"})
-    assert shown == 'user="bo", password="[redacted]"'
-    # A job no worker registered: nothing marks an argument secret.
-    assert display_arguments(registrations, "other", [1, {"a": "é"}], {}) == '1, {"a": "é"}'

@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from orchestrator import store
 from orchestrator.db import db_now
 from orchestrator.lifecycle import State
-from orchestrator_api.dashboard.cron_text import describe
 from orchestrator_api.dashboard.web import plural
 from tests.api.conftest import ADD, ECHO, Api
 from tests.api.dashboard_pages import act, add_dead_letter, open_page, read
@@ -168,26 +167,3 @@ async def test_recurring_jobs_show_their_cron_in_words_in_their_time_zone(api: A
     assert "At 00:00 (Asia/Tokyo)" in page
 
 
-@pytest.mark.parametrize(
-    ("cron", "words"),
-    [
-        ("* * * * *", "Every minute"),
-        ("0 9 * * MON", "At 09:00, only on Monday"),
-        ("30 0 9 * * 1-5", "At 09:00:30, Monday through Friday"),  # seconds first
-        ("0 0 1,15 * 3", "At 00:00, on day 1 and 15 of the month, or on Wednesday"),
-        # Debian cron's rule: either the days of month or the weekdays, whatever their form ...
-        ("15 4 1,15 * MON-FRI", "At 04:15, on day 1 and 15 of the month, or Monday through Friday"),
-        ("0 0 1 * 5L", "At 00:00, on day 1 of the month, or on the last Friday of the month"),
-        # ... but both when either starts with a star.
-        ("0 0 */2 * 1", "At 00:00, every 2 days, only on Monday"),
-        ("0 0 L * *", "At 00:00, on the last day of the month"),
-        ("@hourly", "Every hour"),
-    ],
-)
-def test_cron_words(cron: str, words: str) -> None:
-    assert describe(cron, "Europe/Berlin") == f"{words} (Europe/Berlin)"
-
-
-def test_cron_that_cannot_be_read_has_no_words() -> None:
-    assert describe("0 0 * * 9", "UTC") is None
-    assert describe("not cron", "UTC") is None

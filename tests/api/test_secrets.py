@@ -171,28 +171,6 @@ async def test_an_idempotent_replay_answers_the_same_whatever_the_secret(bounded
     assert await api.count() == 1
 
 
-def test_the_workers_own_check_never_quotes_a_value() -> None:
-    """The worker validates again with a strict pydantic model; its message becomes the job's
-    stored error, so it names the argument and the rule only."""
-    from orchestrator.catalog import validate_with_model
-    from orchestrator.errors import JobValidationError
-    from tests.api.bounds_jobs import sign_in
-    from tests.jobs_for_tests import echo
-
-    for function, kwargs in (
-        (echo, {"text": "t", "when": "not-a-time-xyz"}),
-        (sign_in, {"user": "u", "password": 918273}),
-    ):
-        try:
-            validate_with_model(function, [], kwargs)
-        except JobValidationError as exc:
-            message = str(exc)
-        else:
-            raise AssertionError("accepted")
-        assert "not-a-time-xyz" not in message and "918273" not in message, message
-        assert f"argument {function.parameter_names[-1]!r}" in message
-
-
 async def test_search_skips_a_stored_row_that_is_not_json(bounded_api: Api) -> None:
     """SQLite kept NaN as text that is not JSON before the edge refused it; searching a secret
     job's arguments must not fail on such a row (PostgreSQL's jsonb never held one)."""

@@ -10,12 +10,9 @@ import asyncio
 import uuid
 
 import aio_pika
-import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
 from orchestrator.broker import FailoverConnection, connect
-from orchestrator.settings import load_settings
-from orchestrator.topology import Topology
 from tests.faults.harness import RabbitNode, free_port
 
 
@@ -72,38 +69,3 @@ async def test_connect_skips_an_address_that_is_down(amqp_url: str) -> None:
         assert isinstance(connection, FailoverConnection)
         assert str(connection.current) == amqp_url
         await connection.close()
-
-
-async def test_connect_raises_when_no_address_answers() -> None:
-    down = [f"amqp://guest:guest@127.0.0.1:{free_port()}/" for _ in range(2)]
-    with pytest.raises(ConnectionError):
-        await connect(down, name="test-failover", timeout=5)
-
-
-def test_the_urls_setting_falls_back_to_the_single_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    one = "amqp://guest:guest@rabbit-a:5672/"
-    monkeypatch.setenv("ORCHESTRATOR_AMQP_URL", one)
-    monkeypatch.delenv("ORCHESTRATOR_AMQP_URLS", raising=False)
-    assert load_settings().broker_urls == [one]
-    many = "amqp://u:p@rabbit-a:5672/, amqp://u:p@rabbit-b:5672/,amqps://u:p@rabbit-c:5671/"
-    monkeypatch.setenv("ORCHESTRATOR_AMQP_URLS", many)
-    assert load_settings().broker_urls == [
-        "amqp://u:p@rabbit-a:5672/",
-        "amqp://u:p@rabbit-b:5672/",
-        "amqps://u:p@rabbit-c:5671/",
-    ]
-    monkeypatch.setenv("ORCHESTRATOR_AMQP_URLS", "rabbit-a:5672")
-    with pytest.raises(ValueError, match="amqp:// or amqps://"):
-        load_settings()
-
-
-def test_the_quorum_group_size_reaches_every_quorum_queue() -> None:
-    sized = Topology(quorum_group_size=3)
-    queues = [sized.work_queue("default"), sized.dead_letter_queue, sized.delay_queue(4)]
-    for spec in queues:
-        assert ("x-quorum-initial-group-size", 3) in spec.arguments
-    # Unset, nothing is sent: queues declared before keep matching their arguments.
-    unsized = Topology()
-    assert all(
-        name != "x-quorum-initial-group-size" for name, _ in unsized.work_queue("a").arguments
-    )

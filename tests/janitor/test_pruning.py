@@ -7,13 +7,11 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import composition, dead_letters, store
 from orchestrator.lifecycle import Change, State
-from orchestrator.settings import load_settings
 from orchestrator.store import tables
 from orchestrator_janitor import pruning
 from orchestrator_janitor.expiry import expire_failed_jobs, expire_jobs
@@ -127,9 +125,3 @@ async def test_several_janitors_at_once_remove_each_job_once(engine: AsyncEngine
     assert await _count(engine, store.jobs_table) == 0
 
 
-def test_counter_retention_is_at_least_seven_days() -> None:
-    assert load_settings(counter_retention="7d").counter_retention == 7 * DAY
-    with pytest.raises(ValueError, match="at least 7 days"):
-        load_settings(counter_retention="6d")
-    assert load_settings().counter_retention == 30 * DAY
-    assert load_settings().failed_job_retention is None

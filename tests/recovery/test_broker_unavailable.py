@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from orchestrator import outbox, store
 from orchestrator.db import create_engine, db_now
 from orchestrator.settings import Settings
-from orchestrator_scheduler.relay import MAX_BACKOFF_SECONDS, Backoff, Relay
+from orchestrator_scheduler.relay import MAX_BACKOFF_SECONDS, Relay
 from orchestrator_scheduler.scheduler import Scheduler
 from tests.api.conftest import DOWN_AMQP_URL, start_api  # noqa: F401 - the API fixture
 from tests.support.proxy import TcpProxy
@@ -24,19 +24,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def test_backoff_doubles_from_its_base_up_to_its_cap() -> None:
-    clock = Clock()
-    backoff = Backoff(1.0, 30.0, clock)
-    assert backoff.ready()
-    assert [backoff.failed() for _ in range(7)] == [1, 2, 4, 8, 16, 30, 30]
-    clock.now = 29.9
-    assert not backoff.ready()
-    clock.now = 30.0
-    assert backoff.ready()
-    backoff.succeeded()
-    assert backoff.failed() == 1
 
 
 async def test_the_relay_backs_off_while_rabbitmq_is_down_then_sends_everything(

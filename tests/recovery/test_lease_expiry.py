@@ -133,37 +133,6 @@ class FakeClock:
         return self.now
 
 
-def test_the_outage_guard_holds_back_for_one_lease_after_a_silence() -> None:
-    clock = FakeClock()
-    guard = OutageGuard(30.0, silence=5.0, clock=clock)
-    for _ in range(10):  # steady contact every 2 s: never held back
-        clock.now += 2.0
-        guard.contact(True)
-        assert not guard.holding()
-    for _ in range(20):  # 40 s of failed round trips
-        clock.now += 2.0
-        guard.contact(False)
-        assert not guard.holding()
-    clock.now += 2.0
-    guard.contact(True)
-    assert guard.holding()
-    for _ in range(14):  # 29 s more of steady contact: still within one lease of its return
-        clock.now += 2.0
-        guard.contact(True)
-        assert guard.holding()
-    clock.now += 2.0
-    guard.contact(True)
-    assert not guard.holding()
-
-
-def test_a_scheduler_that_could_not_reach_the_store_at_start_holds_back() -> None:
-    clock = FakeClock()
-    guard = OutageGuard(30.0, silence=5.0, clock=clock)
-    clock.now += 60.0
-    guard.contact(True)
-    assert guard.holding()
-
-
 @pytest.fixture
 async def sender(engine: AsyncEngine) -> AsyncIterator[OutboxSender]:
     running = OutboxSender(engine, None)

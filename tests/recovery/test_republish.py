@@ -21,7 +21,7 @@ from orchestrator.db import db_now
 from orchestrator.outbox import OutboxSender
 from orchestrator.store import jobs_table
 from orchestrator.topology import Topology
-from orchestrator_scheduler.reconcile import Republisher, pass_interval
+from orchestrator_scheduler.reconcile import Republisher
 
 AFTER = 300.0
 
@@ -183,7 +183,3 @@ async def test_nothing_is_republished_without_a_broker_connection(rig: Rig) -> N
     assert republisher.republished == 0
 
 
-def test_the_pass_interval_follows_the_threshold() -> None:
-    assert pass_interval(300) == 30
-    assert pass_interval(3600) == 30
-    assert pass_interval(2) == 1

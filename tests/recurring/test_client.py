@@ -5,8 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from orchestrator import AsyncClient, Cron, JobCall
-from orchestrator.client_recurring import recurring_body, recurring_path
+from orchestrator import AsyncClient, Cron
 from orchestrator.errors import ApiError
 from tests import jobs_for_tests as jobs
 from tests.api.conftest import Api
@@ -46,19 +45,3 @@ async def test_async_client_round_trip(api: Api) -> None:
         assert invalid.value.status == 422 and invalid.value.code == "invalid_cron"
 
 
-def test_job_parameters_named_like_options_do_not_collide() -> None:
-    call = JobCall.named("reports.build", queue="q-arg", timezone="arg-tz", cron="arg")
-    body = recurring_body(call, "@daily", "Asia/Tokyo", {"queue": "low", "retries": None})
-    assert body == {
-        "job": "reports.build",
-        "args": [],
-        "cron": "@daily",
-        "timezone": "Asia/Tokyo",
-        "kwargs": {"queue": "q-arg", "timezone": "arg-tz", "cron": "arg"},
-        "queue": "low",
-    }
-    with pytest.raises(TypeError, match="unknown option"):
-        recurring_body(call, "@daily", "UTC", {"delay": 5})
-    with pytest.raises(TypeError, match="takes a JobCall"):
-        recurring_body(jobs.add, "@daily", "UTC", {})  # type: ignore[arg-type]
-    assert recurring_path("a/b c", "/pause") == "/recurring/a%2Fb%20c/pause"

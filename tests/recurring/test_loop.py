@@ -15,7 +15,7 @@ from orchestrator.catalog import Catalog
 from orchestrator.lifecycle import Change, State
 from orchestrator.models import JobRegistration
 from orchestrator.store import registrations as store_registrations
-from orchestrator_scheduler.recurring import GRACE, RecurringLoop, choose_runs, fire_due
+from orchestrator_scheduler.recurring import RecurringLoop, fire_due
 
 ADD = "tests.jobs_for_tests.add"
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -130,14 +130,6 @@ async def test_strict_is_capped_at_one_hundred(db: AsyncEngine) -> None:
     assert found[0].scheduled_for == T0 + timedelta(seconds=1)
     assert found[-1].scheduled_for == T0 + timedelta(seconds=100)
     assert (await definition(db))["next_run_at"] == (now + timedelta(seconds=1)).isoformat()
-
-
-def test_an_occurrence_a_little_late_is_on_time_under_every_policy() -> None:
-    due = [T0, T0 + timedelta(seconds=1)]
-    now = due[-1] + GRACE / 2
-    for misfire in ("relaxed", "strict", "ignore"):
-        assert choose_runs(misfire, due, now) == due
-    assert choose_runs("ignore", due, T0 + timedelta(hours=1)) == []
 
 
 async def test_overlap_skip_waits_for_the_previous_run_to_end(db: AsyncEngine) -> None:

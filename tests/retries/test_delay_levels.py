@@ -1,4 +1,5 @@
-"""The broker's delay levels: which levels a delay takes (data), and real delays through them."""
+"""Real delays through the broker's delay levels (which levels a delay takes, as data, is
+tests/unit/test_topology.py)."""
 
 from __future__ import annotations
 
@@ -7,54 +8,9 @@ import time
 import uuid
 
 import aio_pika
-import pytest
 
 from orchestrator.broker import JobMessage, Publisher, connect, decode_job_id
-from orchestrator.topology import (
-    MAX_DELAY_PASS,
-    Topology,
-    declare_base,
-    declare_work_queue,
-    delay_levels,
-    delay_routing_key,
-)
-
-
-@pytest.mark.parametrize(
-    ("seconds", "levels"),
-    [
-        (1, [0]),
-        (2, [1]),
-        (3, [1, 0]),
-        (37, [5, 2, 0]),  # 32 + 4 + 1
-        (100_000, [16, 15, 10, 9, 7, 5]),  # 65536 + 32768 + 1024 + 512 + 128 + 32
-        (0.2, [0]),  # rounds up to whole seconds
-        (2.5, [1, 0]),
-        (0, []),
-        (10**9, list(reversed(range(18)))),  # capped at one pass; the worker sends it round again
-    ],
-)
-def test_levels_a_delay_takes(seconds: float, levels: list[int]) -> None:
-    assert delay_levels(seconds) == levels
-    assert sum(2**k for k in levels) == min(MAX_DELAY_PASS, -(-seconds // 1))
-
-
-def test_routing_key_spells_the_delay_in_binary_then_the_queue() -> None:
-    assert delay_routing_key(37, "default") == "0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.1.0.1.default"
-    assert MAX_DELAY_PASS == 2**18 - 1
-
-
-def test_levels_are_fixed_ttl_quorum_queues_dead_lettering_at_least_once() -> None:
-    topology = Topology("x")
-    for level in (0, 5, 17):
-        args = dict(topology.delay_queue(level).arguments)
-        assert args["x-message-ttl"] == 2**level * 1000
-        assert args["x-queue-type"] == "quorum"
-        assert args["x-dead-letter-strategy"] == "at-least-once"
-        assert args["x-overflow"] == "reject-publish"
-        below = "x.delay.out" if level == 0 else f"x.delay.{level - 1}"
-        assert args["x-dead-letter-exchange"] == below
-    assert ("x.delay.out", "#.default") in topology.work_queue("default").bindings
+from orchestrator.topology import Topology, declare_base, declare_work_queue
 
 
 async def _receive(amqp_url: str, namespace: str, count: int, timeout: float) -> list[tuple]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from orchestrator.filters import Filters
 from tests.api.conftest import ECHO
 from tests.retries import user_filters
 from tests.retries.conftest import enqueue, new_job, read, wait_for
@@ -60,23 +59,3 @@ async def test_an_election_filter_replaces_failed_with_deleted(start_worker, pos
     assert (await read(settings, key_error))[0].expires_at is not None  # Deleted expires
 
 
-async def test_around_chain_order_first_is_outermost():
-    seen: list[str] = []
-
-    class Mark(user_filters.JobFilter):
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        async def around(self, call_next, context):
-            seen.append(f"{self.name} in")
-            result = await call_next()
-            seen.append(f"{self.name} out")
-            return result
-
-    async def job() -> str:
-        seen.append("job")
-        return "done"
-
-    result = await Filters([Mark("a"), Mark("b")]).perform(job, None)  # type: ignore[arg-type]
-    assert result == "done"
-    assert seen == ["a in", "b in", "job", "b out", "a out"]

@@ -17,7 +17,7 @@ from orchestrator.db import create_engine, db_now
 from orchestrator.lifecycle import State
 from orchestrator.outbox import OutboxSender
 from orchestrator_scheduler.leadership import Leadership, try_acquire
-from orchestrator_scheduler.promotion import Promoter, sleep_for
+from orchestrator_scheduler.promotion import Promoter
 
 T0 = datetime(2030, 1, 1, 12, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -73,13 +73,6 @@ async def sender(engine: AsyncEngine) -> AsyncIterator[OutboxSender]:
     running.start()
     yield running
     await running.stop()
-
-
-def test_sleep_is_bounded() -> None:
-    assert sleep_for(None, T0, 5.0) == 5.0
-    assert sleep_for(T0 + timedelta(seconds=1.25), T0, 5.0) == 1.25
-    assert sleep_for(T0 + HOUR, T0, 5.0) == 5.0
-    assert sleep_for(T0 - HOUR, T0, 5.0) == 0.0
 
 
 async def test_promotes_each_job_when_due_and_sleeps_until_the_next(

@@ -1,61 +1,16 @@
-"""Secret job arguments: marked in the registered schema, redacted wherever arguments are shown."""
+"""Secret job arguments through the API: never read back, in a job or a recurring definition
+(where they are marked and how they are redacted: tests/unit/test_redaction.py)."""
 
 from __future__ import annotations
 
 import uuid
 
-import pydantic
-import pytest
-
-from orchestrator import job, store
-from orchestrator.catalog import Registration, validate_with_schema
-from orchestrator.redaction import REDACTED, redact, redact_for, secret_parameters
+from orchestrator import store
+from orchestrator.redaction import REDACTED
 from tests.api.conftest import TEST_JOBS, ApiFactory
-from tests.tracing.jobs import PASSWORD, sign_in
+from tests.tracing.jobs import PASSWORD
 
 SIGN_IN = "tests.tracing.jobs.sign_in"
-
-
-def test_secret_parameters_are_write_only_in_the_stored_schema() -> None:
-    registration = Registration.of(sign_in)
-    assert registration.json_schema["properties"]["password"]["writeOnly"] is True
-    assert "writeOnly" not in registration.json_schema["properties"]["user"]
-    assert secret_parameters(registration.json_schema) == {"password"}
-    # The marking is an annotation: the API still validates the value as before.
-    validate_with_schema(registration, ["ann", PASSWORD], {})
-
-
-def test_positional_and_keyword_secrets_are_redacted_in_a_copy() -> None:
-    registration = Registration.of(sign_in)
-    args = ["ann", PASSWORD]
-    assert redact_for(registration, args, {}) == (["ann", REDACTED], {})
-    assert redact_for(registration, [], {"user": "ann", "password": PASSWORD}) == (
-        [],
-        {"user": "ann", "password": REDACTED},
-    )
-    assert args == ["ann", PASSWORD]
-    # A job no worker registered: nothing is known to be secret.
-    assert redact_for(None, args, {}) == (args, {})
-
-
-def test_a_secret_str_parameter_is_secret_too() -> None:
-    @job(name="tests.vault")
-    def vault(path: str, key: pydantic.SecretStr) -> None: ...
-
-    assert redact(vault.parameter_names, vault.json_schema, ["/a", "k"], {}) == (
-        ["/a", REDACTED],
-        {},
-    )
-
-
-def test_secret_must_name_parameters() -> None:
-    with pytest.raises(TypeError, match="secret names no parameter: pasword"):
-
-        @job(secret=["pasword"])
-        def typo(password: str) -> None: ...
-
-    with pytest.raises(TypeError, match="list of parameter names"):
-        job(secret="password")
 
 
 async def test_the_api_never_reads_a_secret_back(start_api: ApiFactory, database_url: str) -> None:

@@ -19,7 +19,6 @@ from orchestrator.db import create_engine, db_now
 from orchestrator.settings import Settings
 from orchestrator.topology import Topology
 from orchestrator_worker.worker import Worker
-from tests import worker_jobs
 
 CATALOG = Catalog.from_modules(["tests.worker_jobs"])
 
@@ -164,5 +163,3 @@ async def test_undecodable_message_goes_to_the_dead_letter_queue(running_worker)
     await connection.close()
 
 
-def test_catalog_loaded_from_module() -> None:
-    assert CATALOG.get("tests.add") is worker_jobs.add
