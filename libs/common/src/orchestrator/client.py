@@ -1,4 +1,6 @@
-"""HTTP clients of the Orchestrator API: ``Client`` (sync) and ``AsyncClient``, same methods.
+"""HTTP clients of the Orchestrator API: ``Client`` (sync) and ``AsyncClient``, same methods
+(``AsyncClient`` is :mod:`orchestrator.client_async`; what both send is
+:mod:`orchestrator.client_requests`, re-exported here).
 
 Job arguments and enqueue options never share a namespace. The arguments are bound first into a
 :class:`~orchestrator.jobs.JobCall`; the options are the keywords of the client's method::
@@ -27,225 +29,46 @@ other method returns the API's JSON answer as a typed dict (``Job``, ``JobPage``
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from datetime import datetime, timedelta
-from typing import Any, Literal, TypedDict, Unpack
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any, Unpack
 from urllib.parse import quote
 
 import httpx
 
-from orchestrator import bounds
+from orchestrator.client_async import AsyncClient as AsyncClient
 from orchestrator.client_errors import unavailable
-from orchestrator.client_recurring import AsyncRecurringMethods, RecurringMethods
-from orchestrator.errors import ApiError, JobFailedError
-from orchestrator.jobs import JobCall, JobFunction
-from orchestrator.lean_http import MAX_IDLE_SECONDS, LeanHTTP
+from orchestrator.client_recurring import RecurringMethods
+
+# What both clients send, built in one place; re-exported under the names it always had here.
+from orchestrator.client_requests import API as API
+from orchestrator.client_requests import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
+from orchestrator.client_requests import HTTPX_LIMITS as HTTPX_LIMITS
+from orchestrator.client_requests import BulkItem as BulkItem
+from orchestrator.client_requests import ContinueOn as ContinueOn
+from orchestrator.client_requests import EnqueueOptions as EnqueueOptions
+from orchestrator.client_requests import IdList as IdList
+from orchestrator.client_requests import JobDict as JobDict
+from orchestrator.client_requests import JobId as JobId
+from orchestrator.client_requests import JobOptions as JobOptions
+from orchestrator.client_requests import Seconds as Seconds
+from orchestrator.client_requests import auth_headers as auth_headers
+from orchestrator.client_requests import batch_body as batch_body
+from orchestrator.client_requests import bulk_body as bulk_body
+from orchestrator.client_requests import continuation_body as continuation_body
+from orchestrator.client_requests import job_body as job_body
+from orchestrator.client_requests import job_path as job_path
+from orchestrator.client_requests import list_params as list_params
+from orchestrator.client_requests import outcome as outcome
+from orchestrator.client_requests import parse as parse
+from orchestrator.client_requests import parse_answer as parse_answer
+from orchestrator.client_requests import require_call as require_call
+from orchestrator.client_requests import schedule_body as schedule_body
+from orchestrator.jobs import JobCall
+from orchestrator.lean_http import LeanHTTP
 from orchestrator.propagation import current_headers
-from orchestrator.results import (
-    Batch,
-    BatchProgress,
-    Job,
-    JobCatalog,
-    JobChange,
-    JobPage,
-    Stats,
-)
-
-JobId = str | uuid.UUID
-Seconds = timedelta | float
-ContinueOn = Literal["succeeded", "finished"]
-JobDict = dict[str, Any]
-IdList = list[str]
-
-DEFAULT_TIMEOUT = 10.0
-API = "/api/v1"
-
-
-class EnqueueOptions(TypedDict, total=False):
-    """The options every enqueueing method takes as keywords (never a job's arguments)."""
-
-    queue: str | None  #: default: the job's own; another catalog job's queue or ORCHESTRATOR_QUEUES
-    retries: int | None  #: re-runs allowed after the first failure; default: the job's own
-    retry_delays: list[float] | None  #: seconds before retry 1, 2, … (the last repeats)
-    timeout_seconds: float | None
-    expire_after: Seconds | None  #: how long the job is kept once it has ended
-    idempotency_key: str | None  #: the same key and body return the first job
-
-
-class JobOptions(EnqueueOptions, total=False):
-    """Everything one job of :meth:`Client.enqueue_many` may set: ``(call, {"delay": 5})``."""
-
-    delay: Seconds | None
-    run_at: datetime | None  #: timezone-aware
-    continue_after: JobId | None
-    continue_on: ContinueOn | None
-
-
-BulkItem = JobCall | tuple[JobCall, JobOptions]
-_ENQUEUE = frozenset(EnqueueOptions.__annotations__)
-_ALL = frozenset(JobOptions.__annotations__)
-
-
-def require_call(call: object, method: str) -> JobCall:
-    """The first argument of every enqueueing method must be a bound call."""
-    if isinstance(call, JobCall):
-        return call
-    if isinstance(call, JobFunction):
-        raise TypeError(
-            f"{method}() takes a JobCall, not the job function {call.name!r}: bind its "
-            f"arguments first, e.g. {method}({call.fn.__name__}.call(...))"
-        )
-    raise TypeError(
-        f"{method}() takes a JobCall (from fn.call(...) or JobCall.named(name, ...)), "
-        f"not {type(call).__name__}"
-    )
-
-
-def _seconds(value: Seconds, name: str) -> float:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} takes seconds or a timedelta, not a boolean")
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if seconds < 0:
-        raise ValueError(f"{name} must not be negative")
-    if not seconds <= bounds.MAX_DURATION_SECONDS:  # NaN fails this too
-        raise ValueError(f"{name} must be at most {bounds.MAX_DURATION_SECONDS} seconds")
-    return seconds
-
-
-def _check_options(options: Mapping[str, Any], allowed: frozenset[str], method: str) -> None:
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise TypeError(f"{method}() got unknown option(s) {unknown}; job arguments go in .call()")
-
-
-def job_body(
-    call: JobCall,
-    options: Mapping[str, Any],
-    method: str = "enqueue",
-    allowed: frozenset[str] = _ENQUEUE,
-) -> JobDict:
-    """The JSON body of ``POST /api/v1/jobs`` (and of each job in a bulk request)."""
-    call = require_call(call, method)
-    _check_options(options, allowed, method)
-    o = {key: value for key, value in options.items() if value is not None}
-    # The server's bounds that do not depend on its settings (no NaN, NUL, lone surrogate),
-    # checked before sending: the same rule, refused as ValueError naming the argument.
-    bounds.check_arguments(call.args, call.kwargs, max_depth=None, max_bytes=None)
-    if isinstance(o.get("retries"), bool):
-        raise TypeError("retries takes an integer, not a boolean")
-    body: JobDict = {"job": call.name, "args": list(call.args), "kwargs": dict(call.kwargs)}
-    for key in ("queue", "retries", "retry_delays", "timeout_seconds", "idempotency_key"):
-        if key in o:
-            body[key] = o[key]
-    if "expire_after" in o:
-        body["expire_after_seconds"] = _seconds(o["expire_after"], "expire_after")
-    return body | _timing(o)
-
-
-def _timing(o: dict[str, Any]) -> JobDict:
-    if "delay" in o and "run_at" in o:
-        raise ValueError("give delay or run_at, not both")
-    if "continue_after" in o and ("delay" in o or "run_at" in o):
-        raise ValueError("a continuation cannot also be delayed")
-    body: JobDict = {}
-    if "delay" in o:
-        body["delay_seconds"] = _seconds(o["delay"], "delay")
-    if "run_at" in o:
-        run_at: datetime = o["run_at"]
-        if run_at.utcoffset() is None:
-            raise ValueError("run_at must be timezone-aware (e.g. datetime.now(timezone.utc))")
-        bounds.check_instant(run_at, "run_at")
-        body["run_at"] = run_at.isoformat()
-    if "continue_after" in o:
-        body["continue_after"] = str(o["continue_after"])
-    if o.get("continue_on", "succeeded") != "succeeded":  # "succeeded" is the server's default
-        body["continue_on"] = o["continue_on"]
-    return body
-
-
-def schedule_body(
-    call: JobCall, delay: Seconds | None, run_at: datetime | None, options: EnqueueOptions
-) -> JobDict:
-    if (delay is None) == (run_at is None):
-        raise ValueError("schedule() needs exactly one of delay or run_at")
-    _check_options(options, _ENQUEUE, "schedule")
-    return job_body(call, {**options, "delay": delay, "run_at": run_at}, "schedule", _ALL)
-
-
-def continuation_body(
-    parent_id: JobId, call: JobCall, on: ContinueOn, options: EnqueueOptions
-) -> JobDict:
-    if on not in ("succeeded", "finished"):
-        raise ValueError('on must be "succeeded" or "finished"')
-    _check_options(options, _ENQUEUE, "continue_with")
-    merged = {**options, "continue_after": parent_id, "continue_on": on}
-    return job_body(call, merged, "continue_with", _ALL)
-
-
-def bulk_body(items: Iterable[BulkItem]) -> JobDict:
-    jobs = []
-    for item in items:
-        call, options = item if isinstance(item, tuple) else (item, JobOptions())
-        jobs.append(job_body(call, options, "enqueue_many", _ALL))
-    return {"jobs": jobs}
-
-
-def batch_body(items: Iterable[BulkItem], on_complete: BulkItem | None) -> JobDict:
-    """``POST /api/v1/batches``: the members, and the job to run once every one has ended."""
-    body = {"jobs": bulk_body(items)["jobs"]}
-    if on_complete is not None:
-        call, options = on_complete if isinstance(on_complete, tuple) else (on_complete, {})
-        body["on_complete"] = job_body(call, options, "batch")
-    return body
-
-
-def list_params(
-    state: str | None, queue: str | None, job: str | None, limit: int, cursor: str | None
-) -> dict[str, Any]:
-    params = {"state": state, "queue": queue, "job": job, "limit": limit, "cursor": cursor}
-    return {key: value for key, value in params.items() if value is not None}
-
-
-def job_path(job_id: JobId, action: str = "") -> str:
-    return f"/jobs/{quote(str(job_id), safe='')}{action}"
-
-
-def parse(response: httpx.Response) -> Any:
-    """The decoded body of a 2xx answer, or :class:`ApiError` from ``{"error": {...}}``."""
-    return parse_answer(response.status_code, response.reason_phrase, response.content)
-
-
-def parse_answer(status: int, reason: str, body: bytes) -> Any:
-    if 200 <= status < 300:
-        return json.loads(body)
-    code, message = "http_error", body.decode(errors="replace") or reason
-    try:
-        error = json.loads(body)["error"]
-        code, message = str(error["code"]), str(error["message"])
-    except (ValueError, KeyError, TypeError):
-        pass
-    raise ApiError(status, code, message)
-
-
-def outcome(job: JobDict) -> tuple[bool, Any]:
-    """``(True, result)`` once the job succeeded; raises if it ended otherwise."""
-    if job["state"] == "Succeeded":
-        return True, job.get("result")
-    if job["state"] in ("Failed", "Deleted"):  # a Failed job has no retry left: it has ended
-        raise JobFailedError(job)
-    return False, None
-
-
-#: httpx's pools give up idle connections before the API's keep-alive ends them (see lean_http).
-_LIMITS = httpx.Limits(keepalive_expiry=MAX_IDLE_SECONDS)
-
-
-def _headers(api_key: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+from orchestrator.results import Batch, BatchProgress, Job, JobCatalog, JobChange, JobPage, Stats
 
 
 class Client(RecurringMethods):
@@ -265,11 +88,14 @@ class Client(RecurringMethods):
         self._http: httpx.Client | None = None
         self._lean: LeanHTTP | None = None
         if transport is None:
-            self._lean = LeanHTTP(base_url, _headers(api_key), timeout)
+            self._lean = LeanHTTP(base_url, auth_headers(api_key), timeout)
         else:
             self._http = httpx.Client(
-                base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport,
-                limits=_LIMITS,
+                base_url=base_url,
+                headers=auth_headers(api_key),
+                timeout=timeout,
+                transport=transport,
+                limits=HTTPX_LIMITS,
             )
 
     def __enter__(self) -> Client:
@@ -387,122 +213,6 @@ class Client(RecurringMethods):
             if remaining <= 0:
                 raise TimeoutError(f"job {job_id} is still {job['state']} after {timeout} s")
             time.sleep(min(poll_interval, remaining))
-
-
-class AsyncClient(AsyncRecurringMethods):
-    """The same methods as :class:`Client`, awaitable (``httpx.AsyncClient``)."""
-
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str | None = None,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.base_url = base_url
-        self._http = httpx.AsyncClient(
-            base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport,
-            limits=_LIMITS,
-        )
-
-    async def __aenter__(self) -> AsyncClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        headers = current_headers()  # joins the caller's trace, as above
-        try:
-            answer = await self._http.request(method, API + path, headers=headers, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise unavailable(self.base_url, exc) from exc
-        return parse(answer)
-
-    async def enqueue(self, call: JobCall, /, **options: Unpack[EnqueueOptions]) -> str:
-        return str((await self._call("POST", "/jobs", json=job_body(call, options)))["id"])
-
-    async def schedule(
-        self, call: JobCall, /, *, delay: Seconds | None = None, run_at: datetime | None = None,
-        **options: Unpack[EnqueueOptions],
-    ) -> str:
-        body = schedule_body(call, delay, run_at, options)
-        return str((await self._call("POST", "/jobs", json=body))["id"])
-
-    async def continue_with(
-        self, parent_id: JobId, call: JobCall, /, *, on: ContinueOn = "succeeded",
-        **options: Unpack[EnqueueOptions],
-    ) -> str:
-        body = continuation_body(parent_id, call, on, options)
-        return str((await self._call("POST", "/jobs", json=body))["id"])
-
-    async def enqueue_many(self, items: Iterable[BulkItem], /) -> IdList:
-        answer = await self._call("POST", "/jobs/bulk", json=bulk_body(items))
-        return [str(i) for i in answer["ids"]]
-
-    async def batch(
-        self, items: Iterable[BulkItem], /, *, on_complete: BulkItem | None = None
-    ) -> Batch:
-        return Batch.of(await self._call("POST", "/batches", json=batch_body(items, on_complete)))
-
-    async def get_batch(self, batch_id: JobId) -> BatchProgress:
-        path = f"/batches/{quote(str(batch_id), safe='')}"
-        return BatchProgress.of(await self._call("GET", path))
-
-    async def get(self, job_id: JobId) -> Job:
-        return Job.of(await self._call("GET", job_path(job_id)))
-
-    async def list(
-        self, *, state: str | None = None, queue: str | None = None, job: str | None = None,
-        limit: int = 50, cursor: str | None = None,
-    ) -> JobPage:
-        params = list_params(state, queue, job, limit, cursor)
-        return JobPage.of(await self._call("GET", "/jobs", params=params))
-
-    async def iter_jobs(
-        self, *, state: str | None = None, queue: str | None = None, job: str | None = None,
-        page_size: int = 100,
-    ) -> AsyncIterator[Job]:
-        cursor: str | None = None
-        while True:
-            page = await self.list(
-                state=state, queue=queue, job=job, limit=page_size, cursor=cursor
-            )
-            for item in page["items"]:
-                yield item
-            cursor = page["next_cursor"]
-            if cursor is None:
-                return
-
-    async def delete(self, job_id: JobId) -> JobChange:
-        return JobChange.of(await self._call("DELETE", job_path(job_id)))
-
-    async def requeue(self, job_id: JobId) -> JobChange:
-        return JobChange.of(await self._call("POST", job_path(job_id, "/requeue")))
-
-    async def stats(self) -> Stats:
-        return Stats.of(await self._call("GET", "/stats"))
-
-    async def catalog(self) -> JobCatalog:
-        return JobCatalog.of(await self._call("GET", "/catalog"))
-
-    async def wait(
-        self, job_id: JobId, *, timeout: float = 60.0, poll_interval: float = 0.25
-    ) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            job = await self.get(job_id)
-            done, result = outcome(job)
-            if done:
-                return result
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"job {job_id} is still {job['state']} after {timeout} s")
-            await asyncio.sleep(min(poll_interval, remaining))
 
 
 __all__ = ["AsyncClient", "Client", "EnqueueOptions", "JobOptions", "job_body"]

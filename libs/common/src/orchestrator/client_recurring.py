@@ -16,6 +16,7 @@ from typing import Any, Literal, TypedDict, Unpack
 from urllib.parse import quote
 
 from orchestrator import bounds
+from orchestrator.client_requests import require_call
 from orchestrator.jobs import JobCall
 from orchestrator.results import Recurring
 
@@ -48,8 +49,6 @@ def recurring_body(
     call: JobCall, cron: str, timezone: str, options: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The JSON body of ``PUT /api/v1/recurring/{id}``."""
-    from orchestrator.client import require_call  # client imports this module
-
     call = require_call(call, "add_or_update")
     unknown = sorted(set(options) - _OPTIONS)
     if unknown:

@@ -42,7 +42,7 @@ from typing import Any, Self, Unpack
 from pydantic_core import to_jsonable_python
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from orchestrator import client as shape
+from orchestrator import client_requests as shape
 from orchestrator import (
     composition,
     enqueue_writes,
@@ -297,8 +297,8 @@ class InlineClient:
 
 @dataclass(frozen=True)
 class _Request:
-    """One job of a client's JSON body (``orchestrator.client.job_body``), as the API's request
-    schema would read it."""
+    """One job of a client's JSON body (``orchestrator.client_requests.job_body``), as the API's
+    request schema would read it."""
 
     job: str
     args: list[Any]
