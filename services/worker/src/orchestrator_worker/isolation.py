@@ -16,33 +16,27 @@ a thread that listens on a pipe from the worker: ``cancelled`` at the deadline a
 child is killed (:func:`kill_children`) before its job is handed back. If the worker itself dies,
 the pipe closes: the child sets both and exits ``grace`` seconds later, so an orphan never runs
 on beside the attempt that replaces it.
+
+This module is the worker's side (start, supervise, kill); what runs in the child, and the
+messages both sides exchange, are :mod:`.isolation_child`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import multiprocessing
-import os
 import pickle
 import threading
-import time
-import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from multiprocessing import forkserver
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import context as otel_context
-
 from orchestrator import logs, tracing
-from orchestrator.catalog import validate_with_model
 from orchestrator.errors import JobTimeoutError
 from orchestrator.jobs import JobContext, JobFunction
-from orchestrator.logs import LogFormat
-from orchestrator_worker.tracebacks import user_first
+from orchestrator_worker import isolation_child
+from orchestrator_worker.isolation_child import CANCEL, SHUTDOWN, Request, child_main
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -51,17 +45,14 @@ if TYPE_CHECKING:
 
 _FORKSERVER = multiprocessing.get_context("forkserver")
 #: Imported once by the fork server, so a child starts in milliseconds, not the seconds that
-#: importing ``orchestrator`` (jsonschema, pydantic, SQLAlchemy) takes.
-_PRELOAD = [__name__]
+#: importing ``orchestrator`` (jsonschema, pydantic, SQLAlchemy) takes: the child's own module.
+_PRELOAD = [isolation_child.__name__]
 #: A child must have imported the job and started it within this time, or it is killed.
 _STARTUP_SECONDS = 60.0
 #: ``_Child.next_message``: no message within the time given.
 _NOTHING_YET = ("nothing yet", None)
 #: How long joining a child that was killed or has answered may take before we stop waiting.
 _JOIN_SECONDS = 5.0
-#: The messages of the worker-to-child pipe.
-_CANCEL = "cancel"
-_SHUTDOWN = "shutdown"
 
 
 class ChildJobError(Exception):
@@ -80,23 +71,6 @@ class ChildJobError(Exception):
 
 class ChildDiedError(Exception):
     """The child process ended without answering (it crashed or exited on its own)."""
-
-
-@dataclass(frozen=True)
-class _Request:
-    """What the child needs to run the job: names and JSON only."""
-
-    module: str
-    name: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    job_id: str
-    attempt: int
-    grace: float
-    #: The run span's W3C headers and the worker's log level and format: the child's log lines
-    #: name the job and its trace like the worker's own.
-    trace: dict[str, str] = field(default_factory=dict)
-    logging: tuple[str, LogFormat] | None = None
 
 
 def warm_up(functions: Iterable[JobFunction[Any, Any]]) -> None:
@@ -124,7 +98,7 @@ async def run_in_process(
         raise TypeError(
             f"job {function.name!r}: process mode needs the job in an importable module"
         )
-    request = _Request(
+    request = Request(
         module,
         function.name,
         job.args,
@@ -231,11 +205,11 @@ def _forward_cancellation(context: JobContext, child: _Child, wake: Callable[[],
     cancelled, shutting_down = context.cancelled.is_set(), context.shutting_down.is_set()
 
     def on_cancel() -> None:
-        child.send(_CANCEL)
+        child.send(CANCEL)
         wake()
 
     context.cancelled = _NotifyingEvent(on_cancel)
-    context.shutting_down = _NotifyingEvent(lambda: child.send(_SHUTDOWN))
+    context.shutting_down = _NotifyingEvent(lambda: child.send(SHUTDOWN))
     if cancelled:
         context.cancelled.set()
     if shutting_down:
@@ -273,7 +247,7 @@ def _timed_out(timeout: float | None) -> JobTimeoutError:
 class _Child:
     """One child process and the two pipes to it (cancellation in, answer out)."""
 
-    def __init__(self, request: _Request) -> None:
+    def __init__(self, request: Request) -> None:
         _FORKSERVER.set_forkserver_preload(_PRELOAD)  # read when the server first starts
         self._cancel_in, self._cancel_out = _FORKSERVER.Pipe(duplex=False)
         self._answer_in, self._answer_out = _FORKSERVER.Pipe(duplex=False)
@@ -355,76 +329,3 @@ class _Child:
         with self._pipe_lock:
             for connection in (self._cancel_out, self._answer_in):
                 connection.close()
-
-
-# -- in the child -------------------------------------------------------------------------
-
-
-def child_main(request: _Request, cancel_in: Connection, answer_out: Connection) -> None:
-    """The child's entry point: run the job once and send back its answer."""
-    _adopt_context(request)
-    context = JobContext(uuid.UUID(request.job_id), request.attempt)
-    listener = threading.Thread(
-        target=_listen, args=(cancel_in, context, request.grace), daemon=True
-    )
-    listener.start()
-    try:
-        function = _find(request.module, request.name)
-        arguments = validate_with_model(function, request.args, request.kwargs)
-        answer_out.send(("started", None))
-        answer: tuple[str, Any] = ("ok", _jsonable(function.invoke(arguments, context)))
-    except BaseException as exc:
-        answer = ("error", _describe(exc))
-    answer_out.send(answer)
-
-
-def _adopt_context(request: _Request) -> None:
-    """Log as the worker does, with the job and the run span's trace on every line."""
-    if request.logging is not None:
-        logs.configure(*request.logging)
-    otel_context.attach(tracing.context_from(request.trace))
-    logs.name_job(request.job_id, request.name)
-
-
-def _listen(cancel_in: Connection, context: JobContext, grace: float) -> None:
-    while True:
-        try:
-            message = cancel_in.recv()
-        except (EOFError, OSError):
-            # The worker is gone: nobody will record this run, and after its lease expires
-            # another worker runs the job again. Stop, at the latest after the grace period.
-            context.shutting_down.set()
-            context.cancelled.set()
-            time.sleep(grace)
-            os._exit(70)
-        (context.shutting_down if message == _SHUTDOWN else context.cancelled).set()
-
-
-def _find(module_name: str, name: str) -> JobFunction[Any, Any]:
-    module = importlib.import_module(module_name)
-    for value in vars(module).values():
-        if isinstance(value, JobFunction) and value.name == name:
-            return value
-    raise LookupError(f"job {name!r} is not defined at the top level of module {module_name!r}")
-
-
-def _jsonable(value: Any) -> Any:
-    from pydantic_core import PydanticSerializationError, to_jsonable_python
-
-    try:
-        return to_jsonable_python(value)
-    except PydanticSerializationError as exc:
-        raise TypeError(f"the job's return value cannot be stored: {exc}") from None
-
-
-def _describe(exc: BaseException) -> tuple[str, str, str, bytes | None]:
-    kind = type(exc)
-    pickled: bytes | None = None
-    with contextlib.suppress(Exception):
-        pickled = pickle.dumps(exc)
-    return (
-        f"{kind.__module__}.{kind.__qualname__}",
-        str(exc)[:4000],
-        user_first(exc),
-        pickled,
-    )
