@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnec
 from opentelemetry.trace import SpanKind
 from yarl import URL
 
-from orchestrator import tracing
+from orchestrator import propagation
 from orchestrator.topology import (
     ExchangeSpec,
     Topology,
@@ -232,18 +232,18 @@ class Publisher:
     async def _publish_one(self, exchange: AbstractExchange, message: JobMessage) -> bool:
         # The producer span is a child of the context the outbox entry kept; the message carries
         # the producer span's own context, so the run is its child.
-        with tracing.tracer.start_as_current_span(
+        with propagation.tracer.start_as_current_span(
             f"publish {message.queue}",
-            context=tracing.context_from(message.headers),
+            context=propagation.context_from(message.headers),
             kind=SpanKind.PRODUCER,
             attributes={
-                **tracing.job_attributes(message.job_id, queue=message.queue),
+                **propagation.job_attributes(message.job_id, queue=message.queue),
                 "messaging.system": "rabbitmq",
                 "messaging.destination.name": message.queue,
                 "orchestrator.delay_seconds": message.delay_seconds,
             },
         ):
-            headers = {**message.headers, **tracing.current_headers()}
+            headers = {**message.headers, **propagation.current_headers()}
             amqp_message = aio_pika.Message(
                 body=message.body(),
                 content_type="application/json",

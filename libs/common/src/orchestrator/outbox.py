@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
-import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -23,51 +21,13 @@ from orchestrator.broker import JobMessage, Publisher
 from orchestrator.db import db_now
 from orchestrator.store import outbox as store_outbox
 
+# The entries and their messages are the store's rows (orchestrator.store.outbox); every writer of
+# a job adds its publications through this module.
+from orchestrator.store.outbox import Pending as Pending
+from orchestrator.store.outbox import Publication as Publication
+from orchestrator.store.outbox import add as add
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A committed outbox entry and the message it stands for."""
-
-    entry_id: int
-    message: JobMessage
-
-
-@dataclass(frozen=True)
-class Publication:
-    job_id: uuid.UUID
-    queue: str
-    headers: Mapping[str, Any] = field(default_factory=dict)
-    #: Whole seconds the message waits in the broker's delay levels (retries); 0: none.
-    delay_seconds: int = 0
-
-
-async def add(
-    conn: AsyncConnection, publications: Sequence[Publication], now: datetime
-) -> list[Pending]:
-    """Record publications inside the caller's transaction; returns them for the fast path."""
-    if not publications:
-        return []
-    rows = [
-        {
-            "job_id": p.job_id,
-            "queue": p.queue,
-            "delay_seconds": p.delay_seconds,
-            "headers": dict(p.headers),
-            "created_at": now,
-            "attempts": 0,
-        }
-        for p in publications
-    ]
-    ids = await store_outbox.add(conn, rows)
-    return [
-        Pending(
-            entry_id,
-            JobMessage(p.job_id, p.queue, p.headers, now.timestamp(), p.delay_seconds),
-        )
-        for entry_id, p in zip(ids, publications, strict=True)
-    ]
 
 
 async def publish_pending(

@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from orchestrator.names import QUEUE_NAME_PATTERN
-from orchestrator.settings import Settings
 
 #: Delay levels 0 … 17: queue ``delay.k`` holds messages for 2**k seconds.
 DELAY_LEVELS: Final = 18
@@ -80,6 +79,18 @@ class QueueSpec:
     bindings: tuple[tuple[str, str], ...]
 
 
+class BrokerSettings(Protocol):
+    """The settings the topology is derived from (``orchestrator.settings.Settings`` has them;
+    the broker's layer does not import the settings)."""
+
+    @property
+    def broker_namespace(self) -> str: ...
+    @property
+    def delivery_limit(self) -> int: ...
+    @property
+    def quorum_group_size(self) -> int | None: ...
+
+
 @dataclass(frozen=True)
 class Topology:
     """Every name and argument, derived from the namespace and the delivery limit."""
@@ -91,7 +102,7 @@ class Topology:
     quorum_group_size: int | None = None
 
     @classmethod
-    def of(cls, settings: Settings) -> Topology:
+    def of(cls, settings: BrokerSettings) -> Topology:
         return cls(settings.broker_namespace, settings.delivery_limit, settings.quorum_group_size)
 
     def _quorum(self) -> tuple[tuple[str, Any], ...]:

@@ -22,22 +22,25 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry import context, propagate, trace
+from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
-# Re-exported: the roles take it from here with the rest of tracing.
+# Re-exported: the roles take the API-only helpers from here with the rest of tracing (the
+# broker, below the runtime, takes them from orchestrator.propagation).
+from orchestrator.propagation import ATTEMPT as ATTEMPT
+from orchestrator.propagation import JOB_ID as JOB_ID
+from orchestrator.propagation import JOB_NAME as JOB_NAME
+from orchestrator.propagation import QUEUE as QUEUE
+from orchestrator.propagation import context_from as context_from
 from orchestrator.propagation import current_headers as current_headers
+from orchestrator.propagation import headers_of as headers_of
+from orchestrator.propagation import job_attributes as job_attributes
+from orchestrator.propagation import trace_id_of as trace_id_of
+from orchestrator.propagation import tracer as tracer
 
-tracer = trace.get_tracer("orchestrator")
 log = logging.getLogger(__name__)
-
-# Span attribute names, the same in every service.
-JOB_ID = "orchestrator.job.id"
-JOB_NAME = "orchestrator.job.name"
-QUEUE = "orchestrator.queue"
-ATTEMPT = "orchestrator.attempt"
 
 
 def configure(service_name: str) -> None:
@@ -109,30 +112,6 @@ def span_processors(exporters: str) -> list[SpanProcessor]:
     return processors
 
 
-def job_attributes(
-    job_id: uuid.UUID | str,
-    name: str | None = None,
-    queue: str | None = None,
-    attempt: int | None = None,
-) -> dict[str, str | int]:
-    """The attributes that name a job on every span about it."""
-    attributes: dict[str, str | int] = {JOB_ID: str(job_id)}
-    if name is not None:
-        attributes[JOB_NAME] = name
-    if queue is not None:
-        attributes[QUEUE] = queue
-    if attempt is not None:
-        attributes[ATTEMPT] = attempt
-    return attributes
-
-
-def headers_of(span: trace.Span) -> dict[str, str]:
-    """``traceparent``/``tracestate`` naming ``span`` as the parent."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier, context=trace.set_span_in_context(span))
-    return carrier
-
-
 def promotion_headers(
     job_id: uuid.UUID,
     name: str,
@@ -151,15 +130,3 @@ def promotion_headers(
         return headers_of(span) or dict(stored or {})
     finally:
         span.end()
-
-
-def context_from(headers: Mapping[str, Any] | None) -> context.Context:
-    """The context named by W3C headers (an empty context, i.e. a new trace, when they don't)."""
-    carrier = {str(k): str(v) for k, v in (headers or {}).items()}
-    return propagate.extract(carrier)
-
-
-def trace_id_of(span: trace.Span) -> str | None:
-    """The span's trace id as 32 hex digits (as backends show it); None for no valid span."""
-    span_context = span.get_span_context()
-    return f"{span_context.trace_id:032x}" if span_context.is_valid else None

@@ -14,12 +14,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from orchestrator import outbox
 from orchestrator.bounds import check_instant
 from orchestrator.broker import JobMessage
 from orchestrator.db import db_now, fetch_autocommit, is_postgres
 from orchestrator.errors import JobNotFoundError
 from orchestrator.lifecycle import State
+from orchestrator.store import outbox
 from orchestrator.store.tables import JOB_LIST_COLUMNS as LIST_COLUMNS
 from orchestrator.store.tables import Row
 from orchestrator.store.tables import history as history_table

@@ -1,26 +1,69 @@
 """The outbox's rows: publications committed with the change that needs them, deleted once the
-broker confirmed them. Publishing and the relay's rules live in :mod:`orchestrator.outbox`."""
+broker confirmed them. Publishing and the relay's rules live in :mod:`orchestrator.outbox` (which
+re-exports :class:`Pending`, :class:`Publication` and :func:`add`: every writer of a job adds its
+publications through it)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from orchestrator.broker import JobMessage
 from orchestrator.db import fetch_autocommit
 from orchestrator.store.tables import Row, outbox
 
 
-async def add(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
-    """Insert entries (job_id, queue, delay_seconds, headers, created_at, attempts); returns
-    their ids in the order given."""
+@dataclass(frozen=True)
+class Pending:
+    """A committed outbox entry and the message it stands for."""
+
+    entry_id: int
+    message: JobMessage
+
+
+@dataclass(frozen=True)
+class Publication:
+    job_id: uuid.UUID
+    queue: str
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    #: Whole seconds the message waits in the broker's delay levels (retries); 0: none.
+    delay_seconds: int = 0
+
+
+async def add(
+    conn: AsyncConnection, publications: Sequence[Publication], now: datetime
+) -> list[Pending]:
+    """Record publications inside the caller's transaction; returns them for the fast path."""
+    if not publications:
+        return []
+    rows = [
+        {
+            "job_id": p.job_id,
+            "queue": p.queue,
+            "delay_seconds": p.delay_seconds,
+            "headers": dict(p.headers),
+            "created_at": now,
+            "attempts": 0,
+        }
+        for p in publications
+    ]
     result = await conn.execute(
-        sa.insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True), list(rows)
+        sa.insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True), rows
     )
-    return [row.id for row in result.all()]
+    ids = [row.id for row in result.all()]
+    return [
+        Pending(
+            entry_id,
+            JobMessage(p.job_id, p.queue, p.headers, now.timestamp(), p.delay_seconds),
+        )
+        for entry_id, p in zip(ids, publications, strict=True)
+    ]
 
 
 async def delete(conn: AsyncConnection, entry_ids: Sequence[int]) -> None:
