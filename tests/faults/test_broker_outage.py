@@ -1,5 +1,12 @@
 """(c) RabbitMQ killed during a burst of 2,000 enqueues, then back: the API answers 201
-throughout, the outbox relay publishes afterwards, and every job runs exactly once."""
+throughout, the outbox relay publishes afterwards, the worker takes work again, and every job
+runs exactly once.
+
+After the restart the drain lasts as long as jobs keep moving (``tests.faults.draining``): on a
+loaded machine the ~1,800 jobs left take well over two minutes. A worker whose intake stopped
+taking work after the reconnection (``tests/worker/test_intake_rearm.py``) fails it after 90 s
+without progress, with the paths of the whole logs in the message.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +19,9 @@ import pytest
 
 from orchestrator import AsyncClient, JobCall
 from tests.faults.conftest import SystemFactory
+from tests.faults.draining import role_logs, wait_while_progressing
 from tests.faults.harness import RabbitNode, wait_until
-from tests.faults.scenario import Effects, Outcome, wait_for_states
+from tests.faults.scenario import Effects, Outcome
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +55,7 @@ class Burst:
             await asyncio.gather(*(sender() for _ in range(CONCURRENT_REQUESTS)))
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(1200)  # a last resort: the drain fails after 90 s without progress
 def test_broker_killed_during_a_burst_of_enqueues(
     make_system: SystemFactory, postgres_url: str, broker: RabbitNode, effects: Effects
 ) -> None:
@@ -74,7 +82,9 @@ def test_broker_killed_during_a_burst_of_enqueues(
 
     broker.start()
     back_at = time.monotonic()
-    states = wait_for_states(postgres_url, burst.ids, ("Succeeded", "Failed"), timeout=120)
+    # As long as it takes while jobs keep moving: a loaded machine drains slowly, not never.
+    drain = wait_while_progressing(postgres_url, burst.ids, ("Succeeded", "Failed"))
+    states = drain.states
     recovery = time.monotonic() - back_at
     outcome = Outcome.measure(
         "c-broker-down", f"kill -9 of RabbitMQ after {KILL_AFTER} of {N_BURST} single POSTs "
@@ -84,11 +94,8 @@ def test_broker_killed_during_a_burst_of_enqueues(
         ran_before_restart=ran_before_restart,
     )  # fmt: skip
     outcome.report()
-    assert outcome.lost == 0 and outcome.stuck == 0, (
-        Counter(states.values()),
-        system.log_of("worker")[-3000:],
-        system.log_of("scheduler")[-3000:],
-    )
+    logs = role_logs(system.log_dir, system.namespace, ["worker", "scheduler", "api"])
+    assert outcome.lost == 0 and outcome.stuck == 0, f"{drain.summary()}\n{logs}"
     assert outcome.completed == N_BURST
     assert outcome.ran_twice == 0 and outcome.effect_twice == 0
     # No process needed a restart.
