@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections import Counter
 
 from orchestrator import metrics
-from orchestrator.lifecycle import COUNTED
+from orchestrator.lifecycle import COUNTED, State
 from orchestrator.store import counters
 from orchestrator.transitions import Applied
 
 
 class CountStates:
+    def writes(self, target: State) -> bool:
+        return target in COUNTED
+
     async def applied(self, context: Applied) -> None:
         moved = len(context.rows)
         if context.target in COUNTED:

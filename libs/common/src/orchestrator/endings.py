@@ -43,6 +43,9 @@ class FollowEndings:
     that die with them (down the chain) and count batch members; the outbox entries of every
     job this enqueued go to ``context.pending``."""
 
+    def writes(self, target: State) -> bool:
+        return target in ENDED
+
     async def applied(self, context: Applied) -> None:
         if context.target in ENDED:
             context.pending += await _Follower(context.conn, context.mover, context.now).follow(

@@ -148,6 +148,12 @@ class Filters:
         """Whether any filter overrides ``elect`` (only then does a move go job by job)."""
         return any(type(item).elect is not JobFilter.elect for item in self.items)
 
+    @property
+    def watches(self) -> bool:
+        """Whether any filter overrides ``applied`` (it then sees each change inside its
+        transaction, so no move may commit before it ran)."""
+        return any(type(item).applied is not JobFilter.applied for item in self.items)
+
     async def creating(self, context: Creating) -> None:
         for item in self.items:
             await item.creating(context)

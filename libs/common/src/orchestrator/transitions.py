@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator import outbox
 from orchestrator.commit_hooks import after_commit
@@ -92,14 +92,24 @@ class Applied:
     mover: Mover
     #: Outbox entries of jobs the hooks enqueued; the caller publishes them after commit.
     pending: list[Pending] = field(default_factory=list)
+    #: The change committed on its own already (one statement, :meth:`Transitions.claim_now`):
+    #: only hooks that write nothing for its target run, and ``after_commit`` runs at once.
+    committed: bool = False
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once this transaction commits (never if it rolls back)."""
-        after_commit(self.conn, callback)
+        if self.committed:
+            callback()
+        else:
+            after_commit(self.conn, callback)
 
 
 class AppliedHook(Protocol):
     async def applied(self, context: Applied) -> None: ...
+
+    def writes(self, target: State) -> bool:
+        """Whether :meth:`applied` writes to the store for a move into ``target``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,16 @@ class Transitions:
     @property
     def elects(self) -> bool:
         return self.filters is not None and self.filters.elects
+
+    def writes_only_rows(self, target: State) -> bool:
+        """Whether a move into ``target`` writes nothing but the moved rows and their history
+        rows: no hook writes for it (no ending to follow, nothing counted in the store) and no
+        filter watches changes or elects. Such a move may be one statement that commits on its
+        own (:meth:`claim_now`)."""
+        hooks = [self.follow, *self.hooks] if self.follow is not None else list(self.hooks)
+        if any(hook.writes(target) for hook in hooks):
+            return False
+        return self.filters is None or not (self.filters.watches or self.filters.elects)
 
     def _following_nothing(self) -> _Followers:
         return _Followers(Transitions(self.retention, hooks=self.hooks, filters=self.filters))
@@ -241,6 +261,44 @@ class Transitions:
         moved.pending += await self._publish_elected(conn, moved.elected, now)
         return moved
 
+    async def claim_now(
+        self,
+        engine: AsyncEngine,
+        job_ids: Sequence[uuid.UUID],
+        *,
+        worker_id: str,
+        lease: timedelta,
+        reason: str,
+        data: Mapping[str, Any],
+    ) -> tuple[datetime, list[Row]]:
+        """``Enqueued`` (or a due ``Scheduled``) → ``Processing`` for the listed jobs, as
+        :meth:`move` with :func:`orchestrator.store.claims.started`'s values would, but in one
+        statement that commits on its own (PostgreSQL; only when
+        :meth:`writes_only_rows` for ``Processing``): the rows locked in ascending id order,
+        the compare-and-set, the history rows, all stamped by the database's clock. Returns
+        that clock's time and the rows moved (``id``, ``expire_after_seconds``, ``batch_id``
+        and :data:`orchestrator.store.claims.CLAIMED_COLUMNS`); the hooks then see the
+        committed move."""
+        target = State.PROCESSING
+        check_allowed(frozenset({State.ENQUEUED, State.SCHEDULED}), target)
+        if not self.writes_only_rows(target):
+            raise RuntimeError("claim_now: a hook or filter writes for Processing; use move")
+        async with engine.connect() as conn:
+            now, rows = await moves.claim_now(conn, job_ids, worker_id, lease, reason, data)
+            change = Change(reason, {}, data)
+            applied = Applied(
+                conn,
+                rows,
+                target,
+                [(row.id, change) for row in rows],
+                now,
+                mover=self._following_nothing(),
+                committed=True,
+            )
+            if rows:
+                await self._run_hooks(applied)
+        return now, rows
+
     async def _elect(
         self,
         conn: AsyncConnection,
@@ -298,6 +356,10 @@ class Transitions:
         if target in FINAL:
             await moves.set_own_expiry(conn, rows, now)
         applied = Applied(conn, rows, target, changes, now, mover=self._following_nothing())
+        await self._run_hooks(applied)
+        return applied.pending
+
+    async def _run_hooks(self, applied: Applied) -> None:
         # Continuations, batch progress and counting: in this transaction, whoever moves the
         # job, so no ending is ever missed; the filters' hooks after them.
         if self.follow is not None:
@@ -306,7 +368,6 @@ class Transitions:
             await hook.applied(applied)
         if self.filters is not None:
             await self.filters.applied(applied)
-        return applied.pending
 
 
 

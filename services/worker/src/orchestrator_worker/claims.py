@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator import metrics, outbox
 from orchestrator.broker import ENQUEUED_AT_HEADER, decode_job_id
 from orchestrator.lifecycle import Change, State
 from orchestrator.outbox import Pending
 from orchestrator.store import claims as store_claims
+from orchestrator.store.tables import Row
 from orchestrator.transitions import Transitions
 from orchestrator_worker.intake import Delivery
 
@@ -91,7 +92,7 @@ async def claim(
         expected={State.ENQUEUED, State.SCHEDULED},
         target=State.PROCESSING,
         change=Change(
-            reason=f"Started by {worker_id}",
+            reason=started_by(worker_id),
             values=store_claims.started(worker_id, now, now + lease),
             data={"worker": worker_id},
         ),
@@ -100,30 +101,72 @@ async def claim(
         elect=False,
         returning=store_claims.CLAIMED_COLUMNS,
     )
-    claimed_ids = {row.id for row in rows}
-    delivered = _message_traces(batch.decoded)
-    await _set_aside_unknown(conn, batch, [i for i in ids if i not in claimed_ids])
-    batch.claimed.update(
-        {
-            row.id: ClaimedJob(
-                job_id=row.id,
-                name=row.name,
-                queue=row.queue,
-                # Stored arguments may be unreadable (outcomes.Unreadable): the run fails them.
-                args=list(row.args) if isinstance(row.args, list) else [row.args],
-                kwargs=dict(row.kwargs) if isinstance(row.kwargs, dict) else {"": row.kwargs},
-                attempt=row.attempt,
-                timeout_seconds=row.timeout_seconds,
-                trace_context=row.trace_context,
-                claimed_at=now,
-                retries=row.retries,
-                retries_used=row.retries_used,
-                options=dict(row.options or {}),
-                message_trace=delivered.get(row.id),
-            )
-            for row in rows
-        }
+    batch.claimed.update(_claimed_jobs(rows, batch, now))
+    await _unclaimed(conn, batch, ids, now)
+
+
+async def claim_now(
+    engine: AsyncEngine,
+    transitions: Transitions,
+    batch: ClaimResult,
+    worker_id: str,
+    lease: timedelta,
+) -> datetime | None:
+    """:func:`claim` as one statement that commits on its own (see
+    :meth:`Transitions.claim_now`); fills ``batch.claimed`` and returns the database's time
+    of the claim (None: no delivery named a job). Unlike :func:`claim` it does not sort out
+    the deliveries whose job it did not claim (the caller does, before acking any of them)."""
+    ids = list({job_id for _, job_id in batch.decoded})
+    if not ids:
+        return None
+    now, rows = await transitions.claim_now(
+        engine,
+        ids,
+        worker_id=worker_id,
+        lease=lease,
+        reason=started_by(worker_id),
+        data={"worker": worker_id},
     )
+    batch.claimed.update(_claimed_jobs(rows, batch, now))
+    return now
+
+
+def started_by(worker_id: str) -> str:
+    """The reason a claim's history row gives."""
+    return f"Started by {worker_id}"
+
+
+def _claimed_jobs(
+    rows: Sequence[Row], batch: ClaimResult, now: datetime
+) -> dict[uuid.UUID, ClaimedJob]:
+    delivered = _message_traces(batch.decoded)
+    return {
+        row.id: ClaimedJob(
+            job_id=row.id,
+            name=row.name,
+            queue=row.queue,
+            # Stored arguments may be unreadable (outcomes.Unreadable): the run fails them.
+            args=list(row.args) if isinstance(row.args, list) else [row.args],
+            kwargs=dict(row.kwargs) if isinstance(row.kwargs, dict) else {"": row.kwargs},
+            attempt=row.attempt,
+            timeout_seconds=row.timeout_seconds,
+            trace_context=row.trace_context,
+            claimed_at=now,
+            retries=row.retries,
+            retries_used=row.retries_used,
+            options=dict(row.options or {}),
+            message_trace=delivered.get(row.id),
+        )
+        for row in rows
+    }
+
+
+async def _unclaimed(
+    conn: AsyncConnection, batch: ClaimResult, ids: list[uuid.UUID], now: datetime
+) -> None:
+    """Deliveries naming no existing job go to ``undecodable``; early retries' messages go
+    round the delay levels again (``batch.redelayed``)."""
+    await _set_aside_unknown(conn, batch, [i for i in ids if i not in batch.claimed])
     early = [job_id for job_id in ids if job_id not in batch.claimed]
     batch.redelayed.extend(await redelay_early(conn, early, now))
 

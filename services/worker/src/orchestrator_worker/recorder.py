@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator import outbox
 from orchestrator.filters import Filters
@@ -20,7 +20,7 @@ from orchestrator.outbox import Pending
 from orchestrator.recording import Bounds as Bounds  # the worker builds its own from settings
 from orchestrator.recording import propose
 from orchestrator.transitions import Transitions
-from orchestrator_worker.claims import ClaimResult, claim
+from orchestrator_worker.claims import ClaimResult, claim, claim_now
 from orchestrator_worker.execution import Outcome
 
 
@@ -116,3 +116,18 @@ async def write_round(
     recorded, pending = await record(conn, outcomes, setup, now)
     await claim(conn, setup.transitions, batch, setup.worker_id, setup.lease, now, only=locked)
     return recorded, pending + batch.redelayed
+
+
+def claims_alone(setup: Round, engine: AsyncEngine) -> bool:
+    """Whether a round of claims alone may be one statement that commits on its own
+    (:func:`claim_alone`): on PostgreSQL, when nothing but the rows and their history is
+    written for a claim (no filter watches changes)."""
+    return engine.dialect.name == "postgresql" and setup.transitions.writes_only_rows(
+        State.PROCESSING
+    )
+
+
+async def claim_alone(engine: AsyncEngine, batch: ClaimResult, setup: Round) -> datetime | None:
+    """Claim ``batch``'s jobs in one statement (:func:`orchestrator_worker.claims.claim_now`);
+    the database's time of the claim, None when no delivery named a job."""
+    return await claim_now(engine, setup.transitions, batch, setup.worker_id, setup.lease)

@@ -27,7 +27,7 @@ from orchestrator_worker.claims import ClaimedJob, ClaimResult, decode, observe_
 from orchestrator_worker.execution import Outcome
 from orchestrator_worker.intake import Delivery, Intake
 from orchestrator_worker.progress import Progress
-from orchestrator_worker.recorder import Round, write_round
+from orchestrator_worker.recorder import Round, claim_alone, claims_alone, write_round
 from orchestrator_worker.running import Claimant, RunningJobs
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,8 @@ class Rounds:
         self._store_watch: asyncio.Task[None] | None = None
         #: Jobs whose outcome the store refused, while their failure is being recorded.
         self._refused: set[uuid.UUID] = set()
+        #: Rounds of claims alone are one statement each (see recorder.claims_alone).
+        self._claims_alone = claims_alone(round_, claimant.engine)
 
     @property
     def intake(self) -> Intake:
@@ -87,30 +89,70 @@ class Rounds:
         """Record outcomes and claim deliveries, all of ``items`` in one transaction."""
         await self._write_round(items, alone=False)
 
-    async def _write_round(self, items: list[Delivery | Outcome], *, alone: bool) -> None:
+    async def _write_round(
+        self, items: list[Delivery | Outcome], *, alone: bool, in_transaction: bool = False
+    ) -> None:
         """One transaction for ``items``. When the store refuses it while it answers, the
         round is split until the one item it refuses is found (``alone``: already retried on
-        its own); everything else commits, so one job's poison never holds up another's."""
+        its own); everything else commits, so one job's poison never holds up another's.
+        A round of claims alone is one statement when it may be (``in_transaction``: not)."""
         outcomes = [i for i in items if isinstance(i, Outcome)]
-        batch = decode([i for i in items if isinstance(i, Delivery)])
+        deliveries = [i for i in items if isinstance(i, Delivery)]
+        if not outcomes and not in_transaction and self._claims_alone:
+            await self._claim_alone(deliveries, alone=alone)
+            return
+        batch = decode(deliveries)
         try:
             with self.progress.round():
                 async with self.claimant.engine.begin() as conn:
                     now = await db_now(conn)
                     recorded, pending = await write_round(conn, outcomes, batch, self.round, now)
         except Exception as exc:
-            if await store_reachable(self.claimant.engine):
-                await self._isolate(items, exc, alone=alone)
-                return
-            log.exception("writing to the store failed; will retry outcomes, return deliveries")
-            self.progress.failed()
-            await self._write_failed(batch, outcomes)
+            await self._round_failed(items, batch, outcomes, exc, alone=alone)
             return
         self.progress.succeeded()
         self.claimant.sender.submit(pending)
         self.jobs.recorded(outcomes, recorded)
         observe_started(batch, now)
         await self._claimed(batch)
+
+    async def _claim_alone(self, deliveries: list[Delivery], *, alone: bool) -> None:
+        """Claims with no outcome: one statement that commits on its own (the enqueue→start
+        path: one round trip instead of a transaction's six). Deliveries whose job it did not
+        claim (rare: a duplicate, a deleted job, an early retry) then go through a round in a
+        transaction, which sorts them out (dead letter, message sent round the delay levels
+        again, lost claim) before any of them is acked."""
+        batch = decode(deliveries)
+        try:
+            with self.progress.round():
+                now = await claim_alone(self.claimant.engine, batch, self.round)
+        except Exception as exc:
+            await self._round_failed(list(deliveries), batch, [], exc, alone=alone)
+            return
+        self.progress.succeeded()
+        rest: list[Delivery | Outcome] = [d for d, j in batch.decoded if j not in batch.claimed]
+        batch.decoded[:] = [(d, j) for d, j in batch.decoded if j in batch.claimed]
+        if now is not None:
+            observe_started(batch, now)
+        await self._claimed(batch)
+        if rest:
+            await self._write_round(rest, alone=alone, in_transaction=True)
+
+    async def _round_failed(
+        self,
+        items: list[Delivery | Outcome],
+        batch: ClaimResult,
+        outcomes: list[Outcome],
+        exc: Exception,
+        *,
+        alone: bool,
+    ) -> None:
+        if await store_reachable(self.claimant.engine):
+            await self._isolate(items, exc, alone=alone)
+            return
+        log.exception("writing to the store failed; will retry outcomes, return deliveries")
+        self.progress.failed()
+        await self._write_failed(batch, outcomes)
 
     async def _isolate(
         self, items: list[Delivery | Outcome], exc: Exception, *, alone: bool
@@ -222,23 +264,29 @@ class Rounds:
             self.intake.release()
 
     async def _claimed(self, batch: ClaimResult) -> None:
-        await self._reject_undecodable(batch)
-        await self.intake.settle([delivery for delivery, _ in batch.decoded])
+        """Start the jobs the round claimed, then settle every delivery of the round: each
+        claim has committed, so the acks need not wait before the jobs start (an ack that
+        fails leaves a copy whose claim is lost)."""
         started: set[uuid.UUID] = set()
         unstarted: list[ClaimedJob] = []
+        freed = 0
         for delivery, job_id in batch.decoded:
             job = batch.claimed.get(job_id)
             if job is None or job_id in started:
                 metrics.CLAIMS_LOST.labels(delivery.queue).inc()
-                self.intake.release()
+                freed += 1
                 continue
             started.add(job_id)
             if self.jobs.stopping:
                 # Claimed while the worker began to stop: never started, so handed back now.
                 unstarted.append(job)
-                self.intake.release()
+                freed += 1
                 continue
             self.jobs.start(job)
+        await self._reject_undecodable(batch)
+        await self.intake.settle([delivery for delivery, _ in batch.decoded])
+        for _ in range(freed):
+            self.intake.release()
         if unstarted:
             await self.jobs.give_back(unstarted, "Worker shut down before the job started")
 

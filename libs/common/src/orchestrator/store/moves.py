@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator import outcomes
-from orchestrator.db import is_postgres, one_of
+from orchestrator.db import UTCDateTime, is_postgres, one_of
 from orchestrator.lifecycle import Change, RowChange, State
 from orchestrator.store.tables import Row, history, jobs
 
@@ -190,6 +190,82 @@ _ARRAY_TYPES: Final = {
     "Text": ("text[]", ""),
     "Uuid": ("uuid[]", ""),
 }
+
+
+# A worker's claim as one statement, sent in autocommit (it is its own transaction): the rows
+# locked in ascending id order (see in_lock_order), the compare-and-set from Enqueued or a due
+# Scheduled, the columns Transitions.move would set (state_columns and claims.started) and the
+# history rows, all stamped by the database's clock. The last SELECT gives one row even when
+# nothing moved, for the clock. Arrays, so the text is the same for any number of jobs.
+_CLAIM_NOW = """
+WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS now),
+locked AS MATERIALIZED (
+    SELECT j.id FROM jobs AS j CROSS JOIN clock
+    WHERE j.id = ANY(CAST(:ids AS uuid[]))
+      AND (j.state = 'Enqueued' OR (j.state = 'Scheduled' AND j.due_at <= clock.now))
+    ORDER BY j.id
+    FOR NO KEY UPDATE OF j
+),
+moved AS (
+    UPDATE jobs AS j
+    SET state = 'Processing', state_changed_at = clock.now, expires_at = NULL, due_at = NULL,
+        scheduled_reason = NULL, attempt = j.attempt + 1,
+        lease_until = clock.now + CAST(:lease AS float8) * interval '1 second',
+        worker_id = :worker, started_at = clock.now
+    FROM locked CROSS JOIN clock
+    WHERE j.id = locked.id
+      AND (j.state = 'Enqueued' OR (j.state = 'Scheduled' AND j.due_at <= clock.now))
+    RETURNING j.id, j.expire_after_seconds, j.batch_id, j.name, j.queue, j.args, j.kwargs,
+              j.attempt, j.timeout_seconds, j.trace_context, j.retries, j.retries_used, j.options
+),
+entered AS (
+    INSERT INTO job_history (job_id, state, at, reason, data)
+    SELECT moved.id, 'Processing', clock.now, :reason, CAST(:data AS jsonb)
+    FROM moved CROSS JOIN clock
+)
+SELECT clock.now AS clock_now, moved.* FROM clock LEFT JOIN moved ON true
+"""
+_CLAIMED = (
+    "id",
+    "expire_after_seconds",
+    "batch_id",
+    "name",
+    "queue",
+    "args",
+    "kwargs",
+    "attempt",
+    "timeout_seconds",
+    "trace_context",
+    "retries",
+    "retries_used",
+    "options",
+)
+
+
+async def claim_now(
+    conn: AsyncConnection,
+    job_ids: Sequence[uuid.UUID],
+    worker_id: str,
+    lease: timedelta,
+    reason: str,
+    data: Mapping[str, Any],
+) -> tuple[datetime, list[Row]]:
+    """See :meth:`orchestrator.transitions.Transitions.claim_now` (PostgreSQL only): the
+    database's time and the rows moved. ``conn`` must have no transaction open."""
+    statement = sa.text(_CLAIM_NOW).columns(
+        sa.column("clock_now", UTCDateTime()), *(jobs.c[name] for name in _CLAIMED)
+    )
+    params = {
+        "ids": sorted(set(job_ids)),
+        "lease": lease.total_seconds(),
+        "worker": worker_id,
+        "reason": reason,
+        "data": json.dumps(dict(data)),
+    }
+    autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+    result = list((await autocommit.execute(statement, params)).all())
+    now: datetime = result[0].clock_now
+    return now, [row for row in result if row.id is not None]
 
 
 async def add_history(
