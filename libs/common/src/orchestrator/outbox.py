@@ -7,6 +7,7 @@ After commit the :class:`OutboxSender` publishes at once (the fast path); the sc
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Sequence
@@ -63,11 +64,17 @@ async def record_results_now(
     return len(done)
 
 
+#: Publish rounds that may wait for their confirms at once (see :class:`OutboxSender`).
+ROUNDS_IN_FLIGHT = 4
+
+
 class OutboxSender:
     """The fast path: publishes committed entries right away, many per round of confirms.
 
-    Publishing and recording run as two pipelined rounds, so the next entries are published
-    while the previous ones are being deleted from the outbox.
+    Publishing and recording are pipelined: a round's messages are sent while earlier rounds
+    still wait for their confirms (up to :data:`ROUNDS_IN_FLIGHT`; an entry committed just now
+    does not wait a whole confirm round trip before it is sent), and published entries are
+    deleted from the outbox while the next ones are being published.
     """
 
     def __init__(self, engine: AsyncEngine, publisher: Publisher | None) -> None:
@@ -76,6 +83,7 @@ class OutboxSender:
         self._publishing: Batcher[Pending] = Batcher(
             self._publish, name="outbox-publish", max_batch=1000
         )
+        self._in_flight: set[asyncio.Task[None]] = set()
         # Nobody waits for the deletes (the relay leaves entries alone for seconds): one
         # statement per 20 ms at most, not one per message when jobs come one at a time.
         self._recording: Batcher[tuple[Pending, bool]] = Batcher(
@@ -101,9 +109,19 @@ class OutboxSender:
     async def flush(self) -> None:
         """Wait until everything submitted so far has been tried once and recorded."""
         await self._publishing.drain()
+        while self._in_flight:
+            await asyncio.wait(set(self._in_flight))
         await self._recording.drain()
 
     async def _publish(self, batch: list[Pending]) -> None:
+        """Start a round for ``batch``, waiting only while too many rounds are in flight."""
+        while len(self._in_flight) >= ROUNDS_IN_FLIGHT:
+            await asyncio.wait(set(self._in_flight), return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.create_task(self._publish_round(batch), name="outbox-publish-round")
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _publish_round(self, batch: list[Pending]) -> None:
         publisher = self.publisher
         try:
             assert publisher is not None
