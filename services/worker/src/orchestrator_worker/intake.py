@@ -41,6 +41,7 @@ from aio_pika.abc import (
 
 from orchestrator import metrics
 from orchestrator.topology import Topology, declare_base, declare_work_queue
+from orchestrator_worker.acks import Acked, SettledTags, ack_together
 
 log = logging.getLogger(__name__)
 #: Seconds any one broker call of the intake may take before it counts as failed.
@@ -89,6 +90,9 @@ class Intake:
         #: Deliveries taken and not yet settled, by message identity (a message is kept alive
         #: here, so its id is not reused while it is listed).
         self._unsettled: dict[int, Delivery] = {}
+        #: The settled delivery tags of each channel the intake has settled on, by the
+        #: channel's identity; reset with the channels (see _open_sources).
+        self._tags: dict[int, SettledTags] = {}
 
     async def start(self) -> None:
         await self._open_sources()
@@ -106,6 +110,9 @@ class Intake:
             queue = await declare_work_queue(channel, self._topology, name)
             sources.append(_Source(name, channel, queue))
         self._sources = sources
+        # A closed channel's tags are dead (its deliveries were requeued) and its identity may
+        # be reused by a new channel, whose tags start at 1 again.
+        self._tags = {}
 
     def _on_reconnect(self, *_: object) -> None:
         self._background.add(asyncio.create_task(self._rearm(), name="intake-rearm"))
@@ -166,10 +173,34 @@ class Intake:
         return len(self._unsettled)
 
     async def settle(self, deliveries: Sequence[Delivery], *, reject: bool = False) -> None:
-        """Settle deliveries this intake took (see :func:`settle`)."""
+        """Settle deliveries: each one this intake took and has not settled yet; acks of one
+        channel go out together where that is safe (:mod:`orchestrator_worker.acks`). One
+        settled already is skipped (acking it again would close its channel)."""
+        held: dict[int, list[Acked]] = {}
+        others: list[Delivery] = []
         for delivery in deliveries:
-            self._unsettled.pop(id(delivery.message), None)
-        await settle(deliveries, reject=reject)
+            message = delivery.message
+            tags = self._settled_tags(message.channel)
+            if self._unsettled.pop(id(message), None) is not None:
+                held.setdefault(id(message.channel), []).append(Acked(delivery.queue, message))
+            elif not tags.settled(int(message.delivery_tag or 0)):
+                others.append(delivery)
+        for group in held.values():
+            tags = self._settled_tags(group[0].message.channel)
+            if reject:
+                try:
+                    await settle([Delivery(d.queue, d.message) for d in group], reject=True)
+                finally:
+                    tags.mark([d.tag for d in group])
+            else:
+                await ack_together(group, tags)
+        await settle(others, reject=reject)
+
+    def _settled_tags(self, channel: object) -> SettledTags:
+        tags = self._tags.get(id(channel))
+        if tags is None:
+            tags = self._tags[id(channel)] = SettledTags()
+        return tags
 
     def close_unsettled(self) -> int:
         """Count every delivery still unsettled as returned: the connection is about to close,
