@@ -26,7 +26,7 @@ from orchestrator.settings import Settings, load_settings
 
 # One in-memory span exporter for the process, defined once so it is installed once.
 from tests.support.spans import _installed_exporter, spans  # noqa: F401  (fixtures)
-from tests.support.system import RoleNotReadyError, delete_namespace
+from tests.support.system import RoleNotReadyError, remove_namespace
 
 POSTGRES_URL = os.environ.get(
     "ORCHESTRATOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -152,7 +152,7 @@ def namespace(amqp_url: str) -> Iterator[str]:
     """A broker namespace of this test's own; its queues and exchanges are removed afterwards."""
     name = f"t{uuid.uuid4().hex[:10]}"
     yield name
-    asyncio.run(delete_namespace(amqp_url, name))
+    remove_namespace(amqp_url, name)
 
 
 @pytest.fixture

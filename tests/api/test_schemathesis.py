@@ -10,7 +10,6 @@ Job names come from the real catalog so that enqueues succeed and reach the stor
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.api.conftest import ADD, BOUNDS_JOBS, ECHO, FAIL, TEST_JOBS, URGENT
-from tests.support.system import System, delete_namespace
+from tests.support.system import System, remove_namespace
 
 #: Examples per operation and generation mode: small, so the runs take a few minutes in all.
 EXAMPLES = 4
@@ -102,7 +101,7 @@ def system(database_url: str, amqp_url: str, tmp_path: Path) -> Iterator[System]
         yield running
     finally:
         running.stop_all()
-        asyncio.run(delete_namespace(amqp_url, running.namespace, tuple(QUEUES)))
+        remove_namespace(amqp_url, running.namespace, tuple(QUEUES))
 
 
 def _start(system: System, **env: str) -> dict[str, Any]:

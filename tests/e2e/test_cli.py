@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.system import READY_LIMIT_SECONDS, ROOT, delete_namespace, free_port
+from tests.support.system import READY_LIMIT_SECONDS, ROOT, free_port, remove_namespace
 
 pytestmark = pytest.mark.e2e
 
@@ -107,7 +107,6 @@ def test_dev_runs_every_role_until_stopped(tmp_path: Path, amqp_url: str) -> Non
     finally:
         dev.send_signal(signal.SIGTERM)
         output = dev.communicate(timeout=60)[0].decode(errors="replace")
-        import asyncio
 
-        asyncio.run(delete_namespace(amqp_url, namespace))
+        remove_namespace(amqp_url, namespace)
     assert dev.returncode == 0, output

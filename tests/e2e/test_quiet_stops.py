@@ -4,7 +4,6 @@ reconnect attempt on the way out)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -25,7 +24,7 @@ from tests import worker_jobs
 from tests.faults.harness import wait_until
 from tests.faults.overlaps import attempts
 from tests.faults.scenario import job_states
-from tests.support.system import ROOT, System, delete_namespace, free_port
+from tests.support.system import ROOT, System, free_port, remove_namespace
 
 pytestmark = pytest.mark.e2e
 
@@ -126,7 +125,7 @@ def dev_cleanup(amqp_url: str) -> Iterator[list[tuple[System, subprocess.Popen[b
         if dev.poll() is None:
             os.killpg(dev.pid, signal.SIGKILL)
             dev.wait()
-        asyncio.run(delete_namespace(amqp_url, system.namespace))
+        remove_namespace(amqp_url, system.namespace)
 
 
 @pytest.mark.timeout(900)
