@@ -8,8 +8,11 @@ end mark lasted until its process exited, as observed here.
 
 Each SIGTERM lands shortly after a burst of short jobs, while the worker is claiming: claims
 still being written when it stops are handed back unstarted ("Worker shut down before the job
-started" in their history), the path issue 10 found racing. Rounds go on (up to
-``MAX_ROUNDS``) until at least one SIGTERM took that path, and the test asserts it did.
+started" in their history), the path issue 10 found racing. A round of claims is one short
+statement now, so a random SIGTERM rarely lands inside one: rounds go on (up to
+``MAX_ROUNDS``) while none has, and how many did is reported, not asserted. That path is proven
+deterministically by ``tests/worker/test_shutdown_claims.py``, which holds a claim blocked on
+row locks while the worker begins to stop.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ SEEDS = [
         "ORCHESTRATOR_SHUTDOWN_SEEDS", str(random.SystemRandom().randrange(1, 100_000))
     ).split(",")
 ]
-#: SIGTERMs at least, and at most while none has found a claim in flight.
+#: SIGTERMs at least, and at most while none has found a claim in flight (never required).
 ROUNDS = 5
 MAX_ROUNDS = 20
 UNSTARTED = "Worker shut down before the job started"
@@ -261,8 +264,10 @@ def test_sigterm_while_claims_are_in_flight_never_overlaps_attempts(
     assert not overlaps, overlaps[:5]
     assert not workers.failed_exits()
     assert outcome.stuck == 0 and outcome.completed == len(job_ids), states
-    # The claims-in-flight path was taken: a SIGTERM found claims not yet started.
-    assert unstarted_rounds > 0, f"no SIGTERM of {rounds} found a claim in flight"
+    # Whether a SIGTERM found claims in flight (unstarted_rounds, reported above) is not
+    # asserted: a round of claims is one short statement now, so random SIGTERMs rarely land
+    # inside one. The claims-in-flight path is proven deterministically by
+    # tests/worker/test_shutdown_claims.py (a claim held blocked while the worker stops).
 
 
 @pytest.mark.timeout(900)
