@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -194,3 +195,37 @@ def test_oversized_headers_are_refused(server: Server) -> None:
 
     answer = asyncio.run(send_big_head())
     assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+
+
+def _read_to_end(sock: socket.socket) -> bytes:
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer
+
+
+def test_a_client_still_sending_its_refused_request_reads_the_answer(server: Server) -> None:
+    """A client that writes its whole request before reading, as most do, gets the 431 of its
+    oversized head: the server reads and drops the rest (4 MiB of body here) until the client is
+    done, instead of closing at once and answering what still arrives with a reset."""
+    head = b"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4194304\r\n"
+    head += b"".join(b"X-Big: " + b"b" * 1024 + b"\r\n" for _ in range(100)) + b"\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=GIVE_UP_SECONDS) as sock:
+        sock.sendall(head + b"x" * 4 * 1024 * 1024)  # a reset fails it: ConnectionResetError
+        sock.shutdown(socket.SHUT_WR)
+        answer = _read_to_end(sock)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert b'"headers_too_large"' in answer
+
+
+def test_a_body_over_the_limit_gets_one_answer(server: Server) -> None:
+    """The body of a request answered early (413) is the rest of that request, not the head of
+    the next one: it is never refused again as an oversized head."""
+    head = b"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    head += b"Content-Length: 4194304\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=GIVE_UP_SECONDS) as sock:
+        sock.sendall(head + b" " * 4 * 1024 * 1024)
+        sock.shutdown(socket.SHUT_WR)
+        answer = _read_to_end(sock)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert answer.count(b"HTTP/1.1 ") == 1, answer
