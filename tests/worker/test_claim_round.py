@@ -22,6 +22,10 @@ from orchestrator.lifecycle import Election, State
 from orchestrator.settings import Settings
 from orchestrator.store import tables
 from orchestrator.transitions import Applied
+from orchestrator_worker.claims import ClaimedJob, ClaimResult
+from orchestrator_worker.execution import Outcome
+from orchestrator_worker.intake import Delivery
+from orchestrator_worker.recorder import Round, claim_alone, write_round
 from orchestrator_worker.worker import Worker
 from tests.worker.test_worker import CATALOG, ended, enqueue, wait_for_states
 
@@ -62,6 +66,22 @@ async def _jobs(engine: AsyncEngine, *, delays: list[float | None]) -> list[uuid
                 job.scheduled_reason = "retry"
         await store.create_jobs(conn, new, now)
     return [j.id for j in new]
+
+
+class _Message:
+    """What a claim reads of a delivery (its headers)."""
+
+    headers: dict[str, Any] = {}
+
+
+def _delivery() -> Delivery:
+    return Delivery("default", _Message())  # type: ignore[arg-type]
+
+
+def _claimed(row: Any) -> ClaimedJob:
+    return ClaimedJob(
+        row.id, row.name, row.queue, row.args, row.kwargs, row.attempt, None, None, row.started_at
+    )
 
 
 async def test_a_claim_is_one_statement_with_its_history_rows(pg: AsyncEngine) -> None:
@@ -171,3 +191,31 @@ async def test_a_worker_claims_in_one_statement_unless_a_filter_watches(
         assert rows[ids[0]].state == "Succeeded"
         claims = [s for s in sent if "FOR NO KEY UPDATE OF j" in s]
         assert bool(claims) is one_statement, (filters, claims)
+
+
+async def test_an_outcome_round_moves_and_writes_history_in_one_statement(
+    pg: AsyncEngine,
+) -> None:
+    """A round's clock comes with its lock, and each move's history rows with its UPDATE."""
+    ids = await _jobs(pg, delays=[None, None, None])
+    setup = Round("w", LEASE, composition.transitions(HOUR), Filters())
+    claimed = ClaimResult({}, [], [])
+    await claim_alone(pg, ClaimResult({}, [(_delivery(), i) for i in ids], []), setup)
+    async with pg.connect() as conn:
+        rows = (await conn.execute(sa.select(tables.jobs).where(tables.jobs.c.id.in_(ids)))).all()
+    by_id = {row.id: _claimed(row) for row in rows}
+    jobs = [by_id[i] for i in ids]
+    outcomes = [Outcome(jobs[0], True, result=1), Outcome(jobs[1], True, result=2)]
+    outcomes.append(Outcome(jobs[2], False, error_type="E", error_message="no"))
+    with statements(pg) as sent:
+        async with pg.begin() as conn:
+            now, recorded, _ = await write_round(conn, outcomes, claimed, setup)
+    assert {recorded[i].state for i in ids[:2]} == {State.SUCCEEDED}
+    assert "clock_timestamp()" in sent[0] and "FOR NO KEY UPDATE" in sent[0]
+    moves = [s for s in sent if "UPDATE jobs" in s]
+    assert moves and all("INSERT INTO job_history" in s for s in moves), moves
+    assert not [s for s in sent if "job_history" in s and "UPDATE jobs" not in s]
+    async with pg.connect() as conn:
+        history = await store.get_history(conn, ids[0])
+    assert [(h.state, h.at) for h in history[2:]] == [("Succeeded", now)]
+    assert history[2].data == {"duration": 0.0}

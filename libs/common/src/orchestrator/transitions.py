@@ -164,6 +164,12 @@ class Transitions:
         See :func:`orchestrator.store.moves.lock`."""
         return await moves.lock(conn, job_ids, in_states)
 
+    async def lock_at_clock(
+        self, conn: AsyncConnection, job_ids: Iterable[uuid.UUID], in_states: Iterable[State]
+    ) -> tuple[datetime, set[uuid.UUID] | None]:
+        """The database's time and :meth:`lock`, in one round trip on PostgreSQL."""
+        return await moves.lock_at_clock(conn, job_ids, in_states)
+
     async def move(
         self,
         conn: AsyncConnection,
@@ -192,7 +198,10 @@ class Transitions:
         if elect and self.elects:
             return await self._move_elected(conn, dict.fromkeys(job_ids, change), {}, request, now)
         values = {**self._state_columns(target, now), **change.values}
-        rows = await moves.update_many(conn, job_ids, request.expected, values, where, returning)
+        entered = moves.Entered(target, now, change)
+        rows = await moves.update_many(
+            conn, job_ids, request.expected, values, where, returning, entered
+        )
         pending = await self._after_move(conn, rows, target, now, [(r.id, change) for r in rows])
         return Moved(rows, pending)
 
@@ -219,7 +228,7 @@ class Transitions:
             result.elected = elected.elected
             return result
         base = self._state_columns(target, now)
-        rows = await moves.update_each(conn, items, request.expected, base)
+        rows = await moves.update_each(conn, items, request.expected, base, target, now)
         by_id = {item.job_id: item.change for item in items}
         changes = [(row.id, by_id[row.id]) for row in rows]
         pending = await self._after_move(conn, rows, target, now, changes)
@@ -349,10 +358,10 @@ class Transitions:
         now: datetime,
         changes: Sequence[tuple[uuid.UUID, Change]],
     ) -> list[Pending]:
-        """History and expiry of the moved rows; then the applied hooks, built-in ones first."""
+        """Expiry of the moved rows (their history rows were written with them); then the
+        applied hooks, built-in ones first."""
         if not rows:
             return []
-        await moves.add_history(conn, target, now, changes)
         if target in FINAL:
             await moves.set_own_expiry(conn, rows, now)
         applied = Applied(conn, rows, target, changes, now, mover=self._following_nothing())

@@ -100,22 +100,23 @@ async def write_round(
     outcomes: Sequence[Outcome],
     batch: ClaimResult,
     setup: Round,
-    now: datetime,
-) -> tuple[dict[object, Entered], list[Pending]]:
-    """Record ``outcomes`` and claim ``batch``'s jobs in the caller's transaction; returns what
-    :func:`record` does, with the claims' outbox entries added.
+) -> tuple[datetime, dict[object, Entered], list[Pending]]:
+    """Record ``outcomes`` and claim ``batch``'s jobs in the caller's transaction; returns the
+    database's time of the round and what :func:`record` does, with the claims' outbox
+    entries added.
 
-    The rows of both are locked first, together, in ascending id order: each move locks its
-    own rows in that order, but outcomes (one move per target state) and then claims would
-    otherwise take several ascending runs, which can cross another transaction's one. A job
-    not claimable at that moment is a lost claim (an outcome's row is this worker's already).
+    The rows of both are locked first, together, in ascending id order (with the clock, in
+    one round trip): each move locks its own rows in that order, but outcomes (one move per
+    target state) and then claims would otherwise take several ascending runs, which can cross
+    another transaction's one. A job not claimable at that moment is a lost claim (an
+    outcome's row is this worker's already).
     """
     ids = [o.job.job_id for o in outcomes] + [job_id for _, job_id in batch.decoded]
     claimable = {State.PROCESSING, State.ENQUEUED, State.SCHEDULED}
-    locked = await setup.transitions.lock(conn, ids, claimable)
+    now, locked = await setup.transitions.lock_at_clock(conn, ids, claimable)
     recorded, pending = await record(conn, outcomes, setup, now)
     await claim(conn, setup.transitions, batch, setup.worker_id, setup.lease, now, only=locked)
-    return recorded, pending + batch.redelayed
+    return now, recorded, pending + batch.redelayed
 
 
 def claims_alone(setup: Round, engine: AsyncEngine) -> bool:

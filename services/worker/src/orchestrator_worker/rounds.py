@@ -105,8 +105,7 @@ class Rounds:
         try:
             with self.progress.round():
                 async with self.claimant.engine.begin() as conn:
-                    now = await db_now(conn)
-                    recorded, pending = await write_round(conn, outcomes, batch, self.round, now)
+                    now, recorded, pending = await write_round(conn, outcomes, batch, self.round)
         except Exception as exc:
             await self._round_failed(items, batch, outcomes, exc, alone=alone)
             return

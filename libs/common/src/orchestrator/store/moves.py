@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator import outcomes
-from orchestrator.db import UTCDateTime, is_postgres, one_of
+from orchestrator.db import UTCDateTime, db_now, is_postgres, one_of
 from orchestrator.lifecycle import Change, RowChange, State
 from orchestrator.store.tables import Row, history, jobs
 
@@ -73,6 +75,30 @@ async def lock(
     return set((await conn.execute(query)).scalars())
 
 
+async def lock_at_clock(
+    conn: AsyncConnection, job_ids: Iterable[uuid.UUID], in_states: Iterable[State]
+) -> tuple[datetime, set[uuid.UUID] | None]:
+    """The database's clock (as :func:`orchestrator.db.db_now` reads it) and :func:`lock`, in
+    one statement on PostgreSQL."""
+    ids = sorted(set(job_ids))
+    if len(ids) < 2 or not is_postgres(conn):
+        return await db_now(conn), None
+    locked = (
+        sa.select(jobs.c.id)
+        .where(jobs.c.id == sa.any_(sa.cast(sa.bindparam("ids"), ARRAY(sa.Uuid()))))
+        .where(jobs.c.state == sa.any_(sa.cast(sa.bindparam("states"), ARRAY(sa.Text()))))
+        .order_by(jobs.c.id)
+        .with_for_update(key_share=True)
+    )
+    query = sa.select(
+        sa.func.clock_timestamp().label("now"), sa.func.array(locked.scalar_subquery())
+    )
+    now, held = (
+        await conn.execute(query, {"ids": ids, "states": [s.value for s in in_states]})
+    ).one()
+    return now.astimezone(UTC), set(held)
+
+
 def state_columns(
     target: State, now: datetime, retention: timedelta, *, final: bool
 ) -> dict[str, Any]:
@@ -97,8 +123,10 @@ async def update_many(
     values: dict[str, Any],
     where: sa.ColumnElement[bool] | None,
     returning: Sequence[sa.ColumnElement[Any]],
+    entered: Entered,
 ) -> list[Row]:
-    """Set ``values`` on the listed jobs in an ``expected`` state, in one statement."""
+    """Set ``values`` on the listed jobs in an ``expected`` state and add their history rows
+    (``entered``, the same change for every job): one statement on PostgreSQL."""
     condition = sa.and_(
         one_of(conn, jobs.c.id, job_ids), jobs.c.state.in_([s.value for s in expected])
     )
@@ -107,7 +135,35 @@ async def update_many(
     if is_postgres(conn) and len(job_ids) > 1:
         condition = sa.and_(condition, in_lock_order(condition))
     stmt = sa.update(jobs).where(condition).values(**values).returning(*_MOVED, *returning)
-    return list((await conn.execute(stmt)).all())
+    if not is_postgres(conn):
+        rows = list((await conn.execute(stmt)).all())
+        await add_history(conn, entered.state, entered.at, [(r.id, entered.change) for r in rows])
+        return rows
+    # A data-modifying CTE: the history rows of the rows the UPDATE moved, in one round trip.
+    moved = stmt.cte("moved")
+    change = entered.change
+    data = dict(change.data) if change.data is not None else None
+    history_rows = sa.select(
+        moved.c.id,
+        sa.literal(entered.state.value, history.c.state.type),
+        sa.literal(entered.at, history.c.at.type),
+        sa.literal(change.reason, history.c.reason.type),
+        sa.literal(data, history.c.data.type),
+    )
+    added = sa.insert(history).from_select(
+        ["job_id", "state", "at", "reason", "data"], history_rows
+    )
+    query = sa.select(moved).add_cte(added.cte("entered"))
+    return list((await conn.execute(query)).all())
+
+
+@dataclass(frozen=True)
+class Entered:
+    """The history row a move writes for each job it moves (the same change for all)."""
+
+    state: State
+    at: datetime
+    change: Change
 
 
 async def update_each(
@@ -115,12 +171,15 @@ async def update_each(
     items: Sequence[RowChange],
     expected: Iterable[State],
     base: dict[str, Any],
+    target: State,
+    now: datetime,
 ) -> list[Row]:
     """Set ``base`` and each job's own values on the jobs in an ``expected`` state whose
-    guards hold; one statement on PostgreSQL when the items share their column names."""
+    guards hold, and add each moved job's history row (its own change); one statement on
+    PostgreSQL when the items share their column names."""
     states = [s.value for s in expected]
-    if is_postgres(conn) and len(items) > 1 and _uniform(items):
-        return await _update_each_postgres(conn, items, states, base)
+    if is_postgres(conn) and _uniform(items):
+        return await _update_each_postgres(conn, items, states, base, target, now)
     moved: list[Row] = []
     # One row per statement: in ascending id order, as every multi-row lock is taken.
     for item in sorted(items, key=lambda i: i.job_id):
@@ -132,6 +191,8 @@ async def update_each(
             .returning(*_MOVED)
         )
         moved.extend((await conn.execute(stmt)).all())
+    by_id = {item.job_id: item.change for item in items}
+    await add_history(conn, target, now, [(row.id, by_id[row.id]) for row in moved])
     return moved
 
 
@@ -142,7 +203,12 @@ def _uniform(items: Sequence[RowChange]) -> bool:
 
 
 async def _update_each_postgres(
-    conn: AsyncConnection, items: Sequence[RowChange], states: list[str], base: dict[str, Any]
+    conn: AsyncConnection,
+    items: Sequence[RowChange],
+    states: list[str],
+    base: dict[str, Any],
+    target: State,
+    now: datetime,
 ) -> list[Row]:
     # One UPDATE ... FROM unnest(arrays) for the whole batch: a single round trip, and a
     # statement text that depends only on the column names, so it is compiled once.
@@ -167,17 +233,31 @@ async def _update_each_postgres(
                 cast = f"CAST(v.{key} AS {element_cast})" if element_cast else f"v.{key}"
                 assignments.append(f"{name} = {cast}")
     guards = " ".join(f"AND j.{name} = v.g_{name}" for name in guard_names)
+    params["h_state"] = target.value
+    params["h_at"] = now
+    params["h_reasons"] = [item.change.reason for item in items]
+    params["h_data"] = [_json_or_none(item.change.data) for item in items]
     # The rows are locked in ascending id order by the subquery first (see in_lock_order);
-    # the join on unnest alone would lock them in the array's order.
+    # the join on unnest alone would lock them in the array's order. The history rows of the
+    # rows moved are written by the same statement (one round trip).
     statement = sa.text(
-        f"UPDATE jobs AS j SET {', '.join(assignments)} "  # noqa: S608 - names are our columns
+        f"WITH moved AS (UPDATE jobs AS j SET {', '.join(assignments)} "  # noqa: S608 - names are our columns
         f"FROM unnest({', '.join(arrays)}) AS v({', '.join(columns)}) "
         f"WHERE j.id = v.id AND j.state = ANY(CAST(:states AS text[])) {guards} "
         "AND j.id IN (SELECT l.id FROM jobs AS l WHERE l.id = ANY(CAST(:ids AS uuid[])) "
         "AND l.state = ANY(CAST(:states AS text[])) ORDER BY l.id FOR NO KEY UPDATE) "
-        "RETURNING j.id, j.expire_after_seconds, j.batch_id"
-    )
+        "RETURNING j.id, j.expire_after_seconds, j.batch_id), "
+        "entered AS (INSERT INTO job_history (job_id, state, at, reason, data) "
+        "SELECT h.id, :h_state, :h_at, h.reason, CAST(h.data AS jsonb) FROM moved "
+        "JOIN unnest(CAST(:ids AS uuid[]), CAST(:h_reasons AS text[]), "
+        "CAST(:h_data AS text[])) AS h(id, reason, data) ON h.id = moved.id) "
+        "SELECT id, expire_after_seconds, batch_id FROM moved"
+    ).bindparams(sa.bindparam("h_at", type_=UTCDateTime()))
     return list((await conn.execute(statement, params)).all())
+
+
+def _json_or_none(data: Mapping[str, Any] | None) -> str | None:
+    return None if data is None else json.dumps(dict(data))
 
 
 #: PostgreSQL array type for each column type unnest() reads, and the cast back per element.
@@ -275,6 +355,8 @@ async def add_history(
     changes: Sequence[tuple[uuid.UUID, Change]],
 ) -> None:
     """One history row per moved job: the state entered, when, why and its data."""
+    if not changes:
+        return
     await conn.execute(
         sa.insert(history),
         [
