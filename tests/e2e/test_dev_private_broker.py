@@ -46,14 +46,15 @@ def _env(project: Path, amqp_port: int, path: str, **extra: str) -> dict[str, st
 
 def _dev(env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
     # Its own session, as in a terminal: a Ctrl-C goes to its whole process group.
-    return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator_cli", "dev"],
-        cwd=cwd,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "orchestrator_cli", "dev"],
+            cwd=cwd,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _node_processes(home: Path) -> dict[int, str]:

@@ -106,12 +106,12 @@ def _start_own_worker(system: System, own: OwnProject) -> None:
     """The project's worker from its own environment and folder, registered with ``system``
     so that its readiness waits watch it and its stop ends it."""
     name = "own-worker"
-    log = (system.log_dir / f"{system.namespace}-{name}.log").open("wb")
     env = system.env(ORCHESTRATOR_JOBS="myapp.jobs")
     del env["PYTHONPATH"]
-    system.processes[name] = subprocess.Popen(
-        [str(own.orchestrator), "worker"], cwd=own.folder, env=env, stdout=log, stderr=log
-    )
+    with (system.log_dir / f"{system.namespace}-{name}.log").open("wb") as log:
+        system.processes[name] = subprocess.Popen(
+            [str(own.orchestrator), "worker"], cwd=own.folder, env=env, stdout=log, stderr=log
+        )
     system.roles[name] = "worker"
 
 

@@ -144,15 +144,16 @@ class RabbitNode:
         binary = rabbitmq_server_binary()
         assert binary is not None, "require_tools(rabbitmq=True) first"
         assert self.process is None or self.process.poll() is not None, "already running"
-        log = (self.base / "server.out").open("ab")
-        self.process = subprocess.Popen(
-            [binary],
-            cwd=self.base,
-            env=self._env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        # The node writes to its own copy of the file's descriptor; ours is closed at once.
+        with (self.base / "server.out").open("ab") as log:
+            self.process = subprocess.Popen(
+                [binary],
+                cwd=self.base,
+                env=self._env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             wait_until(
                 lambda: port_open(self.port) or self.process.poll() is not None,  # type: ignore[union-attr]

@@ -125,14 +125,15 @@ class System:
         return env
 
     def start(self, name: str, role: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"{self.namespace}-{name}.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator_cli", role, *args],
-            cwd=ROOT,
-            env=self.env(**env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        # The child writes to its own copy of the file's descriptor; ours is closed at once.
+        with (self.log_dir / f"{self.namespace}-{name}.log").open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "orchestrator_cli", role, *args],
+                cwd=ROOT,
+                env=self.env(**env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self.processes[name] = process
         self.roles[name] = role
         return process
