@@ -125,6 +125,8 @@ def dev_cleanup(amqp_url: str) -> Iterator[list[tuple[System, subprocess.Popen[b
         if dev.poll() is None:
             os.killpg(dev.pid, signal.SIGKILL)
             dev.wait()
+        if dev.stdout is not None:
+            dev.stdout.close()  # read line by line, it is not closed by communicate()
         remove_namespace(amqp_url, system.namespace)
 
 
