@@ -56,6 +56,7 @@ def refusing_service_ports(ports: frozenset[int] = SERVICE_PORTS) -> Iterator[li
         def connect(sock: socket.socket, address: Any) -> Any:
             if isinstance(address, tuple) and len(address) >= 2 and address[1] in ports:
                 attempts.append(f"{address[0]}:{address[1]}")
+                sock.close()  # its opener sees no OSError, so would not close it
                 raise ServiceReachedError(
                     f"a unit test connected to {address[0]}:{address[1]} (PostgreSQL or "
                     "RabbitMQ): move it out of tests/unit"
