@@ -7,10 +7,11 @@ from collections.abc import Callable
 
 import aio_pika
 
+from orchestrator import metrics
 from orchestrator.broker import JobMessage, Publisher, connect
 from orchestrator.settings import Settings
 from orchestrator.topology import Topology, declare_base, declare_work_queue
-from orchestrator_worker.intake import Delivery, settle
+from orchestrator_worker.intake import Delivery, Intake, settle
 
 
 async def test_stale_ack_is_logged_and_the_delivery_comes_back(
@@ -33,3 +34,38 @@ async def test_stale_ack_is_logged_and_the_delivery_comes_back(
     assert declared.declaration_result.message_count == 1  # requeued, to lose its claim later
     await connection.close()
     assert isinstance(message, aio_pika.abc.AbstractIncomingMessage)
+
+
+def _returned(reason: str) -> float:
+    return sum(
+        sample.value
+        for family in metrics.DELIVERIES_RETURNED.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels["reason"] == reason
+    )
+
+
+async def test_the_intake_settles_a_delivery_whose_channel_closed_without_raising(
+    make_settings: Callable[..., Settings], sqlite_url: str
+) -> None:
+    """aio-pika raises on reading a closed channel's message's channel: the intake's settle
+    (which groups acks by channel) counts such a delivery as a lost channel instead of failing
+    its caller (the hand-back round stopped there, uncounted, in CI)."""
+    settings = make_settings(sqlite_url)
+    topology = Topology(settings.broker_namespace)
+    connection = await connect(settings.amqp_url, name="stale-intake")
+    channel = await connection.channel()
+    await declare_base(channel, topology)
+    queue = await declare_work_queue(channel, topology, "default")
+    assert await Publisher(connection, topology, 5).publish([JobMessage(uuid.uuid4(), "default")])
+    message = await queue.get(timeout=5)
+    intake = Intake(connection, topology, ["default"], 1, lambda _: None, lambda _: None)
+    delivery = intake._own(Delivery("default", message))  # as taken by its pull loop
+    await channel.close()
+    lost = _returned("channel_lost")
+
+    await intake.settle([delivery])  # must not raise
+
+    assert _returned("channel_lost") == lost + 1
+    assert intake.close_unsettled() == 0  # not counted twice when the worker closes
+    await connection.close()

@@ -38,6 +38,7 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
+from aio_pika.exceptions import ChannelInvalidStateError
 
 from orchestrator import metrics
 from orchestrator.topology import Topology, declare_base, declare_work_queue
@@ -176,17 +177,23 @@ class Intake:
         """Settle deliveries: each one this intake took and has not settled yet; acks of one
         channel go out together where that is safe (:mod:`orchestrator_worker.acks`). One
         settled already is skipped (acking it again would close its channel)."""
-        held: dict[int, list[Acked]] = {}
+        held: dict[int, tuple[SettledTags, list[Acked]]] = {}
         others: list[Delivery] = []
         for delivery in deliveries:
             message = delivery.message
-            tags = self._settled_tags(message.channel)
+            channel = _open_channel(message)
+            if channel is None:
+                # Its channel closed: settle() counts and logs it (RabbitMQ requeued it).
+                self._unsettled.pop(id(message), None)
+                others.append(delivery)
+                continue
+            tags = self._settled_tags(channel)
             if self._unsettled.pop(id(message), None) is not None:
-                held.setdefault(id(message.channel), []).append(Acked(delivery.queue, message))
+                _, group = held.setdefault(id(channel), (tags, []))
+                group.append(Acked(delivery.queue, message))
             elif not tags.settled(int(message.delivery_tag or 0)):
                 others.append(delivery)
-        for group in held.values():
-            tags = self._settled_tags(group[0].message.channel)
+        for tags, group in held.values():
             if reject:
                 try:
                     await settle([Delivery(d.queue, d.message) for d in group], reject=True)
@@ -317,6 +324,14 @@ class Intake:
     async def _switch_to_pulling(self) -> None:
         await self._stop_consuming()
         self._wake.set()
+
+
+def _open_channel(message: AbstractIncomingMessage) -> object | None:
+    """The channel a delivery came on, or None once it has closed (aio-pika raises then)."""
+    try:
+        return message.channel
+    except ChannelInvalidStateError:
+        return None
 
 
 async def settle(deliveries: Sequence[Delivery], *, reject: bool = False) -> None:

@@ -246,8 +246,7 @@ class Rounds:
                 self.returns.submit(delivery)
             return
         self.claimant.sender.submit(pending)
-        await self.intake.settle(batch.undecodable, reject=True)
-        await self.intake.settle([delivery for delivery, _ in batch.decoded])
+        # Counted once committed: the messages are sent again whatever the acks below meet.
         sent = {entry.message.job_id for entry in pending}
         for delivery, job_id in batch.decoded:
             if job_id in sent:
@@ -256,6 +255,8 @@ class Rounds:
             else:
                 # A stale copy (its job no longer waits for a message): dropped, not returned.
                 metrics.CLAIMS_LOST.labels(delivery.queue).inc()
+        await self.intake.settle(batch.undecodable, reject=True)
+        await self.intake.settle([delivery for delivery, _ in batch.decoded])
 
     async def _reject_undecodable(self, batch: ClaimResult) -> None:
         await self.intake.settle(batch.undecodable, reject=True)
