@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from orchestrator import metrics
 from orchestrator.broker import JobMessage, Publisher, connect
@@ -14,17 +14,27 @@ from orchestrator.topology import Topology, declare_base, declare_work_queue
 from orchestrator_worker.intake import Delivery, Intake, settle
 
 
-async def test_stale_ack_is_logged_and_the_delivery_comes_back(
-    make_settings: Callable[..., Settings], sqlite_url: str
-) -> None:
-    settings = make_settings(sqlite_url)
+async def _one_delivery(
+    settings: Settings, name: str
+) -> tuple[AbstractRobustConnection, Topology, AbstractChannel, AbstractIncomingMessage]:
+    """A job message published and taken (unacked) from the work queue on a channel of its own."""
     topology = Topology(settings.broker_namespace)
-    connection = await connect(settings.amqp_url, name="stale-ack")
+    connection = await connect(settings.amqp_url, name=name)
     channel = await connection.channel()
     await declare_base(channel, topology)
     queue = await declare_work_queue(channel, topology, "default")
     assert await Publisher(connection, topology, 5).publish([JobMessage(uuid.uuid4(), "default")])
     message = await queue.get(timeout=5)
+    assert isinstance(message, AbstractIncomingMessage)
+    return connection, topology, channel, message
+
+
+async def test_stale_ack_is_logged_and_the_delivery_comes_back(
+    make_settings: Callable[..., Settings], sqlite_url: str
+) -> None:
+    connection, topology, channel, message = await _one_delivery(
+        make_settings(sqlite_url), "stale-ack"
+    )
     await channel.close()  # what a dropped connection does to every unacked delivery
 
     await settle([Delivery("default", message)])  # must not raise
@@ -33,7 +43,6 @@ async def test_stale_ack_is_logged_and_the_delivery_comes_back(
     declared = await check.declare_queue(topology.work_queue("default").name, passive=True)
     assert declared.declaration_result.message_count == 1  # requeued, to lose its claim later
     await connection.close()
-    assert isinstance(message, aio_pika.abc.AbstractIncomingMessage)
 
 
 def _returned(reason: str) -> float:
@@ -51,14 +60,9 @@ async def test_the_intake_settles_a_delivery_whose_channel_closed_without_raisin
     """aio-pika raises on reading a closed channel's message's channel: the intake's settle
     (which groups acks by channel) counts such a delivery as a lost channel instead of failing
     its caller (the hand-back round stopped there, uncounted, in CI)."""
-    settings = make_settings(sqlite_url)
-    topology = Topology(settings.broker_namespace)
-    connection = await connect(settings.amqp_url, name="stale-intake")
-    channel = await connection.channel()
-    await declare_base(channel, topology)
-    queue = await declare_work_queue(channel, topology, "default")
-    assert await Publisher(connection, topology, 5).publish([JobMessage(uuid.uuid4(), "default")])
-    message = await queue.get(timeout=5)
+    connection, topology, channel, message = await _one_delivery(
+        make_settings(sqlite_url), "stale-intake"
+    )
     intake = Intake(connection, topology, ["default"], 1, lambda _: None, lambda _: None)
     delivery = intake._own(Delivery("default", message))  # as taken by its pull loop
     await channel.close()
