@@ -8,6 +8,7 @@ waits for.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -83,6 +84,12 @@ async def lock_at_clock(
     ids = sorted(set(job_ids))
     if len(ids) < 2 or not is_postgres(conn):
         return await db_now(conn), None
+    params = {"ids": ids, "states": [s.value for s in in_states]}
+    now, held = (await conn.execute(_LOCK_AT_CLOCK, params)).one()
+    return now.astimezone(UTC), set(held)
+
+
+def _lock_at_clock() -> sa.Select[Any]:
     locked = (
         sa.select(jobs.c.id)
         .where(jobs.c.id == sa.any_(sa.cast(sa.bindparam("ids"), ARRAY(sa.Uuid()))))
@@ -90,13 +97,14 @@ async def lock_at_clock(
         .order_by(jobs.c.id)
         .with_for_update(key_share=True)
     )
-    query = sa.select(
+    return sa.select(
         sa.func.clock_timestamp().label("now"), sa.func.array(locked.scalar_subquery())
     )
-    now, held = (
-        await conn.execute(query, {"ids": ids, "states": [s.value for s in in_states]})
-    ).one()
-    return now.astimezone(UTC), set(held)
+
+
+# Built once: a worker runs these in every round, and building a statement (and its cache key)
+# costs more Python time than sending it.
+_LOCK_AT_CLOCK: Final = _lock_at_clock()
 
 
 def state_columns(
@@ -232,15 +240,30 @@ async def _update_each_postgres(
             if prefix == "v":
                 cast = f"CAST(v.{key} AS {element_cast})" if element_cast else f"v.{key}"
                 assignments.append(f"{name} = {cast}")
-    guards = " ".join(f"AND j.{name} = v.g_{name}" for name in guard_names)
     params["h_state"] = target.value
     params["h_at"] = now
     params["h_reasons"] = [item.change.reason for item in items]
     params["h_data"] = [_json_or_none(item.change.data) for item in items]
+    statement = _update_each_statement(
+        tuple(assignments), tuple(arrays), tuple(columns), tuple(guard_names)
+    )
+    return list((await conn.execute(statement, params)).all())
+
+
+@functools.lru_cache(maxsize=64)
+def _update_each_statement(
+    assignments: tuple[str, ...],
+    arrays: tuple[str, ...],
+    columns: tuple[str, ...],
+    guard_names: tuple[str, ...],
+) -> sa.TextClause:
+    """The statement of :func:`_update_each_postgres` for one shape of items, built once (a
+    worker's outcome rounds repeat a few shapes; parsing a text's parameters costs time)."""
+    guards = " ".join(f"AND j.{name} = v.g_{name}" for name in guard_names)
     # The rows are locked in ascending id order by the subquery first (see in_lock_order);
     # the join on unnest alone would lock them in the array's order. The history rows of the
     # rows moved are written by the same statement (one round trip).
-    statement = sa.text(
+    return sa.text(
         f"WITH moved AS (UPDATE jobs AS j SET {', '.join(assignments)} "  # noqa: S608 - names are our columns
         f"FROM unnest({', '.join(arrays)}) AS v({', '.join(columns)}) "
         f"WHERE j.id = v.id AND j.state = ANY(CAST(:states AS text[])) {guards} "
@@ -253,7 +276,6 @@ async def _update_each_postgres(
         "CAST(:h_data AS text[])) AS h(id, reason, data) ON h.id = moved.id) "
         "SELECT id, expire_after_seconds, batch_id FROM moved"
     ).bindparams(sa.bindparam("h_at", type_=UTCDateTime()))
-    return list((await conn.execute(statement, params)).all())
 
 
 def _json_or_none(data: Mapping[str, Any] | None) -> str | None:
@@ -322,6 +344,12 @@ _CLAIMED = (
 )
 
 
+@functools.cache
+def _claim_now_statement() -> sa.TextualSelect:
+    clock_now = sa.column("clock_now", UTCDateTime())
+    return sa.text(_CLAIM_NOW).columns(clock_now, *(jobs.c[name] for name in _CLAIMED))
+
+
 async def claim_now(
     conn: AsyncConnection,
     job_ids: Sequence[uuid.UUID],
@@ -332,9 +360,7 @@ async def claim_now(
 ) -> tuple[datetime, list[Row]]:
     """See :meth:`orchestrator.transitions.Transitions.claim_now` (PostgreSQL only): the
     database's time and the rows moved. ``conn`` must have no transaction open."""
-    statement = sa.text(_CLAIM_NOW).columns(
-        sa.column("clock_now", UTCDateTime()), *(jobs.c[name] for name in _CLAIMED)
-    )
+    statement = _claim_now_statement()
     params = {
         "ids": sorted(set(job_ids)),
         "lease": lease.total_seconds(),
@@ -372,9 +398,7 @@ async def add_history(
     )
 
 
-async def set_own_expiry(
-    conn: AsyncConnection, rows: Sequence[Row], now: datetime
-) -> None:
+async def set_own_expiry(conn: AsyncConnection, rows: Sequence[Row], now: datetime) -> None:
     """Final jobs with an expiry of their own (``expire_after_seconds``) expire by it."""
     custom = [row for row in rows if row.expire_after_seconds is not None]
     if not custom:
