@@ -123,6 +123,31 @@ async def test_batches_and_inactive_promoter(engine: AsyncEngine, sender: Outbox
     assert set(await _states(engine, ids)) == {"Enqueued"}
 
 
+async def test_a_burst_goes_out_in_growing_batches(
+    engine: AsyncEngine, sender: OutboxSender
+) -> None:
+    """The first jobs of a burst are promoted (and published) in a small batch, the next ones
+    in batches doubling up to the largest; after a sleep the next burst starts small again."""
+    ids = await _schedule(engine, *[T0 + timedelta(milliseconds=i) for i in range(100)])
+    clock = Clock(T0 + timedelta(seconds=1))
+    promoter = Promoter(engine, sender, TRANSITIONS, clock=clock, batch=40, first_batch=10)
+    sizes = []
+    while True:
+        before = promoter.promoted
+        sleep = await promoter.step()
+        sizes.append(promoter.promoted - before)
+        if sleep > 0:
+            break
+    assert sizes == [10, 20, 40, 30]
+    assert set(await _states(engine, ids)) == {"Enqueued"}
+    later = await _schedule(engine, *[T0 + timedelta(seconds=2)] * 15)
+    clock.now = T0 + timedelta(seconds=3)
+    assert await promoter.step() == 0.0
+    assert promoter.promoted == 110  # a small batch again
+    await promoter.step()
+    assert set(await _states(engine, later)) == {"Enqueued"}
+
+
 async def test_several_promoters_promote_each_job_once(postgres_url: str) -> None:
     engines = [create_engine(postgres_url) for _ in range(3)]
     try:

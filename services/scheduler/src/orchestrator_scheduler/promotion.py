@@ -115,6 +115,7 @@ class Promoter:
         transitions: Transitions,
         *,
         batch: int = 1000,
+        first_batch: int = 100,
         max_sleep: float = 5.0,
         clock: Clock = db_now,
         active: Callable[[], bool] = lambda: True,
@@ -124,6 +125,11 @@ class Promoter:
         self._sender = sender
         self._transitions = transitions
         self.batch = batch
+        #: A burst's first jobs go out in a small batch, so that their messages are published
+        #: (and run) while the next batches are promoted; the batches then double up to
+        #: ``batch`` (a large backlog is promoted in large transactions).
+        self.first_batch = min(first_batch, batch)
+        self._limit = self.first_batch
         self.max_sleep = max_sleep
         self._clock = clock
         self._active = active
@@ -153,13 +159,15 @@ class Promoter:
             now = await self._clock(conn)
             read_at = time.monotonic()
             pending, more = await promote_due(
-                conn, self._transitions, now, limit=self.batch, retry_grace=self._retry_grace
+                conn, self._transitions, now, limit=self._limit, retry_grace=self._retry_grace
             )
             upcoming = None if more else await next_due(conn, self._retry_grace)
         self._sender.submit(pending)
         self.promoted += len(pending)
         if more:
+            self._limit = min(self.batch, self._limit * 2)
             return 0.0
+        self._limit = self.first_batch
         self.next_due_at = upcoming.timestamp() if upcoming is not None else None
         # Sleep until the due time measured from when ``now`` was read, not from commit.
         return max(0.0, sleep_for(upcoming, now, self.max_sleep) - (time.monotonic() - read_at))
