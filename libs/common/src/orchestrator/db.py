@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from orchestrator import outcomes
+from orchestrator import commit_hooks, outcomes
 
 #: JSON everywhere, JSONB on PostgreSQL so arguments can be indexed and searched later.
 JsonType = sa.JSON().with_variant(JSONB(), "postgresql")
@@ -59,12 +59,13 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             full, connect_args={"timeout": 30}, json_deserializer=outcomes.load_json
         )
         _configure_sqlite(engine)
+        commit_hooks.install(engine.sync_engine)
         return engine
     # No pre-ping: it costs a BEGIN/ROLLBACK round trip on every checkout. A dead connection fails
     # its statement once and is discarded; every caller treats store errors as transient. No TLS
     # negotiation unless the URL asks for it (asyncpg's "prefer" tries TLS on every connect).
     connect_args = {} if "ssl" in full else {"ssl": False}
-    return create_async_engine(
+    engine = create_async_engine(
         full,
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -73,6 +74,8 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         # A stored value Python cannot load must not make its row (and its page) unreadable.
         json_deserializer=outcomes.load_json,
     )
+    commit_hooks.install(engine.sync_engine)
+    return engine
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
