@@ -180,11 +180,12 @@ def test_minutes_of_overload_with_workers_killed_and_stopped_dead_letter_nothing
     stop = threading.Event()
 
     def feed() -> None:
-        # At least 10x the slots ready at all times: topped up to 20x whenever below 15x.
+        # At least 10x the slots ready at all times: topped up to 40x whenever below 30x, a
+        # margin that lets workers draining ~200 jobs/s between two looks not empty it.
         while not stop.is_set():
             ready = asyncio.run(ready_jobs(settings, QUEUES))
             depths.append(ready)
-            if ready < 15 * slots:
+            if ready < 30 * slots:
                 new = [
                     store.NewJob(
                         name="faults.marked",
@@ -192,10 +193,10 @@ def test_minutes_of_overload_with_workers_killed_and_stopped_dead_letter_nothing
                         args=[str(marks)],
                         kwargs={"seconds": rng.choice([0.0, 0.01, 0.03, 0.06])},
                     )
-                    for _ in range(20 * slots - ready)
+                    for _ in range(40 * slots - ready)
                 ]
                 ids.extend(asyncio.run(enqueue(settings, new)))
-            stop.wait(0.5)
+            stop.wait(0.25)
 
     def come_and_go() -> None:
         # Every 5-10 s a worker is killed or stopped and replaced at once; at least one other

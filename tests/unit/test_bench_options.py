@@ -13,7 +13,7 @@ import pytest
 
 from bench.progress import Progress
 
-MODULES = ("throughput", "lateness", "scheduled", "recurring", "dashboard", "celery_lateness")
+MODULES = ("throughput", "lateness", "scheduled", "recurring", "dashboard", "celery_lateness", "cpu")
 
 
 class _ParsedError(Exception):
