@@ -13,7 +13,15 @@ import pytest
 
 from bench.progress import Progress
 
-MODULES = ("throughput", "lateness", "scheduled", "recurring", "dashboard", "celery_lateness", "cpu")
+MODULES = (
+    "throughput",
+    "lateness",
+    "scheduled",
+    "recurring",
+    "dashboard",
+    "celery_lateness",
+    "cpu",
+)
 
 
 class _ParsedError(Exception):
