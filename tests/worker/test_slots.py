@@ -10,7 +10,6 @@ already waits; once the lock goes every job ends Succeeded, each run once.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -66,7 +65,15 @@ async def test_a_slot_is_free_while_the_outcome_waits_for_its_round(
                     return ran() == ["job0", "job1"]
 
                 await until(second_ran, "the second job ran on the slot the first freed")
-                await asyncio.sleep(0.5)  # the third would have been taken by now
+
+                async def second_returned() -> bool:
+                    task = worker.running[ids[1]].task
+                    return task is not None and task.done()
+
+                # Its outcome handed to the round, the second job keeps its slot: one outcome
+                # waits already, so the intake has no free slot and cannot take the third.
+                await until(second_returned, "the second job's code returned")
+                assert worker.intake.free == 0
                 assert ran() == ["job0", "job1"]
                 assert worker.jobs.recording == {ids[0]}  # one outcome waits with a free slot
                 assert set(worker.running) == {ids[0], ids[1]}  # both are still this worker's
