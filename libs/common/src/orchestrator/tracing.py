@@ -114,19 +114,16 @@ class _IdsOnlyTracer(trace.Tracer):
         return trace.NonRecordingSpan(span_context)
 
     # The API's own return type is a private class (it also decorates coroutine functions,
-    # which nothing here does).
+    # which nothing here does). What a span would record (kind, attributes, links, times,
+    # exceptions) is taken and dropped, as start_span drops it.
     @contextlib.contextmanager
     def start_as_current_span(  # type: ignore[override]
         self,
         name: str,
         context: Context | None = None,
-        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
-        attributes: Any = None,
-        links: Any = None,
-        start_time: int | None = None,
-        record_exception: bool = True,
-        set_status_on_exception: bool = True,
+        *_recorded: Any,
         end_on_exit: bool = True,
+        **_recorded_by_name: Any,
     ) -> Iterator[trace.Span]:
         span = self.start_span(name, context)
         with trace.use_span(span, end_on_exit=end_on_exit) as current:
