@@ -34,20 +34,17 @@ from pathlib import Path
 from typing import Any
 
 from bench.peers import Notes, _queue_depth
-from tests.support.system import ROOT, System, drop_postgres_database, new_postgres_database
+from tests.support.system import (
+    ROOT,
+    System,
+    cpu_seconds,
+    drop_postgres_database,
+    new_postgres_database,
+)
 
 TICKS = os.sysconf("SC_CLK_TCK")
 #: Processes counted by name: the database server's and the broker's, whoever they serve.
 SHARED = {"postgres": ("postgres",), "rabbitmq": ("beam.smp", "erl_child_setup")}
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of one process (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def shared_cpu() -> dict[str, float]:
@@ -78,7 +75,7 @@ class Meter:
         self.system = system
 
     def read(self) -> dict[str, float]:
-        roles = {name: process_cpu(p.pid) for name, p in self.system.processes.items()}
+        roles = {n: cpu_seconds(p.pid) or 0.0 for n, p in self.system.processes.items()}
         return {**roles, "producer": children_cpu(), **shared_cpu()}
 
     @staticmethod
