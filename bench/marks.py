@@ -53,10 +53,9 @@ def record(tag: str, ref: float) -> None:
 Send = Callable[[str, float, float | None, float | None], None]
 
 
-def _orchestrator(url: str, queue: str) -> tuple[Send, Callable[[list[tuple[str, float]]], None]]:
-    from orchestrator import Client, JobCall
-
-    client = Client(url, timeout=60)
+def _orchestrator(client: Any) -> tuple[Send, Callable[[list[tuple[str, float]]], None]]:
+    """Through ``client``: a ``Client`` (HTTP to the API) or a ``DirectClient`` (the store)."""
+    from orchestrator import JobCall
 
     def send(tag: str, ref: float, delay: float | None, at: float | None) -> None:
         call = JobCall.named("bench.mark", tag, ref)
@@ -71,6 +70,16 @@ def _orchestrator(url: str, queue: str) -> tuple[Send, Callable[[list[tuple[str,
         client.enqueue_many([JobCall.named("bench.mark", tag, ref) for tag, ref in items])
 
     return send, send_many
+
+
+def _orchestrator_client(system: str, url: str) -> Any:
+    if system == "orchestrator-direct":
+        from orchestrator.direct import DirectClient
+
+        return DirectClient()  # ORCHESTRATOR_DATABASE_URL, _AMQP_URL, … from the environment
+    from orchestrator import Client
+
+    return Client(url, timeout=60)
 
 
 def _dramatiq(url: str, queue: str, confirm: bool) -> Send:
@@ -182,8 +191,8 @@ def produce_many(send_many: Callable[[list[tuple[str, float]]], None], n: int, t
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="bench.peers' producer (one system, one load)")
-    parser.add_argument("system", choices=["orchestrator", "dramatiq", "dramatiq-confirms",
-                                           "celery"])
+    parser.add_argument("system", choices=["orchestrator", "orchestrator-direct", "dramatiq",
+                                           "dramatiq-confirms", "celery"])
     parser.add_argument("workload", choices=["w1", "w1d", "w1-bulk", "w2", "w3", "w3b"])
     parser.add_argument("n", type=int, help="jobs to send (per delay class for w3b)")
     parser.add_argument("--tag", required=True, help="tag the jobs record")
@@ -192,11 +201,17 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="w2: jobs per second")
     parser.add_argument("--chunk", type=int, default=500, help="enqueue_many: jobs per call")
     args = parser.parse_args()
-    if args.system == "orchestrator":
-        send, send_many = _orchestrator(args.url, args.queue)
-        if args.workload in ("w1-bulk", "w1d"):
-            print(json.dumps(produce_many(send_many, args.n, args.tag, args.chunk)))
-            return
+    if args.system.startswith("orchestrator"):
+        client = _orchestrator_client(args.system, args.url)
+        send, send_many = _orchestrator(client)
+        try:
+            if args.workload in ("w1-bulk", "w1d"):
+                print(json.dumps(produce_many(send_many, args.n, args.tag, args.chunk)))
+            else:
+                print(json.dumps(produce(send, args.workload, args.n, args.tag, args.rate)))
+        finally:
+            client.close()  # a DirectClient publishes what it committed before it returns
+        return
     elif args.system == "celery":
         send = _celery(args.url, args.queue)
     else:

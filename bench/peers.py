@@ -59,13 +59,17 @@ from tests.support.system import (
 )
 
 PEER_PACKAGES = ("dramatiq[rabbitmq]", "celery", "py-spy")
-SYSTEMS = ("orchestrator", "dramatiq", "dramatiq-confirms", "celery")
+SYSTEMS = ("orchestrator", "orchestrator-direct", "dramatiq", "dramatiq-confirms", "celery")
+#: The peers, whose figures the ratios compare against.
+PEERS = ("dramatiq", "dramatiq-confirms", "celery")
 WORKLOADS = ("w1", "w1-bulk", "w1d", "w2", "w3", "w3b")
 #: Workloads each system takes part in (confirms change only the producer; bulk is ours alone).
 PLAYS = {
     "orchestrator": set(WORKLOADS),
     "dramatiq": set(WORKLOADS) - {"w1-bulk"},
     "dramatiq-confirms": {"w1"},
+    # The same system, the producer writing to the store itself (orchestrator.direct).
+    "orchestrator-direct": {"w1", "w2"},
     "celery": set(WORKLOADS) - {"w1-bulk"},
 }
 DRAMATIQ_TASKS = """
@@ -170,8 +174,10 @@ def orchestrator_peer(work: Path, concurrency: int) -> tuple[Peer, System, str]:
         return [sys.executable, "-m", "bench.marks", system_name, workload, str(n),
                 "--tag", tag, "--url", system.api_url]
 
+    # The DirectClient producer reads the store's and broker's addresses as the roles do.
+    settings = {k: v for k, v in system.env().items() if k.startswith("ORCHESTRATOR_")}
     peer = Peer("orchestrator", Notes(out), producer, start_worker, stop_worker,
-                f"{system.namespace}.q.default", {"PYTHONPATH": str(ROOT)})
+                f"{system.namespace}.q.default", {"PYTHONPATH": str(ROOT), **settings})
     return peer, system, db_name
 
 
@@ -236,6 +242,11 @@ async def _delete_queues(names: list[str]) -> None:
         await connection.close()
 
 
+def peer_of(system: str) -> str:
+    """The system whose workers run ``system``'s jobs (a variant differs in its producer)."""
+    return system.removesuffix("-confirms").removesuffix("-direct")
+
+
 @dataclass
 class Bench:
     args: argparse.Namespace
@@ -276,7 +287,7 @@ class Bench:
                 say(f"  {system} {tag}: {abs(missing)} jobs {kind}")
 
     def run(self, workload: str, system: str) -> None:
-        peer = self.peers[system.replace("-confirms", "")]
+        peer = self.peers[peer_of(system)]
         n = self.args.jobs
         tag = f"{workload}-{system}-{uuid.uuid4().hex[:6]}"
         say(f"{workload} {system}")
@@ -438,19 +449,32 @@ def _ratio(ours: Any, theirs: dict[str, Any], higher_is_better: bool) -> str:
 def rows(results: dict[str, dict[str, Any]]) -> Iterator[tuple[str, dict[str, str], str]]:
     """(figure, value per system, ratio Orchestrator / best comparable peer)."""
 
-    def line(label: str, workload: str, key: str, better: str, peers: tuple[str, ...] = SYSTEMS[1:],
-             source: str | None = None) -> tuple[str, dict[str, str], str]:
-        values = {s: results.get(source or workload, {}).get(s, {}).get(key) for s in SYSTEMS}
-        values["orchestrator"] = results.get(workload, {}).get("orchestrator", {}).get(key)
+    def line(label: str, workload: str, key: str, better: str, peers: tuple[str, ...] = PEERS,
+             source: str | None = None, ours: str = "orchestrator",
+             ) -> tuple[str, dict[str, str], str]:
+        values = {s: results.get(source or workload, {}).get(s, {}).get(key) for s in PEERS}
+        for system in ("orchestrator", "orchestrator-direct"):
+            values[system] = results.get(workload, {}).get(system, {}).get(key)
         theirs = {p: values[p] for p in peers}
+        if ours != "orchestrator":  # a row of the variant alone
+            values = {s: values[s] if s == ours or s in peers else None for s in SYSTEMS}
         return label, {s: _fmt(v) for s, v in values.items()}, _ratio(
-            values["orchestrator"], theirs, better == "higher")
+            values[ours], theirs, better == "higher")
 
     yield line("W1 per-job client, send (jobs/s)", "w1", "send_jobs_per_s", "higher",
                ("dramatiq-confirms", "celery"))
     yield line("W1 per call p50 (ms)", "w1", "call_p50_ms", "lower", ("dramatiq-confirms",))
     yield line("W1 per call p99 (ms)", "w1", "call_p99_ms", "lower", ("dramatiq-confirms",))
     yield line("W1 end to end (jobs/s)", "w1", "end_to_end_jobs_per_s", "higher")
+    direct = "orchestrator-direct"
+    yield line("W1 DirectClient, send (jobs/s)", "w1", "send_jobs_per_s", "higher",
+               ("dramatiq-confirms", "celery"), ours=direct)
+    yield line("W1 DirectClient per call p50 (ms)", "w1", "call_p50_ms", "lower",
+               ("dramatiq-confirms",), ours=direct)
+    yield line("W1 DirectClient per call p99 (ms)", "w1", "call_p99_ms", "lower",
+               ("dramatiq-confirms",), ours=direct)
+    yield line("W1 DirectClient end to end (jobs/s)", "w1", "end_to_end_jobs_per_s", "higher",
+               ours=direct)
     yield line("W1-bulk enqueue_many, end to end (jobs/s; peers: their W1)", "w1-bulk",
                "end_to_end_jobs_per_s", "higher", ("dramatiq", "celery"), source="w1")
     yield line("W1d drain of a backlog (jobs/s)", "w1d", "drain_jobs_per_s", "higher")
@@ -458,6 +482,8 @@ def rows(results: dict[str, dict[str, Any]]) -> Iterator[tuple[str, dict[str, st
     yield line("W2 send→start p99 (ms)", "w2", "p99_ms", "lower")
     yield line("W2 send→start max (ms)", "w2", "max_ms", "lower")
     yield line("W2 rate achieved (jobs/s)", "w2", "achieved_rate", "higher")
+    yield line("W2 DirectClient send→start p50 (ms)", "w2", "p50_ms", "lower", ours=direct)
+    yield line("W2 DirectClient send→start p99 (ms)", "w2", "p99_ms", "lower", ours=direct)
     yield line("W3 burst due at once, lateness p50 (ms)", "w3", "p50_ms", "lower")
     yield line("W3 burst due at once, lateness p99 (ms)", "w3", "p99_ms", "lower")
     yield line("W3 time to send the burst (s; due 5 s after the first)", "w3", "send_seconds",
@@ -525,10 +551,10 @@ def main() -> None:
     system: System | None = None
     db_name = ""
     try:
-        if "orchestrator" in wanted:
+        if any(peer_of(name) == "orchestrator" for name in wanted):
             peers["orchestrator"], system, db_name = orchestrator_peer(work, args.concurrency)
         for name in ("dramatiq", "celery"):
-            if name in wanted or f"{name}-confirms" in wanted:
+            if any(peer_of(system) == name for system in wanted):
                 peers[name], more = external_peer(name, python, work, args.threads)
                 queues += more
         bench = Bench(args, peers, args.rate)
@@ -545,9 +571,9 @@ def main() -> None:
             results["orchestrator_store"] = asyncio.run(orchestrator_history(system.database_url))
         info["load_at_end"] = [round(x, 2) for x in os.getloadavg()]
         results["lost_or_twice"] = {
-            f"{s}:{t}": n - peers[s.replace("-confirms", "")].notes.count(t)
+            f"{s}:{t}": n - peers[peer_of(s)].notes.count(t)
             for (s, t), n in bench.sent.items()
-            if n != peers[s.replace("-confirms", "")].notes.count(t)
+            if n != peers[peer_of(s)].notes.count(t)
         }
         results["machine"] = info
         if args.json:

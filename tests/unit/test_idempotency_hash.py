@@ -14,9 +14,9 @@ import pytest
 from orchestrator import JobCall, job
 from orchestrator.catalog import Registration
 from orchestrator.client import continuation_body, job_body, schedule_body
+from orchestrator.enqueue_requests import EnqueueRequest
 from orchestrator.enqueueing import HASHED_FIELDS, request_hash
 from orchestrator.testing import _Request as InlineRequest
-from orchestrator_api.schemas import EnqueueRequest
 
 
 @job(name="hash.login", secret=["password"])

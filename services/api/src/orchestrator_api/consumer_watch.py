@@ -21,7 +21,7 @@ from typing import Final
 
 from fastapi import Response
 
-from orchestrator_api.broker_link import BrokerLink
+from orchestrator.broker_link import BrokerLink
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,13 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.enqueue_requests import MAX_BULK, EnqueueRequest
 from orchestrator.lifecycle import State, has_ended
 from orchestrator.store import batches as store_batches
 from orchestrator.tracing import tracer
 from orchestrator_api.consumer_watch import warn_unconsumed
 from orchestrator_api.errors import BODY_ERRORS, ApiError, documented
 from orchestrator_api.runtime import runtime_of
-from orchestrator_api.schemas import MAX_BULK, EnqueueRequest
 from orchestrator_api.strict_json import StrictJsonRoute
 
 router = APIRouter(prefix="/api/v1/batches", tags=["batches"], route_class=StrictJsonRoute)

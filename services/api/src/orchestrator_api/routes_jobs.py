@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from orchestrator import interventions, store
 from orchestrator.bounds import Text
 from orchestrator.db import db_now
+from orchestrator.enqueue_requests import BulkRequest, EnqueueRequest
 from orchestrator.errors import JobNotFoundError
 from orchestrator.job_view import public_job
 from orchestrator.lifecycle import State
@@ -20,7 +21,7 @@ from orchestrator.tracing import JOB_ID, JOB_NAME, QUEUE, tracer
 from orchestrator_api.consumer_watch import warn_unconsumed
 from orchestrator_api.errors import BODY_ERRORS, ApiError, documented
 from orchestrator_api.runtime import runtime_of
-from orchestrator_api.schemas import BulkRequest, BulkResponse, EnqueueRequest, EnqueueResponse
+from orchestrator_api.schemas import BulkResponse, EnqueueResponse
 from orchestrator_api.strict_json import StrictJsonRoute
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], route_class=StrictJsonRoute)

@@ -12,14 +12,14 @@ from orchestrator import recurring, store
 from orchestrator.bounds import PositiveSeconds, Text
 from orchestrator.catalog import Registration, validate_with_schema
 from orchestrator.db import db_now
+from orchestrator.enqueue_requests import JobName, QueueName, Retries
+from orchestrator.enqueueing import check_arguments
 from orchestrator.errors import UnknownJobError
 from orchestrator.metrics import JOBS_ENQUEUED
 from orchestrator.redaction import redact_view
 from orchestrator.schedule import ScheduleError, parse
-from orchestrator_api.enqueue import check_arguments
 from orchestrator_api.errors import BODY_ERRORS, ApiError, documented
 from orchestrator_api.runtime import Runtime, runtime_of
-from orchestrator_api.schemas import JobName, QueueName, Retries
 from orchestrator_api.strict_json import StrictJsonRoute
 
 router = APIRouter(prefix="/api/v1/recurring", tags=["recurring"], route_class=StrictJsonRoute)

@@ -13,18 +13,18 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator import composition, servers
+from orchestrator.broker_link import BrokerLink
 from orchestrator.catalog import known_queues
+from orchestrator.catalog_cache import CatalogCache
 from orchestrator.db import create_engine
+from orchestrator.enqueuer import Enqueuer
 from orchestrator.filters import Filters, JobFilter
 from orchestrator.filters import load as load_filters
 from orchestrator.outbox import OutboxSender, Pending
 from orchestrator.presence import Presence, store_problem
+from orchestrator.scheduler_wake import SchedulerWake
 from orchestrator.settings import Settings
-from orchestrator_api.broker_link import BrokerLink
-from orchestrator_api.catalog_cache import CatalogCache
 from orchestrator_api.consumer_watch import ConsumerWatch
-from orchestrator_api.enqueue import Enqueuer
-from orchestrator_api.scheduler_wake import SchedulerWake
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Group commit, the :class:`~orchestrator_api.enqueue.Enqueuer`'s strategy for single plain
+"""Group commit, the :class:`~orchestrator.enqueuer.Enqueuer`'s strategy for single plain
 enqueues: concurrent requests share one write.
 
 Each plain request (no idempotency key, no parent) waits for the round that stores it, so it is

@@ -3,10 +3,10 @@
 The checks and writes are the library's (:mod:`orchestrator.enqueueing`,
 :mod:`orchestrator.enqueue_writes`); this adds how the API
 runs them. A single plain enqueue (no idempotency key, no parent) joins a group-commit round
-(:class:`~orchestrator_api.group_commit.GroupCommit`: concurrent requests, one statement);
+(:class:`~orchestrator.group_commit.GroupCommit`: concurrent requests, one statement);
 everything else is one transaction per call. After each commit the Enqueuer hands the outbox
 entries to the sender (the fast path), counts the jobs and wakes the schedulers for an earlier
-delayed one (:class:`~orchestrator_api.scheduler_wake.SchedulerWake`), and runs the filters'
+delayed one (:class:`~orchestrator.scheduler_wake.SchedulerWake`), and runs the filters'
 ``created`` hooks in the background (the answer does not wait for them).
 """
 
@@ -29,11 +29,11 @@ from orchestrator.enqueueing import (
     is_plain,
 )
 from orchestrator.filters import Created, Filters
+from orchestrator.group_commit import GroupCommit
 from orchestrator.outbox import Pending
+from orchestrator.scheduler_wake import SchedulerWake
 from orchestrator.settings import Settings
 from orchestrator.tracing import current_headers
-from orchestrator_api.group_commit import GroupCommit
-from orchestrator_api.scheduler_wake import SchedulerWake
 
 __all__ = ["Enqueuer", "Outcome", "Prepared", "check_arguments"]
 log = logging.getLogger(__name__)

@@ -1,4 +1,6 @@
-"""The API's RabbitMQ connection, made in the background so the API serves while it is down."""
+"""The RabbitMQ connection of whoever publishes after enqueueing (the API, a
+:class:`~orchestrator.direct.DirectClient`), made in the background so enqueueing goes on while
+RabbitMQ is down: the outbox keeps what was not published."""
 
 from __future__ import annotations
 
@@ -20,8 +22,16 @@ _DEPTH_TIMEOUT = 2.0
 class BrokerLink:
     """Connects (retrying every ``retry_seconds``) and then hands a publisher to the sender."""
 
-    def __init__(self, settings: Settings, sender: OutboxSender, retry_seconds: float = 3.0):
+    def __init__(
+        self,
+        settings: Settings,
+        sender: OutboxSender,
+        retry_seconds: float = 3.0,
+        *,
+        name: str = "orchestrator-api",
+    ):
         self._settings = settings
+        self._name = name
         self._sender = sender
         self._retry_seconds = retry_seconds
         self.topology = Topology.of(settings)
@@ -43,7 +53,7 @@ class BrokerLink:
             try:
                 connection = await connect(
                     self._settings.broker_urls,
-                    name="orchestrator-api",
+                    name=self._name,
                     timeout=self._settings.publish_timeout_seconds,
                 )
             except Exception as exc:
@@ -65,6 +75,13 @@ class BrokerLink:
             )
             log.info("connected to RabbitMQ")
             return
+
+    async def connected_within(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the first connection; whether there is one."""
+        if self._task is not None and not self._task.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), seconds)
+        return self.connected
 
     async def stop(self) -> None:
         if self._task is not None:

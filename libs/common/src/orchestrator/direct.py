@@ -1,0 +1,270 @@
+"""A producer that writes its jobs to the store itself: the API's enqueue without the HTTP hop.
+
+:class:`DirectClient` has the enqueueing methods of :class:`orchestrator.Client` (``enqueue``,
+``schedule``, ``continue_with``, ``enqueue_many``, ``batch``) and ``get``/``wait``. Each call runs
+what ``POST /api/v1/jobs`` runs, in the calling process: the request body's model
+(:mod:`orchestrator.enqueue_requests`), the checks against the stored catalog (the workers'
+registrations: name, queue, JSON Schema of the arguments, bounds, the filters' ``creating``), the
+API's :class:`~orchestrator.enqueuer.Enqueuer` (group commit: the job, its history row and its
+outbox row in one statement), and after commit the publish to RabbitMQ (persistent, mandatory,
+confirmed) and the schedulers' wake-up for an earlier delayed job. A call returns once its job is
+committed, as the API answers; the publish follows on the client's own thread, and what it did not
+publish (the process ended, RabbitMQ was away) the scheduler's relay publishes from the outbox::
+
+    from orchestrator.direct import DirectClient
+
+    with DirectClient() as client:          # ORCHESTRATOR_DATABASE_URL, ORCHESTRATOR_AMQP_URL, …
+        job_id = client.enqueue(add.call(1, 2))
+
+It is for a team's own services that may hold the store's and the broker's credentials, as
+Hangfire's client writes to its storage: no API key is asked and no request throttle applies
+(docs/security.md). Errors are the library's own: ``JobValidationError`` (with
+``UnknownJobError``, ``UnknownQueueError``) where the API answers 422, ``ConflictError`` for 409.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Self, TypeVar, Unpack
+
+import pydantic
+from opentelemetry import context as otel_context
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator import client_requests as shape
+from orchestrator import job_view, store
+from orchestrator.broker_link import BrokerLink
+from orchestrator.catalog_cache import CatalogCache
+from orchestrator.db import create_engine
+from orchestrator.enqueue_requests import BulkRequest, EnqueueRequest
+from orchestrator.enqueuer import Enqueuer
+from orchestrator.errors import JobNotFoundError, JobValidationError
+from orchestrator.filters import Filters
+from orchestrator.filters import load as load_filters
+from orchestrator.jobs import JobCall
+from orchestrator.outbox import OutboxSender
+from orchestrator.results import Batch, Job
+from orchestrator.scheduler_wake import SchedulerWake
+from orchestrator.settings import Settings
+
+_T = TypeVar("_T")
+log = logging.getLogger(__name__)
+#: How long closing waits for the publishes of committed jobs (the relay sends the rest).
+_CLOSE_SECONDS = 10.0
+
+
+@dataclass
+class _Parts:
+    """What the client runs on its loop: the API's enqueue path and its publisher."""
+
+    engine: AsyncEngine
+    sender: OutboxSender
+    link: BrokerLink
+    enqueuer: Enqueuer
+
+    @classmethod
+    async def start(cls, settings: Settings, connect_seconds: float) -> _Parts:
+        engine = create_engine(settings.database_url)
+        catalog = CatalogCache(engine, settings.jobs)
+        sender = OutboxSender(engine, None)
+        link = BrokerLink(settings, sender, name="orchestrator-direct-client")
+        filters = Filters(load_filters(settings.filters))
+        wake = SchedulerWake(sender, link.topology)
+        enqueuer = Enqueuer(engine, settings, catalog, filters, sender.submit, wake)
+        sender.start()
+        link.start()
+        enqueuer.start()
+        # Jobs enqueued before the broker answers wait in the outbox for the relay; waiting a
+        # moment here spares the first ones that delay.
+        await link.connected_within(connect_seconds)
+        with contextlib.suppress(Exception):
+            await catalog.refresh()
+        return cls(engine, sender, link, enqueuer)
+
+    async def stop(self) -> None:
+        await self.enqueuer.stop()
+        try:
+            await asyncio.wait_for(self.sender.stop(), _CLOSE_SECONDS)
+        except Exception:
+            log.warning("outbox sender did not finish; the relay will publish the rest")
+        await self.link.stop()
+        await self.engine.dispose()
+
+
+class DirectClient:
+    """Enqueues by writing to the store and publishing itself (see the module's docstring)."""
+
+    def __init__(self, settings: Settings | None = None, *, connect_seconds: float = 5.0) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="orchestrator-direct-client", daemon=True
+        )
+        self._thread.start()
+        self._closed = False
+        try:
+            self._parts = self._run(_Parts.start(self.settings, connect_seconds))
+        except BaseException:
+            self._end_loop()
+            raise
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Publish what was committed (up to 10 s; the relay sends the rest) and disconnect."""
+        if self._closed:
+            return
+        try:
+            self._run(self._parts.stop())
+        finally:
+            self._end_loop()
+
+    # -- enqueueing: the same signatures and option checks as Client --------------------------
+    def enqueue(self, call: JobCall, /, **options: Unpack[shape.EnqueueOptions]) -> str:
+        """Run ``call`` as soon as a worker is free; returns the job id."""
+        return self._one(shape.job_body(call, options))
+
+    def schedule(
+        self, call: JobCall, /, *, delay: shape.Seconds | None = None,
+        run_at: datetime | None = None, **options: Unpack[shape.EnqueueOptions],
+    ) -> str:  # fmt: skip
+        """Run ``call`` after ``delay`` seconds or at ``run_at``; returns the job id."""
+        return self._one(shape.schedule_body(call, delay, run_at, options))
+
+    def continue_with(
+        self, parent_id: shape.JobId, call: JobCall, /, *,
+        on: shape.ContinueOn = "succeeded", **options: Unpack[shape.EnqueueOptions],
+    ) -> str:  # fmt: skip
+        """Run ``call`` once ``parent_id`` has succeeded (``on="finished"``: ended any way)."""
+        return self._one(shape.continuation_body(parent_id, call, on, options))
+
+    def enqueue_many(self, items: Iterable[shape.BulkItem], /) -> list[str]:
+        """All or nothing: every job is checked before any is created; the ids in order."""
+        body = _as_sent(shape.bulk_body(items))
+        requests = _validated(BulkRequest, body).jobs
+        outcomes = self._run(self._create(requests, bulk=True))
+        return [str(outcome.id) for outcome in outcomes]
+
+    def batch(
+        self, items: Iterable[shape.BulkItem], /, *, on_complete: shape.BulkItem | None = None
+    ) -> Batch:
+        """Jobs that run as usual, and ``on_complete`` once every one has ended the first time."""
+        body = _as_sent(shape.batch_body(items, on_complete))
+        members = _validated(BulkRequest, {"jobs": body["jobs"]}).jobs
+        done = body.get("on_complete")
+        continuation = _validated(EnqueueRequest, done) if done is not None else None
+        stored = self._run(self._parts.enqueuer.batch(members, continuation))
+        continuation_id = stored.continuation_id
+        return Batch(
+            {
+                "id": str(stored.batch_id),
+                "job_ids": [str(outcome.id) for outcome in stored.outcomes[: len(members)]],
+                "continuation_id": str(continuation_id) if continuation_id is not None else None,
+            }
+        )
+
+    # -- reading --------------------------------------------------------------------------------
+    def get(self, job_id: shape.JobId) -> Job:
+        """The job as ``GET /api/v1/jobs/{id}`` shows it; ``JobNotFoundError`` if there is none."""
+        return Job(self._run(self._view(_job_id(job_id))))
+
+    def wait(
+        self, job_id: shape.JobId, *, timeout: float = 60.0, poll_interval: float = 0.05
+    ) -> Any:
+        """The job's result once it succeeded; ``JobFailedError`` if it ended ``Failed`` or
+        ``Deleted``; ``TimeoutError`` if neither happened within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            view = self.get(job_id)
+            done, result = shape.outcome(view)
+            if done:
+                return result
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"job {job_id} is still {view['state']} after {timeout} s")
+            time.sleep(min(poll_interval, remaining))
+
+    # -- on the client's loop -------------------------------------------------------------------
+    def _one(self, body: Mapping[str, Any]) -> str:
+        request = _validated(EnqueueRequest, _as_sent(body))
+        (outcome,) = self._run(self._create([request], bulk=False))
+        return str(outcome.id)
+
+    async def _create(self, requests: Sequence[EnqueueRequest], *, bulk: bool) -> list[Any]:
+        enqueuer = self._parts.enqueuer
+        prepared = await enqueuer.prepare(requests, bulk=bulk)
+        if len(prepared) == 1:
+            return [await enqueuer.one(prepared[0])]
+        return await enqueuer.many(prepared)
+
+    async def _view(self, job_id: uuid.UUID) -> dict[str, Any]:
+        async with self._parts.engine.connect() as conn:
+            row = await store.get_job(conn, job_id)
+            return job_view.public_job(row, await store.get_history(conn, job_id))
+
+    def _run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coroutine`` on the client's loop, in the caller's trace context (the caller's
+        span becomes the parent of the job's, as through the API)."""
+        if self._closed:
+            coroutine.close()
+            raise RuntimeError("this DirectClient is closed")
+        caller = otel_context.get_current()
+        return asyncio.run_coroutine_threadsafe(_within(caller, coroutine), self._loop).result()
+
+    def _end_loop(self) -> None:
+        self._closed = True
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
+async def _within(context: otel_context.Context, coroutine: Coroutine[Any, Any, _T]) -> _T:
+    token = otel_context.attach(context)
+    try:
+        return await coroutine
+    finally:
+        otel_context.detach(token)
+
+
+def _as_sent(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The body as the API would receive it: through JSON (tuples become lists, NaN is refused
+    by the client's own checks before this)."""
+    loaded: dict[str, Any] = json.loads(json.dumps(body, ensure_ascii=False, allow_nan=False))
+    return loaded
+
+
+_Model = TypeVar("_Model", bound=pydantic.BaseModel)
+
+
+def _validated(model: type[_Model], body: Mapping[str, Any]) -> _Model:
+    """``body`` read by the API's request model; a refusal names the field as the API's 422."""
+    try:
+        return model.model_validate(body)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        message = f"{where}: {first['msg']}" if where else first["msg"]
+        raise JobValidationError(message, field=where or None) from None
+
+
+def _job_id(value: shape.JobId) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise JobNotFoundError(f"no job with id {value}") from None
+
+
+__all__ = ["DirectClient"]
