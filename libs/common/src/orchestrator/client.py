@@ -29,7 +29,6 @@ other method returns the API's JSON answer as a typed dict (``Job``, ``JobPage``
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Unpack
@@ -65,6 +64,7 @@ from orchestrator.client_requests import parse as parse
 from orchestrator.client_requests import parse_answer as parse_answer
 from orchestrator.client_requests import require_call as require_call
 from orchestrator.client_requests import schedule_body as schedule_body
+from orchestrator.client_requests import wait_for
 from orchestrator.jobs import JobCall
 from orchestrator.lean_http import LeanHTTP
 from orchestrator.propagation import current_headers
@@ -203,16 +203,7 @@ class Client(RecurringMethods):
     def wait(self, job_id: JobId, *, timeout: float = 60.0, poll_interval: float = 0.25) -> Any:
         """The job's result once it succeeded; :class:`JobFailedError` if it ended ``Failed``
         or ``Deleted``; ``TimeoutError`` if neither happened within ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            job = self.get(job_id)
-            done, result = outcome(job)
-            if done:
-                return result
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"job {job_id} is still {job['state']} after {timeout} s")
-            time.sleep(min(poll_interval, remaining))
+        return wait_for(lambda: self.get(job_id), job_id, timeout, poll_interval)
 
 
 __all__ = ["AsyncClient", "Client", "EnqueueOptions", "JobOptions", "job_body"]

@@ -7,8 +7,9 @@ options each method takes, and the answers' errors. No I/O.
 from __future__ import annotations
 
 import json
+import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypedDict
 from urllib.parse import quote
@@ -203,6 +204,23 @@ def outcome(job: JobDict) -> tuple[bool, Any]:
     if job["state"] in ("Failed", "Deleted"):  # a Failed job has no retry left: it has ended
         raise JobFailedError(job)
     return False, None
+
+
+def wait_for(
+    get: Callable[[], JobDict], job_id: JobId, timeout: float, poll_interval: float
+) -> Any:
+    """A sync client's ``wait``: ``get()`` the job until it has ended (:func:`outcome`), or
+    ``TimeoutError`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = get()
+        done, result = outcome(job)
+        if done:
+            return result
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"job {job_id} is still {job['state']} after {timeout} s")
+        time.sleep(min(poll_interval, remaining))
 
 
 #: httpx's pools give up idle connections before the API's keep-alive ends them (see lean_http).

@@ -29,7 +29,6 @@ import contextlib
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -186,16 +185,7 @@ class DirectClient:
     ) -> Any:
         """The job's result once it succeeded; ``JobFailedError`` if it ended ``Failed`` or
         ``Deleted``; ``TimeoutError`` if neither happened within ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            view = self.get(job_id)
-            done, result = shape.outcome(view)
-            if done:
-                return result
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"job {job_id} is still {view['state']} after {timeout} s")
-            time.sleep(min(poll_interval, remaining))
+        return shape.wait_for(lambda: self.get(job_id), job_id, timeout, poll_interval)
 
     # -- on the client's loop -------------------------------------------------------------------
     def _one(self, body: Mapping[str, Any]) -> str:
