@@ -111,6 +111,29 @@ async def dead_queue_depth(
     raise AssertionError("unreachable")
 
 
+async def dead_letters(amqp_url: str, namespace: str, most: int = 5) -> list[str]:
+    """Up to ``most`` messages of ``<namespace>.dead`` (left there): each body with its
+    ``x-death`` entries (queue, reason, count), for a failure's message."""
+    connection = await aio_pika.connect(amqp_url, timeout=10)
+    seen: list[str] = []
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(f"{namespace}.dead", passive=True)
+        for _ in range(most):
+            message = await queue.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            deaths = [
+                {key: death.get(key) for key in ("queue", "reason", "count")}
+                for death in message.headers.get("x-death", []) or []
+                if isinstance(death, dict)
+            ]
+            seen.append(f"{message.body.decode(errors='replace')} x-death {deaths}")
+    finally:
+        await connection.close()  # the messages got stay in the queue (never acked)
+    return seen
+
+
 async def _dead_queue_depth(amqp_url: str, namespace: str) -> int:
     connection = await aio_pika.connect(amqp_url, timeout=10)
     try:

@@ -35,7 +35,7 @@ import pytest
 from orchestrator import metrics, store
 from orchestrator.settings import Settings
 from orchestrator_worker.worker import Worker
-from tests.faults.chaos import dead_queue_depth
+from tests.faults.chaos import dead_letters, dead_queue_depth
 from tests.faults.conftest import SystemFactory
 from tests.faults.overlaps import overlapping
 from tests.faults.overload import Spy, WorkerChurn, enqueue, ready_jobs, reenqueued, states
@@ -246,7 +246,7 @@ def test_minutes_of_overload_with_workers_killed_and_stopped_dead_letter_nothing
         f"returns counted {dict(counted)}, messages sent again {sent_again} (re-enqueued "
         f"{dict(moved)}), dead-lettered {dead}, states {dict(final)}, overlaps {len(overlaps)}"
     )
-    assert dead == 0
+    assert dead == 0, asyncio.run(dead_letters(settings.amqp_url, settings.broker_namespace))
     assert final == {"Succeeded": len(ids)}
     assert not overlaps, overlaps[:5]
     assert churn.kills and churn.stops
