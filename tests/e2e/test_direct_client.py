@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from orchestrator import JobCall
 from orchestrator.db import create_engine
-from orchestrator.direct import DirectClient
+from orchestrator.direct import AsyncDirectClient, DirectClient
 from orchestrator.errors import (
     ConflictError,
     JobFailedError,
@@ -29,10 +29,10 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def system(postgres_url: str, amqp_url: str, tmp_path: Path) -> Iterator[System]:
+def system(database_url: str, amqp_url: str, tmp_path: Path) -> Iterator[System]:
     """A worker alone once the catalog is stored (the API only waits for it, then stops)."""
     running = System(
-        database_url=postgres_url, jobs="tests.worker_jobs", amqp_url=amqp_url, log_dir=tmp_path
+        database_url=database_url, jobs="tests.worker_jobs", amqp_url=amqp_url, log_dir=tmp_path
     )
     try:
         running.start("api", "api")
@@ -138,3 +138,27 @@ def test_delayed_jobs_are_promoted_by_the_scheduler(system: System, client: Dire
     assert client.wait(job_id, timeout=60) == 8
     states = [h["state"] for h in client.get(job_id)["history"]]
     assert states == ["Scheduled", "Enqueued", "Processing", "Succeeded"]
+
+
+def test_the_async_client_does_the_same_on_the_callers_loop(system: System) -> None:
+    settings = Settings(
+        database_url=system.database_url,
+        amqp_url=system.amqp_url,
+        broker_namespace=system.namespace,
+    )
+
+    async def scenario() -> None:
+        async with AsyncDirectClient(settings) as client:
+            job_id = await client.enqueue(worker_jobs.add.call(20, 1))
+            ids = await client.enqueue_many([worker_jobs.add.call(i, 1) for i in range(5)])
+            then = await client.continue_with(job_id, worker_jobs.add.call(0, 1))
+            batch = await client.batch([worker_jobs.add.call(2, 2)])
+            assert await client.wait(job_id, timeout=30) == 21
+            assert [await client.wait(i, timeout=30) for i in ids] == [1, 2, 3, 4, 5]
+            assert await client.wait(then, timeout=30) == 1
+            assert await client.wait(batch["job_ids"][0], timeout=30) == 4
+            assert (await client.get(job_id))["attempt"] == 1
+            with pytest.raises(JobValidationError, match="no_such_job"):
+                await client.enqueue(JobCall.named("tests.no_such_job"))
+
+    asyncio.run(scenario())

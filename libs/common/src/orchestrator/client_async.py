@@ -5,8 +5,6 @@ the usual import; what it sends is :mod:`orchestrator.client_requests`.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Any, Unpack
@@ -33,9 +31,9 @@ from orchestrator.client_requests import (
     job_body,
     job_path,
     list_params,
-    outcome,
     parse,
     schedule_body,
+    wait_for_async,
 )
 from orchestrator.jobs import JobCall
 from orchestrator.propagation import current_headers
@@ -146,13 +144,4 @@ class AsyncClient(AsyncRecurringMethods):
     async def wait(
         self, job_id: JobId, *, timeout: float = 60.0, poll_interval: float = 0.25
     ) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            job = await self.get(job_id)
-            done, result = outcome(job)
-            if done:
-                return result
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"job {job_id} is still {job['state']} after {timeout} s")
-            await asyncio.sleep(min(poll_interval, remaining))
+        return await wait_for_async(lambda: self.get(job_id), job_id, timeout, poll_interval)

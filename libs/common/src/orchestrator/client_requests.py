@@ -6,10 +6,11 @@ options each method takes, and the answers' errors. No I/O.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypedDict
 from urllib.parse import quote
@@ -221,6 +222,22 @@ def wait_for(
         if remaining <= 0:
             raise TimeoutError(f"job {job_id} is still {job['state']} after {timeout} s")
         time.sleep(min(poll_interval, remaining))
+
+
+async def wait_for_async(
+    get: Callable[[], Awaitable[JobDict]], job_id: JobId, timeout: float, poll_interval: float
+) -> Any:
+    """:func:`wait_for` for an async client: the loop is free between two looks."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = await get()
+        done, result = outcome(job)
+        if done:
+            return result
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"job {job_id} is still {job['state']} after {timeout} s")
+        await asyncio.sleep(min(poll_interval, remaining))
 
 
 #: httpx's pools give up idle connections before the API's keep-alive ends them (see lean_http).

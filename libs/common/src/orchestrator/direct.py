@@ -1,6 +1,7 @@
 """A producer that writes its jobs to the store itself: the API's enqueue without the HTTP hop.
 
-:class:`DirectClient` has the enqueueing methods of :class:`orchestrator.Client` (``enqueue``,
+:class:`DirectClient` (and :class:`AsyncDirectClient`, awaited, on the caller's loop) has the
+enqueueing methods of :class:`orchestrator.Client` (``enqueue``,
 ``schedule``, ``continue_with``, ``enqueue_many``, ``batch``) and ``get``/``wait``. Each call runs
 what ``POST /api/v1/jobs`` runs, in the calling process: the request body's model
 (:mod:`orchestrator.enqueue_requests`), the checks against the stored catalog (the workers'
@@ -45,6 +46,7 @@ from orchestrator.broker_link import BrokerLink
 from orchestrator.catalog_cache import CatalogCache
 from orchestrator.db import create_engine
 from orchestrator.enqueue_requests import BulkRequest, EnqueueRequest
+from orchestrator.enqueue_writes import Outcome
 from orchestrator.enqueuer import Enqueuer
 from orchestrator.errors import JobNotFoundError, JobValidationError
 from orchestrator.filters import Filters
@@ -63,7 +65,8 @@ _CLOSE_SECONDS = 10.0
 
 @dataclass
 class _Parts:
-    """What the client runs on its loop: the API's enqueue path and its publisher."""
+    """The API's enqueue path and its publisher, on the loop that runs them; what both clients
+    call once a request body is built."""
 
     engine: AsyncEngine
     sender: OutboxSender
@@ -98,9 +101,49 @@ class _Parts:
         await self.link.stop()
         await self.engine.dispose()
 
+    async def one(self, body: Mapping[str, Any]) -> str:
+        """One job of ``POST /api/v1/jobs``'s body; its id."""
+        (outcome,) = await self._create([_validated(EnqueueRequest, _as_sent(body))], bulk=False)
+        return str(outcome.id)
+
+    async def many(self, body: Mapping[str, Any]) -> list[str]:
+        """The jobs of ``POST /api/v1/jobs/bulk``'s body, all or none; their ids in order."""
+        requests = _validated(BulkRequest, _as_sent(body)).jobs
+        return [str(outcome.id) for outcome in await self._create(requests, bulk=True)]
+
+    async def batch(self, body: Mapping[str, Any]) -> Batch:
+        """A batch of ``POST /api/v1/batches``'s body."""
+        sent = _as_sent(body)
+        members = _validated(BulkRequest, {"jobs": sent["jobs"]}).jobs
+        done = sent.get("on_complete")
+        continuation = _validated(EnqueueRequest, done) if done is not None else None
+        stored = await self.enqueuer.batch(members, continuation)
+        continuation_id = stored.continuation_id
+        return Batch(
+            {
+                "id": str(stored.batch_id),
+                "job_ids": [str(outcome.id) for outcome in stored.outcomes[: len(members)]],
+                "continuation_id": str(continuation_id) if continuation_id is not None else None,
+            }
+        )
+
+    async def get(self, job_id: shape.JobId) -> Job:
+        """The job as ``GET /api/v1/jobs/{id}`` shows it; ``JobNotFoundError`` if there is none."""
+        parsed = _job_id(job_id)
+        async with self.engine.connect() as conn:
+            row = await store.get_job(conn, parsed)
+            return Job(job_view.public_job(row, await store.get_history(conn, parsed)))
+
+    async def _create(self, requests: Sequence[EnqueueRequest], *, bulk: bool) -> list[Outcome]:
+        prepared = await self.enqueuer.prepare(requests, bulk=bulk)
+        if len(prepared) == 1:
+            return [await self.enqueuer.one(prepared[0])]
+        return await self.enqueuer.many(prepared)
+
 
 class DirectClient:
-    """Enqueues by writing to the store and publishing itself (see the module's docstring)."""
+    """Enqueues by writing to the store and publishing itself (see the module's docstring);
+    its calls block, on a loop in a thread of its own."""
 
     def __init__(self, settings: Settings | None = None, *, connect_seconds: float = 5.0) -> None:
         self.settings = settings if settings is not None else Settings()
@@ -134,51 +177,36 @@ class DirectClient:
     # -- enqueueing: the same signatures and option checks as Client --------------------------
     def enqueue(self, call: JobCall, /, **options: Unpack[shape.EnqueueOptions]) -> str:
         """Run ``call`` as soon as a worker is free; returns the job id."""
-        return self._one(shape.job_body(call, options))
+        return self._run(self._parts.one(shape.job_body(call, options)))
 
     def schedule(
         self, call: JobCall, /, *, delay: shape.Seconds | None = None,
         run_at: datetime | None = None, **options: Unpack[shape.EnqueueOptions],
     ) -> str:  # fmt: skip
         """Run ``call`` after ``delay`` seconds or at ``run_at``; returns the job id."""
-        return self._one(shape.schedule_body(call, delay, run_at, options))
+        return self._run(self._parts.one(shape.schedule_body(call, delay, run_at, options)))
 
     def continue_with(
         self, parent_id: shape.JobId, call: JobCall, /, *,
         on: shape.ContinueOn = "succeeded", **options: Unpack[shape.EnqueueOptions],
     ) -> str:  # fmt: skip
         """Run ``call`` once ``parent_id`` has succeeded (``on="finished"``: ended any way)."""
-        return self._one(shape.continuation_body(parent_id, call, on, options))
+        return self._run(self._parts.one(shape.continuation_body(parent_id, call, on, options)))
 
     def enqueue_many(self, items: Iterable[shape.BulkItem], /) -> list[str]:
         """All or nothing: every job is checked before any is created; the ids in order."""
-        body = _as_sent(shape.bulk_body(items))
-        requests = _validated(BulkRequest, body).jobs
-        outcomes = self._run(self._create(requests, bulk=True))
-        return [str(outcome.id) for outcome in outcomes]
+        return self._run(self._parts.many(shape.bulk_body(items)))
 
     def batch(
         self, items: Iterable[shape.BulkItem], /, *, on_complete: shape.BulkItem | None = None
     ) -> Batch:
         """Jobs that run as usual, and ``on_complete`` once every one has ended the first time."""
-        body = _as_sent(shape.batch_body(items, on_complete))
-        members = _validated(BulkRequest, {"jobs": body["jobs"]}).jobs
-        done = body.get("on_complete")
-        continuation = _validated(EnqueueRequest, done) if done is not None else None
-        stored = self._run(self._parts.enqueuer.batch(members, continuation))
-        continuation_id = stored.continuation_id
-        return Batch(
-            {
-                "id": str(stored.batch_id),
-                "job_ids": [str(outcome.id) for outcome in stored.outcomes[: len(members)]],
-                "continuation_id": str(continuation_id) if continuation_id is not None else None,
-            }
-        )
+        return self._run(self._parts.batch(shape.batch_body(items, on_complete)))
 
     # -- reading --------------------------------------------------------------------------------
     def get(self, job_id: shape.JobId) -> Job:
         """The job as ``GET /api/v1/jobs/{id}`` shows it; ``JobNotFoundError`` if there is none."""
-        return Job(self._run(self._view(_job_id(job_id))))
+        return self._run(self._parts.get(job_id))
 
     def wait(
         self, job_id: shape.JobId, *, timeout: float = 60.0, poll_interval: float = 0.05
@@ -186,24 +214,6 @@ class DirectClient:
         """The job's result once it succeeded; ``JobFailedError`` if it ended ``Failed`` or
         ``Deleted``; ``TimeoutError`` if neither happened within ``timeout`` seconds."""
         return shape.wait_for(lambda: self.get(job_id), job_id, timeout, poll_interval)
-
-    # -- on the client's loop -------------------------------------------------------------------
-    def _one(self, body: Mapping[str, Any]) -> str:
-        request = _validated(EnqueueRequest, _as_sent(body))
-        (outcome,) = self._run(self._create([request], bulk=False))
-        return str(outcome.id)
-
-    async def _create(self, requests: Sequence[EnqueueRequest], *, bulk: bool) -> list[Any]:
-        enqueuer = self._parts.enqueuer
-        prepared = await enqueuer.prepare(requests, bulk=bulk)
-        if len(prepared) == 1:
-            return [await enqueuer.one(prepared[0])]
-        return await enqueuer.many(prepared)
-
-    async def _view(self, job_id: uuid.UUID) -> dict[str, Any]:
-        async with self._parts.engine.connect() as conn:
-            row = await store.get_job(conn, job_id)
-            return job_view.public_job(row, await store.get_history(conn, job_id))
 
     def _run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
         """Run ``coroutine`` on the client's loop, in the caller's trace context (the caller's
@@ -219,6 +229,78 @@ class DirectClient:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+
+class AsyncDirectClient:
+    """:class:`DirectClient` for a program with an event loop (as :class:`AsyncClient` is for
+    :class:`Client`): the same methods, awaited, on the caller's loop::
+
+        async with AsyncDirectClient() as client:
+            job_id = await client.enqueue(add.call(1, 2))
+    """
+
+    def __init__(self, settings: Settings | None = None, *, connect_seconds: float = 5.0) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self._connect_seconds = connect_seconds
+        self._started: _Parts | None = None
+
+    async def start(self) -> Self:
+        """Connect to the store and RabbitMQ (``async with`` does it)."""
+        if self._started is None:
+            self._started = await _Parts.start(self.settings, self._connect_seconds)
+        return self
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Publish what was committed (up to 10 s; the relay sends the rest) and disconnect."""
+        started, self._started = self._started, None
+        if started is not None:
+            await started.stop()
+
+    @property
+    def _parts(self) -> _Parts:
+        if self._started is None:
+            raise RuntimeError("this AsyncDirectClient is not started (use async with)")
+        return self._started
+
+    async def enqueue(self, call: JobCall, /, **options: Unpack[shape.EnqueueOptions]) -> str:
+        return await self._parts.one(shape.job_body(call, options))
+
+    async def schedule(
+        self, call: JobCall, /, *, delay: shape.Seconds | None = None,
+        run_at: datetime | None = None, **options: Unpack[shape.EnqueueOptions],
+    ) -> str:  # fmt: skip
+        return await self._parts.one(shape.schedule_body(call, delay, run_at, options))
+
+    async def continue_with(
+        self, parent_id: shape.JobId, call: JobCall, /, *,
+        on: shape.ContinueOn = "succeeded", **options: Unpack[shape.EnqueueOptions],
+    ) -> str:  # fmt: skip
+        return await self._parts.one(shape.continuation_body(parent_id, call, on, options))
+
+    async def enqueue_many(self, items: Iterable[shape.BulkItem], /) -> list[str]:
+        return await self._parts.many(shape.bulk_body(items))
+
+    async def batch(
+        self, items: Iterable[shape.BulkItem], /, *, on_complete: shape.BulkItem | None = None
+    ) -> Batch:
+        return await self._parts.batch(shape.batch_body(items, on_complete))
+
+    async def get(self, job_id: shape.JobId) -> Job:
+        return await self._parts.get(job_id)
+
+    async def wait(
+        self, job_id: shape.JobId, *, timeout: float = 60.0, poll_interval: float = 0.05
+    ) -> Any:
+        """As :meth:`DirectClient.wait`, without blocking the loop."""
+        return await shape.wait_for_async(
+            lambda: self.get(job_id), job_id, timeout, poll_interval
+        )
 
 
 async def _within(context: otel_context.Context, coroutine: Coroutine[Any, Any, _T]) -> _T:
@@ -257,4 +339,4 @@ def _job_id(value: shape.JobId) -> uuid.UUID:
         raise JobNotFoundError(f"no job with id {value}") from None
 
 
-__all__ = ["DirectClient"]
+__all__ = ["AsyncDirectClient", "DirectClient"]
