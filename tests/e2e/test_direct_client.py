@@ -162,3 +162,17 @@ def test_the_async_client_does_the_same_on_the_callers_loop(system: System) -> N
                 await client.enqueue(JobCall.named("tests.no_such_job"))
 
     asyncio.run(scenario())
+
+
+def test_with_rabbitmq_away_jobs_wait_in_the_outbox(system: System) -> None:
+    """Nothing is lost when the client cannot reach RabbitMQ: the jobs are committed with their
+    outbox entries, which the relay publishes once it can (no relay runs here)."""
+    away = Settings(
+        database_url=system.database_url,
+        amqp_url="amqp://guest:guest@127.0.0.1:1/",
+        broker_namespace=system.namespace,
+    )
+    with DirectClient(away, connect_seconds=0.5) as client:
+        ids = [client.enqueue(worker_jobs.add.call(i, i)) for i in range(3)]
+        assert {client.get(i)["state"] for i in ids} == {"Enqueued"}
+    assert _entries_of_enqueues(system.database_url) == 3
