@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -241,6 +242,18 @@ class WorkerChurn:
 
     def exits(self) -> dict[int, float]:
         return {w.process.pid: w.exited for w in self.workers if w.exited is not None}
+
+    def unsettled_at_close(self) -> dict[str, int]:
+        """Per worker, the deliveries it logged as never settled when it closed its connection
+        (RabbitMQ requeues them, towards the delivery limit); its /metrics count of them is
+        lost, since a stopping worker is scraped before its SIGTERM."""
+        found: dict[str, int] = {}
+        for worker in self.workers:
+            log = self.system.log_of(worker.name)
+            logged = re.findall(r"(\d+) deliveries were never settled", log)
+            if logged:
+                found[worker.name] = sum(int(n) for n in logged)
+        return found
 
     def returned(self) -> Counter[str]:
         total: Counter[str] = Counter()
