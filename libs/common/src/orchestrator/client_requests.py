@@ -18,7 +18,7 @@ from urllib.parse import quote
 import httpx
 
 from orchestrator import bounds
-from orchestrator.errors import ApiError, JobFailedError
+from orchestrator.errors import ApiError, JobFailedError, JobNotFoundError
 from orchestrator.jobs import JobCall, JobFunction
 from orchestrator.lean_http import MAX_IDLE_SECONDS
 
@@ -177,6 +177,15 @@ def list_params(
     return {key: value for key, value in params.items() if value is not None}
 
 
+def stored_job_id(value: JobId) -> uuid.UUID:
+    """The id a client was given, for a client that reads the store itself (the inline and the
+    direct clients); ``JobNotFoundError`` when it cannot be a job's id."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise JobNotFoundError(f"no job with id {value}") from None
+
+
 def job_path(job_id: JobId, action: str = "") -> str:
     return f"/jobs/{quote(str(job_id), safe='')}{action}"
 
@@ -214,14 +223,10 @@ def wait_for(
     ``TimeoutError`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
-        job = get()
-        done, result = outcome(job)
+        done, result, pause = _looked(get(), job_id, deadline, timeout, poll_interval)
         if done:
             return result
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"job {job_id} is still {job['state']} after {timeout} s")
-        time.sleep(min(poll_interval, remaining))
+        time.sleep(pause)
 
 
 async def wait_for_async(
@@ -230,14 +235,24 @@ async def wait_for_async(
     """:func:`wait_for` for an async client: the loop is free between two looks."""
     deadline = time.monotonic() + timeout
     while True:
-        job = await get()
-        done, result = outcome(job)
+        done, result, pause = _looked(await get(), job_id, deadline, timeout, poll_interval)
         if done:
             return result
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"job {job_id} is still {job['state']} after {timeout} s")
-        await asyncio.sleep(min(poll_interval, remaining))
+        await asyncio.sleep(pause)
+
+
+def _looked(
+    job: JobDict, job_id: JobId, deadline: float, timeout: float, poll_interval: float
+) -> tuple[bool, Any, float]:
+    """(ended, result, pause before the next look) for one look at the job; ``TimeoutError``
+    once ``deadline`` has passed."""
+    done, result = outcome(job)
+    if done:
+        return True, result, 0.0
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError(f"job {job_id} is still {job['state']} after {timeout} s")
+    return False, None, min(poll_interval, remaining)
 
 
 #: httpx's pools give up idle connections before the API's keep-alive ends them (see lean_http).

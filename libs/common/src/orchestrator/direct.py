@@ -19,8 +19,8 @@ publish (the process ended, RabbitMQ was away) the scheduler's relay publishes f
 
 It is for a team's own services that may hold the store's and the broker's credentials, as
 Hangfire's client writes to its storage: no API key is asked and no request throttle applies
-(docs/security.md). Errors are the library's own: ``JobValidationError`` (with
-``UnknownJobError``, ``UnknownQueueError``) where the API answers 422, ``ConflictError`` for 409.
+(docs/security.md). Errors are the library's own, worded as the API's answers:
+``JobValidationError`` where the API answers 422, ``ConflictError`` for 409.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import contextlib
 import json
 import logging
 import threading
-import uuid
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,10 +44,15 @@ from orchestrator import job_view, store
 from orchestrator.broker_link import BrokerLink
 from orchestrator.catalog_cache import CatalogCache
 from orchestrator.db import create_engine
-from orchestrator.enqueue_requests import BulkRequest, EnqueueRequest
+from orchestrator.enqueue_requests import (
+    BulkRequest,
+    EnqueueRequest,
+    describe_validation,
+    error_location,
+)
 from orchestrator.enqueue_writes import Outcome
 from orchestrator.enqueuer import Enqueuer
-from orchestrator.errors import JobNotFoundError, JobValidationError
+from orchestrator.errors import JobValidationError
 from orchestrator.filters import Filters
 from orchestrator.filters import load as load_filters
 from orchestrator.jobs import JobCall
@@ -129,7 +133,7 @@ class _Parts:
 
     async def get(self, job_id: shape.JobId) -> Job:
         """The job as ``GET /api/v1/jobs/{id}`` shows it; ``JobNotFoundError`` if there is none."""
-        parsed = _job_id(job_id)
+        parsed = shape.stored_job_id(job_id)
         async with self.engine.connect() as conn:
             row = await store.get_job(conn, parsed)
             return Job(job_view.public_job(row, await store.get_history(conn, parsed)))
@@ -326,17 +330,9 @@ def _validated(model: type[_Model], body: Mapping[str, Any]) -> _Model:
     try:
         return model.model_validate(body)
     except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        message = f"{where}: {first['msg']}" if where else first["msg"]
-        raise JobValidationError(message, field=where or None) from None
-
-
-def _job_id(value: shape.JobId) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise JobNotFoundError(f"no job with id {value}") from None
+        errors = exc.errors()
+        where = error_location(errors[0]) if errors else ""
+        raise JobValidationError(describe_validation(errors), field=where or None) from None
 
 
 __all__ = ["AsyncDirectClient", "DirectClient"]

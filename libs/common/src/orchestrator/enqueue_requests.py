@@ -5,6 +5,7 @@ of a bulk or a batch), validated the same way by the API and by
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -83,3 +84,24 @@ class BulkRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     jobs: list[EnqueueRequest] = Field(min_length=1, max_length=MAX_BULK)
+
+
+def error_location(error: Mapping[str, Any]) -> str:
+    """Where a pydantic error is, as a request names it (``kwargs.x``, ``jobs[2].queue``)."""
+    where = ""
+    for item in error.get("loc", ()):
+        if item in ("body", "query", "path"):
+            continue
+        where += f"[{item}]" if isinstance(item, int) else (f".{item}" if where else str(item))
+    return where
+
+
+def describe_validation(errors: Sequence[Mapping[str, Any]]) -> str:
+    """Pydantic errors in words, each naming where it is: the message of the API's 422 and of
+    a direct client's ``JobValidationError``."""
+    parts = []
+    for error in errors:
+        where = error_location(error)
+        message = str(error.get("msg", "invalid"))
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts) or "invalid request"

@@ -56,7 +56,7 @@ from orchestrator.catalog import Catalog, Registration, validate_with_model, val
 from orchestrator.db import db_now
 from orchestrator.enqueue_writes import Stored
 from orchestrator.enqueueing import Checks, JobRequest
-from orchestrator.errors import JobNotFoundError, JobValidationError, UnknownJobError
+from orchestrator.errors import JobValidationError, UnknownJobError
 from orchestrator.inline_store import InlineStore
 from orchestrator.inline_worker import InlineWorker, call_job
 from orchestrator.jobs import JobCall, JobContext, JobFunction
@@ -182,7 +182,7 @@ class InlineClient:
         return {job.id: job for job in self._store.run(self._every_job())}
 
     def get(self, job_id: shape.JobId) -> Job:
-        return Job(self._store.run(self._view(_job_id(job_id))))
+        return Job(self._store.run(self._view(shape.stored_job_id(job_id))))
 
     def list(
         self, *, state: str | None = None, queue: str | None = None, job: str | None = None
@@ -206,14 +206,14 @@ class InlineClient:
         return result
 
     def delete(self, job_id: shape.JobId) -> JobChange:
-        parsed = _job_id(job_id)
+        parsed = shape.stored_job_id(job_id)
         self._worker.deliver(
             self._store.run(self._act(interventions.delete_job, parsed, "Deleted"))
         )
         return JobChange({"id": str(parsed), "state": State.DELETED.value})
 
     def requeue(self, job_id: shape.JobId) -> JobChange:
-        parsed = _job_id(job_id)
+        parsed = shape.stored_job_id(job_id)
         self._worker.deliver(
             self._store.run(self._act(interventions.requeue_job, parsed, "Requeued"))
         )
@@ -359,13 +359,6 @@ def _parent_id(value: Any) -> uuid.UUID:
         raise JobValidationError(
             f"continue_after: no job with id {value}", field="continue_after"
         ) from None
-
-
-def _job_id(value: shape.JobId) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise JobNotFoundError(f"no job with id {value}") from None
 
 
 def run_job(function: JobFunction[Any, Any], /, *args: Any, **kwargs: Any) -> Any:

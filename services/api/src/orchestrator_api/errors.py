@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,6 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orchestrator.enqueue_requests import describe_validation
 from orchestrator.errors import (
     ConflictError,
     IllegalTransitionError,
@@ -86,19 +86,6 @@ def error_response(
 
 def error_body(code: str, message: str) -> bytes:
     return json.dumps({"error": {"code": code, "message": message}}).encode()
-
-
-def describe_validation(errors: Sequence[Any]) -> str:
-    """Pydantic errors in words, each naming where it is (``kwargs.x``, ``jobs[2].queue``)."""
-    parts = []
-    for error in errors:
-        location = [item for item in error.get("loc", ()) if item not in ("body", "query", "path")]
-        where = ""
-        for item in location:
-            where += f"[{item}]" if isinstance(item, int) else (f".{item}" if where else str(item))
-        message = str(error.get("msg", "invalid"))
-        parts.append(f"{where}: {message}" if where else message)
-    return "; ".join(parts) or "invalid request"
 
 
 async def _validation(_: Request, exc: Exception) -> JSONResponse:
