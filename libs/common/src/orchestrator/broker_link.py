@@ -44,7 +44,7 @@ class BrokerLink:
         return self.connection is not None and not self.connection.is_closed
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._connect_loop(), name="api-broker-connect")
+        self._task = asyncio.create_task(self._connect_loop(), name=f"{self._name}-broker-connect")
 
     async def _connect_loop(self) -> None:
         warned = False

@@ -1,9 +1,10 @@
-"""The API's :class:`Enqueuer`: the one object that creates jobs, whatever the route.
+"""The :class:`Enqueuer`: the one object that creates jobs, whatever the API's route, and in a
+:class:`~orchestrator.direct.DirectClient`.
 
-The checks and writes are the library's (:mod:`orchestrator.enqueueing`,
-:mod:`orchestrator.enqueue_writes`); this adds how the API
-runs them. A single plain enqueue (no idempotency key, no parent) joins a group-commit round
-(:class:`~orchestrator.group_commit.GroupCommit`: concurrent requests, one statement);
+The checks and writes are :mod:`orchestrator.enqueueing` and :mod:`orchestrator.enqueue_writes`;
+this adds how a publishing process runs them. A single plain enqueue (no idempotency key, no
+parent) joins a group-commit round (:class:`~orchestrator.group_commit.GroupCommit`: concurrent
+requests, one statement);
 everything else is one transaction per call. After each commit the Enqueuer hands the outbox
 entries to the sender (the fast path), counts the jobs and wakes the schedulers for an earlier
 delayed one (:class:`~orchestrator.scheduler_wake.SchedulerWake`), and runs the filters'
